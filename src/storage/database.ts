@@ -1,0 +1,149 @@
+import { Kysely, Migrator, PostgresDialect, sql, type Dialect } from 'kysely';
+import pg from 'pg';
+import { CommentingDialect } from './commenting-dialect.js';
+import { migrationProvider } from './migrations/index.js';
+import { openPglite, PgliteDialect } from './pglite.js';
+import type { KeelDatabase } from './schema.js';
+
+/**
+ * The storage port. Both adapters are real PostgreSQL engines behind one Kysely instance: `pg` against a server
+ * (production, CI) and PGlite in-process (embedded mode). Modules see only `Database`.
+ */
+export interface Database {
+  readonly db: Kysely<KeelDatabase>;
+  readonly engine: 'postgres' | 'pglite';
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** `postgres://…`; absent selects embedded PGlite. */
+  readonly url?: string | undefined;
+  /** PGlite data directory; absent with no url means an in-memory database. */
+  readonly dataDir?: string | undefined;
+  /** PostgreSQL schema to use (tests isolate themselves in one); created if missing. */
+  readonly schema?: string | undefined;
+  readonly poolSizeMax?: number;
+  readonly statementTimeoutMs?: number;
+  readonly lockTimeoutMs?: number;
+  readonly poolAcquireTimeoutMs?: number;
+}
+
+export const databaseDefaults = {
+  poolSizeMax: 20,
+  statementTimeoutMs: 5_000,
+  lockTimeoutMs: 1_000,
+  poolAcquireTimeoutMs: 2_000,
+  idleInTransactionTimeoutMs: 10_000,
+} as const;
+
+const schemaNamePattern = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url === undefined) return openEmbedded(options);
+  return openPostgres(options.url, options);
+}
+
+async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
+  const schema = options.schema;
+  if (schema !== undefined && !schemaNamePattern.test(schema)) throw new Error(`invalid schema name ${schema}`);
+  if (schema !== undefined) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    } finally {
+      await client.end();
+    }
+  }
+  const sessionSettings = [
+    `-c statement_timeout=${options.statementTimeoutMs ?? databaseDefaults.statementTimeoutMs}`,
+    `-c lock_timeout=${options.lockTimeoutMs ?? databaseDefaults.lockTimeoutMs}`,
+    `-c idle_in_transaction_session_timeout=${databaseDefaults.idleInTransactionTimeoutMs}`,
+    ...(schema === undefined ? [] : [`-c search_path=${schema}`]),
+  ];
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSizeMax ?? databaseDefaults.poolSizeMax,
+    connectionTimeoutMillis: options.poolAcquireTimeoutMs ?? databaseDefaults.poolAcquireTimeoutMs,
+    options: sessionSettings.join(' '),
+  });
+  // A connection that dies while idle (server restart, pg_terminate_backend) is dropped from the pool; the
+  // next query opens a new one. Without this handler the error would end the process.
+  pool.on('error', () => undefined);
+  const db = new Kysely<KeelDatabase>({ dialect: new CommentingDialect(new PostgresDialect({ pool })) });
+  return {
+    db,
+    engine: 'postgres',
+    ping: async () => {
+      await sql`SELECT 1`.execute(db);
+    },
+    close: async () => {
+      await db.destroy();
+    },
+  };
+}
+
+async function openEmbedded(options: DatabaseOptions): Promise<Database> {
+  const pglite = openPglite(options.dataDir);
+  await pglite.waitReady;
+  const dialect: Dialect = new CommentingDialect(new PgliteDialect(pglite));
+  const db = new Kysely<KeelDatabase>({ dialect });
+  return {
+    db,
+    engine: 'pglite',
+    ping: async () => {
+      await sql`SELECT 1`.execute(db);
+    },
+    close: async () => {
+      await db.destroy();
+    },
+  };
+}
+
+/** Brings the schema up to date; safe to run on every start and from several processes at once. */
+export async function migrateToLatest(database: Database): Promise<readonly string[]> {
+  const migrator = new Migrator({ db: database.db, provider: migrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) throw error;
+  return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
+}
+
+/** Drops a test schema and everything in it. */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  if (!schemaNamePattern.test(schema)) throw new Error(`invalid schema name ${schema}`);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+interface PgErrorLike {
+  readonly code?: unknown;
+  readonly constraint?: unknown;
+  readonly message?: unknown;
+}
+
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  const candidate = error as PgErrorLike | null;
+  if (candidate?.code !== '23505') return false;
+  if (constraint === undefined) return true;
+  // PGlite does not fill `constraint`; its message names the constraint.
+  return candidate.constraint === constraint || String(candidate.message).includes(constraint);
+}
+
+/**
+ * Errors that mean "the database is unavailable or overloaded right now", not "the request is wrong":
+ * connection failures, pool exhaustion, statement and lock timeouts, terminated backends, serialization.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const candidate = error as PgErrorLike | null;
+  const code = typeof candidate?.code === 'string' ? candidate.code : '';
+  if (['57014', '55P03', '57P01', '57P02', '57P03', '40001', '40P01', '53300', '08000', '08003', '08006'].includes(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)) return true;
+  const message = typeof candidate?.message === 'string' ? candidate.message : '';
+  return /timeout exceeded when trying to connect|Connection terminated|connection ended|Client has encountered a connection error/i.test(message);
+}

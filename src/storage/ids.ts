@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Identifiers are time-ordered so B-tree inserts stay on the right edge: UUIDv7 in `uuid` columns, and a public
+ * form of a type prefix plus the same 128 bits as 26 Crockford base32 characters (ULID-compatible), e.g.
+ * `pay_01JD…`. The two forms convert both ways, so the API never needs a second lookup column.
+ */
+
+const crockford = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const crockfordIndex = new Map<string, number>([...crockford].map((char, index) => [char, index]));
+const publicIdBodyLength = 26;
+
+export const idPrefixes = {
+  merchant: 'mer',
+  payment: 'pay',
+  attempt: 'att',
+  refund: 're',
+  event: 'evt',
+  customer: 'cus',
+  paymentMethod: 'pm',
+  apiKey: 'key',
+  checkoutSession: 'cs',
+  anomaly: 'anm',
+} as const;
+export type IdKind = keyof typeof idPrefixes;
+
+let lastMillis = 0;
+let sequence = 0;
+
+/** A UUIDv7: 48 bits of Unix milliseconds, then random bits; monotonic within one process and millisecond. */
+export function uuidv7(now: number = Date.now()): string {
+  const bytes = randomBytes(16);
+  if (now <= lastMillis) {
+    sequence = (sequence + 1) & 0xfff;
+    now = lastMillis + (sequence === 0 ? 1 : 0);
+  } else {
+    sequence = bytes.readUInt16BE(6) & 0x7ff;
+  }
+  lastMillis = now;
+  bytes.writeUIntBE(now, 0, 6);
+  bytes[6] = 0x70 | ((sequence >> 8) & 0x0f);
+  bytes[7] = sequence & 0xff;
+  bytes[8] = 0x80 | ((bytes[8] ?? 0) & 0x3f);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function uuidToPublic(kind: IdKind, uuid: string): string {
+  const hex = uuid.replaceAll('-', '');
+  assert.equal(hex.length, 32, 'a uuid has 32 hex digits');
+  let value = BigInt(`0x${hex}`);
+  let body = '';
+  for (let index = 0; index < publicIdBodyLength; index += 1) {
+    body = crockford[Number(value & 31n)] + body;
+    value >>= 5n;
+  }
+  return `${idPrefixes[kind]}_${body}`;
+}
+
+/** The uuid behind a public id, or undefined when the id is malformed or of another kind. */
+export function publicToUuid(kind: IdKind, publicId: string): string | undefined {
+  const prefix = `${idPrefixes[kind]}_`;
+  if (!publicId.startsWith(prefix) || publicId.length !== prefix.length + publicIdBodyLength) return undefined;
+  let value = 0n;
+  for (const char of publicId.slice(prefix.length).toUpperCase()) {
+    const digit = crockfordIndex.get(char);
+    if (digit === undefined) return undefined;
+    value = (value << 5n) | BigInt(digit);
+  }
+  if (value >> 128n !== 0n) return undefined;
+  const hex = value.toString(16).padStart(32, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function newId(kind: IdKind): { uuid: string; publicId: string } {
+  const uuid = uuidv7();
+  return { uuid, publicId: uuidToPublic(kind, uuid) };
+}

@@ -1,0 +1,141 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/**
+ * Keel's migrations, one list for PostgreSQL and PGlite. They are plain SQL so that what runs in a test on the
+ * embedded engine is what runs in production. Never edit a landed migration: add one.
+ */
+const migrations: Record<string, Migration> = {
+  '0001_payments_core': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE merchants (
+          id uuid PRIMARY KEY,
+          name text NOT NULL,
+          brand_name text NOT NULL,
+          country char(2) NOT NULL,
+          gateway text NOT NULL,
+          partner_secret_key_encrypted text NOT NULL,
+          livemode boolean NOT NULL DEFAULT false,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE api_keys (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          kind text NOT NULL CHECK (kind IN ('secret', 'publishable')),
+          key_hash text NOT NULL UNIQUE,
+          key_hint text NOT NULL,
+          revoked_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX api_keys_merchant ON api_keys (merchant_id);
+        CREATE TABLE payments (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          order_id text NOT NULL,
+          amount bigint NOT NULL CHECK (amount > 0),
+          currency char(3) NOT NULL,
+          country char(2) NOT NULL,
+          status text NOT NULL,
+          capture_method text NOT NULL,
+          amount_capturable bigint NOT NULL DEFAULT 0 CHECK (amount_capturable >= 0),
+          amount_received bigint NOT NULL DEFAULT 0 CHECK (amount_received >= 0 AND amount_received <= amount),
+          amount_refunded bigint NOT NULL DEFAULT 0 CHECK (amount_refunded >= 0 AND amount_refunded <= amount_received),
+          gateway text NOT NULL,
+          failure_code text,
+          failure_message text,
+          customer_id uuid,
+          payment_method jsonb,
+          description text,
+          metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+          livemode boolean NOT NULL DEFAULT false,
+          partner_payment_id text,
+          correlation_id text,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now(),
+          UNIQUE (merchant_id, order_id)
+        );
+        CREATE INDEX payments_merchant_id ON payments (merchant_id, id DESC);
+        CREATE INDEX payments_merchant_status ON payments (merchant_id, status, id DESC);
+        CREATE TABLE refunds (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          payment_id uuid NOT NULL REFERENCES payments(id),
+          amount bigint NOT NULL CHECK (amount > 0),
+          currency char(3) NOT NULL,
+          status text NOT NULL,
+          reason text,
+          failure_code text,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX refunds_payment ON refunds (payment_id);
+        CREATE TABLE payment_attempts (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          payment_id uuid NOT NULL REFERENCES payments(id),
+          refund_id uuid REFERENCES refunds(id),
+          operation text NOT NULL,
+          status text NOT NULL,
+          amount bigint NOT NULL CHECK (amount > 0),
+          partner_idempotency_key text NOT NULL UNIQUE,
+          partner_payment_id text,
+          partner_token_encrypted text,
+          failure_code text,
+          failure_message text,
+          inquiry_count integer NOT NULL DEFAULT 0,
+          next_inquiry_at timestamptz,
+          correlation_id text,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX payment_attempts_payment ON payment_attempts (payment_id);
+        CREATE INDEX payment_attempts_unresolved ON payment_attempts (next_inquiry_at) WHERE status = 'unknown';
+        CREATE TABLE idempotency_keys (
+          id bigserial PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          key text NOT NULL,
+          request_method text NOT NULL,
+          request_path text NOT NULL,
+          request_hash text NOT NULL,
+          recovery_point text NOT NULL,
+          locked_at timestamptz,
+          payment_id uuid,
+          refund_id uuid,
+          response_status integer,
+          response_body jsonb,
+          correlation_id text,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now(),
+          UNIQUE (merchant_id, key)
+        );
+        CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+        CREATE INDEX idempotency_keys_unfinished ON idempotency_keys (locked_at) WHERE recovery_point <> 'finished';
+        CREATE TABLE outbox (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          type text NOT NULL,
+          aggregate_id uuid NOT NULL,
+          data jsonb NOT NULL,
+          correlation_id text,
+          published_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+        CREATE TABLE anomalies (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          kind text NOT NULL,
+          payment_id uuid,
+          attempt_id uuid,
+          detail jsonb NOT NULL,
+          resolved_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+      `.execute(db);
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};

@@ -1,0 +1,150 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/**
+ * Database rows, as Kysely sees them. These are the storage layer's types: modules convert them to domain
+ * objects, and routes convert those to API objects; a row never leaves its module.
+ */
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** bigint columns come back as strings from both drivers; repositories convert them to bigint. */
+type Money = ColumnType<string, bigint | string, bigint | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface MerchantsTable {
+  id: string;
+  name: string;
+  brand_name: string;
+  country: string;
+  gateway: string;
+  partner_secret_key_encrypted: string;
+  livemode: boolean;
+  created_at: Generated<Timestamp>;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  merchant_id: string;
+  kind: 'secret' | 'publishable';
+  key_hash: string;
+  key_hint: string;
+  revoked_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+}
+
+export interface PaymentsTable {
+  id: string;
+  merchant_id: string;
+  order_id: string;
+  amount: Money;
+  currency: string;
+  country: string;
+  status: string;
+  capture_method: string;
+  amount_capturable: Money;
+  amount_received: Money;
+  amount_refunded: Money;
+  gateway: string;
+  failure_code: string | null;
+  failure_message: string | null;
+  customer_id: string | null;
+  payment_method: Json<Record<string, unknown> | null>;
+  description: string | null;
+  metadata: Json<Record<string, string>>;
+  livemode: boolean;
+  partner_payment_id: string | null;
+  correlation_id: string | null;
+  created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface AttemptsTable {
+  id: string;
+  merchant_id: string;
+  payment_id: string;
+  refund_id: string | null;
+  operation: string;
+  status: string;
+  amount: Money;
+  partner_idempotency_key: string;
+  partner_payment_id: string | null;
+  partner_token_encrypted: string | null;
+  failure_code: string | null;
+  failure_message: string | null;
+  inquiry_count: Generated<number>;
+  next_inquiry_at: Timestamp | null;
+  correlation_id: string | null;
+  created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface RefundsTable {
+  id: string;
+  merchant_id: string;
+  payment_id: string;
+  amount: Money;
+  currency: string;
+  status: string;
+  reason: string | null;
+  failure_code: string | null;
+  created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface IdempotencyKeysTable {
+  id: Generated<string>;
+  merchant_id: string;
+  key: string;
+  request_method: string;
+  request_path: string;
+  request_hash: string;
+  recovery_point: string;
+  locked_at: Timestamp | null;
+  payment_id: string | null;
+  refund_id: string | null;
+  response_status: number | null;
+  response_body: Json<unknown> | null;
+  correlation_id: string | null;
+  created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface OutboxTable {
+  id: string;
+  merchant_id: string;
+  type: string;
+  aggregate_id: string;
+  data: Json<Record<string, unknown>>;
+  correlation_id: string | null;
+  published_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+}
+
+export interface AnomaliesTable {
+  id: string;
+  merchant_id: string;
+  kind: string;
+  payment_id: string | null;
+  attempt_id: string | null;
+  detail: Json<Record<string, unknown>>;
+  resolved_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+}
+
+export interface KeelDatabase {
+  merchants: MerchantsTable;
+  api_keys: ApiKeysTable;
+  payments: PaymentsTable;
+  payment_attempts: AttemptsTable;
+  refunds: RefundsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  outbox: OutboxTable;
+  anomalies: AnomaliesTable;
+}
+
+export type PaymentRow = Selectable<PaymentsTable>;
+export type NewPaymentRow = Insertable<PaymentsTable>;
+export type PaymentUpdate = Updateable<PaymentsTable>;
+export type AttemptRow = Selectable<AttemptsTable>;
+export type RefundRow = Selectable<RefundsTable>;
+export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
+export type MerchantRow = Selectable<MerchantsTable>;
