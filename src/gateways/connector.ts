@@ -95,7 +95,7 @@ export type InquiryResult =
   | { readonly state: 'not_found' }
   | { readonly state: 'pending' }
   | { readonly state: 'declined'; readonly code: DeclineCode; readonly message: string }
-  | { readonly state: 'succeeded'; readonly partnerPaymentId: string | null; readonly captured: boolean };
+  | { readonly state: 'succeeded'; readonly partnerPaymentId: string | null; readonly captured: boolean; readonly canceled: boolean };
 
 export interface TokenizeRequest {
   readonly customerKey: string;

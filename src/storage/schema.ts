@@ -6,6 +6,7 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
  */
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 /** bigint columns come back as strings from both drivers; repositories convert them to bigint. */
 type Money = ColumnType<string, bigint | string, bigint | string>;
 type Json<T> = ColumnType<T, string, string>;
@@ -18,7 +19,7 @@ export interface MerchantsTable {
   gateway: string;
   partner_secret_key_encrypted: string;
   livemode: boolean;
-  created_at: Generated<Timestamp>;
+  created_at: Timestamp;
 }
 
 export interface ApiKeysTable {
@@ -27,8 +28,8 @@ export interface ApiKeysTable {
   kind: 'secret' | 'publishable';
   key_hash: string;
   key_hint: string;
-  revoked_at: Timestamp | null;
-  created_at: Generated<Timestamp>;
+  revoked_at: NullableTimestamp;
+  created_at: Timestamp;
 }
 
 export interface PaymentsTable {
@@ -47,14 +48,14 @@ export interface PaymentsTable {
   failure_code: string | null;
   failure_message: string | null;
   customer_id: string | null;
-  payment_method: Json<Record<string, unknown> | null>;
+  payment_method: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
   description: string | null;
   metadata: Json<Record<string, string>>;
   livemode: boolean;
   partner_payment_id: string | null;
   correlation_id: string | null;
-  created_at: Generated<Timestamp>;
-  updated_at: Generated<Timestamp>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface AttemptsTable {
@@ -71,10 +72,10 @@ export interface AttemptsTable {
   failure_code: string | null;
   failure_message: string | null;
   inquiry_count: Generated<number>;
-  next_inquiry_at: Timestamp | null;
+  next_inquiry_at: NullableTimestamp;
   correlation_id: string | null;
-  created_at: Generated<Timestamp>;
-  updated_at: Generated<Timestamp>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface RefundsTable {
@@ -86,8 +87,8 @@ export interface RefundsTable {
   status: string;
   reason: string | null;
   failure_code: string | null;
-  created_at: Generated<Timestamp>;
-  updated_at: Generated<Timestamp>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface IdempotencyKeysTable {
@@ -98,14 +99,16 @@ export interface IdempotencyKeysTable {
   request_path: string;
   request_hash: string;
   recovery_point: string;
-  locked_at: Timestamp | null;
+  locked_at: NullableTimestamp;
+  lock_token: string | null;
   payment_id: string | null;
   refund_id: string | null;
+  attempt_id: string | null;
   response_status: number | null;
-  response_body: Json<unknown> | null;
+  response_body: ColumnType<unknown, string | null | undefined, string | null>;
   correlation_id: string | null;
-  created_at: Generated<Timestamp>;
-  updated_at: Generated<Timestamp>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface OutboxTable {
@@ -115,8 +118,8 @@ export interface OutboxTable {
   aggregate_id: string;
   data: Json<Record<string, unknown>>;
   correlation_id: string | null;
-  published_at: Timestamp | null;
-  created_at: Generated<Timestamp>;
+  published_at: NullableTimestamp;
+  created_at: Timestamp;
 }
 
 export interface AnomaliesTable {
@@ -126,8 +129,8 @@ export interface AnomaliesTable {
   payment_id: string | null;
   attempt_id: string | null;
   detail: Json<Record<string, unknown>>;
-  resolved_at: Timestamp | null;
-  created_at: Generated<Timestamp>;
+  resolved_at: NullableTimestamp;
+  created_at: Timestamp;
 }
 
 export interface KeelDatabase {

@@ -135,10 +135,10 @@ export function interpretIntent(intent: StripePaymentIntent): InquiryResult {
     case 'pending':
       return { state: 'pending' };
     case 'authorized':
-      return { state: 'succeeded', partnerPaymentId: intent.id, captured: false };
+      return { state: 'succeeded', partnerPaymentId: intent.id, captured: false, canceled: false };
     case 'captured':
     case 'canceled':
-      return { state: 'succeeded', partnerPaymentId: intent.id, captured: meaning === 'captured' };
+      return { state: 'succeeded', partnerPaymentId: intent.id, captured: meaning === 'captured', canceled: meaning === 'canceled' };
     case 'needs_payment_method':
       return intent.last_payment_error === null
         ? { state: 'not_found' }
@@ -149,7 +149,7 @@ export function interpretIntent(intent: StripePaymentIntent): InquiryResult {
 function interpretRefunds(request: InquiryRequest, list: StripeList<StripeRefund>): InquiryResult {
   const refund = list.data.find((candidate) => candidate.metadata['keel_attempt'] === request.attemptId);
   if (refund === undefined) return { state: 'not_found' };
-  if (refund.status === 'succeeded') return { state: 'succeeded', partnerPaymentId: refund.payment_intent, captured: true };
+  if (refund.status === 'succeeded') return { state: 'succeeded', partnerPaymentId: refund.payment_intent, captured: true, canceled: false };
   if (refund.status === 'failed' || refund.status === 'canceled') return { state: 'declined', code: 'card_declined', message: `refund ${refund.status}` };
   return { state: 'pending' };
 }

@@ -1,5 +1,4 @@
 import type {
-  AuthorizeRequest,
   AuthorizeResult,
   CancelRequest,
   CaptureRequest,
@@ -143,7 +142,7 @@ function interpretInquiry(request: InquiryRequest, body: unknown): InquiryResult
     // everything Keel already counts plus this refund.
     const canceled = (body.cancels ?? []).reduce((sum, cancel) => sum + BigInt(cancel.cancelAmount), 0n);
     return canceled >= request.refundedBefore + request.amount
-      ? { state: 'succeeded', partnerPaymentId: body.paymentKey, captured: true }
+      ? { state: 'succeeded', partnerPaymentId: body.paymentKey, captured: true, canceled: false }
       : { state: 'not_found' };
   }
   if (body.metadata?.['keel_attempt'] !== request.attemptId) return { state: 'not_found' };
@@ -153,7 +152,7 @@ function interpretInquiry(request: InquiryRequest, body: unknown): InquiryResult
       return { state: 'pending' };
     case 'captured':
     case 'canceled':
-      return { state: 'succeeded', partnerPaymentId: body.paymentKey, captured: true };
+      return { state: 'succeeded', partnerPaymentId: body.paymentKey, captured: true, canceled: meaning === 'canceled' };
     case 'failed': {
       const code = body.failure ? tossDeclineCode(body.failure.code) : undefined;
       return { state: 'declined', code: code ?? 'card_declined', message: body.failure?.message ?? 'declined' };

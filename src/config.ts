@@ -1,0 +1,64 @@
+import { partnerHttpDefaults, type PartnerHttpOptions } from './gateways/http.js';
+
+/**
+ * Keel's configuration, read once from the environment (see CONTRACT.md, "Configuration"). Every number has
+ * a name and a default here; nothing else reads `process.env`.
+ */
+export interface KeelConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly gatewayUrl: string | undefined;
+  readonly gatewaySimPort: number;
+  readonly natsUrl: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly logLevel: string;
+  readonly adminToken: string | undefined;
+  readonly encryptionKey: string | undefined;
+  readonly idempotencyTtlHours: number;
+  /** A key locked longer than this is taken to be abandoned: a retry or the completer may resume it. */
+  readonly idempotencyLockTimeoutMs: number;
+  /** The completer finishes keys abandoned longer than this (later than a client's own retry would come). */
+  readonly completerAbandonedAfterMs: number;
+  readonly partnerHttp: PartnerHttpOptions;
+  readonly janitorIntervalMs: number;
+  readonly bodyBytesMax: number;
+}
+
+function integer(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
+  return parsed;
+}
+
+function optional(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
+  return {
+    port: integer(env['KEEL_PORT'], 4000, 'KEEL_PORT'),
+    host: optional(env['KEEL_HOST']) ?? '127.0.0.1',
+    databaseUrl: optional(env['KEEL_DATABASE_URL']),
+    dataDir: optional(env['KEEL_DATA_DIR']) ?? './.keel',
+    gatewayUrl: optional(env['KEEL_GATEWAY_URL']),
+    gatewaySimPort: integer(env['KEEL_GATEWAY_SIM_PORT'], 4100, 'KEEL_GATEWAY_SIM_PORT'),
+    natsUrl: optional(env['KEEL_NATS_URL']),
+    redisUrl: optional(env['KEEL_REDIS_URL']),
+    logLevel: optional(env['KEEL_LOG_LEVEL']) ?? 'info',
+    adminToken: optional(env['KEEL_ADMIN_TOKEN']),
+    encryptionKey: optional(env['KEEL_ENCRYPTION_KEY']),
+    idempotencyTtlHours: integer(env['KEEL_IDEMPOTENCY_TTL_HOURS'], 24, 'KEEL_IDEMPOTENCY_TTL_HOURS'),
+    idempotencyLockTimeoutMs: integer(env['KEEL_IDEMPOTENCY_LOCK_TIMEOUT_MS'], 30_000, 'KEEL_IDEMPOTENCY_LOCK_TIMEOUT_MS'),
+    completerAbandonedAfterMs: integer(env['KEEL_COMPLETER_ABANDONED_AFTER_MS'], 300_000, 'KEEL_COMPLETER_ABANDONED_AFTER_MS'),
+    partnerHttp: {
+      connectTimeoutMs: integer(env['KEEL_PARTNER_CONNECT_TIMEOUT_MS'], partnerHttpDefaults.connectTimeoutMs, 'KEEL_PARTNER_CONNECT_TIMEOUT_MS'),
+      readTimeoutMs: integer(env['KEEL_PARTNER_READ_TIMEOUT_MS'], partnerHttpDefaults.readTimeoutMs, 'KEEL_PARTNER_READ_TIMEOUT_MS'),
+      connectionsMax: integer(env['KEEL_PARTNER_CONNECTIONS_MAX'], partnerHttpDefaults.connectionsMax, 'KEEL_PARTNER_CONNECTIONS_MAX'),
+    },
+    janitorIntervalMs: integer(env['KEEL_JANITOR_INTERVAL_MS'], 5_000, 'KEEL_JANITOR_INTERVAL_MS'),
+    bodyBytesMax: 65_536,
+  };
+}

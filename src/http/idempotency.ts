@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { KeelError } from '../errors.js';
+import { currentContext } from '../observability/context.js';
+import { sha256Hex } from '../storage/encryption.js';
+import type { IdempotencyKeyRow, KeelDatabase } from '../storage/schema.js';
+
+/**
+ * Idempotency keys with atomic phases. A key is inserted and locked (`started`); each phase of the operation
+ * commits its work together with the key's new `recovery_point`; the last phase stores the response
+ * (`finished`). A key whose holder died is resumed from its recovery point by a retry (after the lock timeout)
+ * or by the completer. Every write after the first is fenced by `lock_token`, so a holder that lost its lock
+ * (it ran past the timeout and someone resumed) cannot write over the new holder.
+ */
+
+export type RecoveryPoint = 'started' | 'payment_created' | 'refund_created' | 'attempt_created' | 'finished';
+
+export interface IdempotencyKey {
+  readonly id: string;
+  readonly merchantId: string;
+  readonly key: string;
+  readonly lockToken: string;
+  recoveryPoint: RecoveryPoint;
+  paymentId: string | null;
+  refundId: string | null;
+  attemptId: string | null;
+}
+
+export type BeginResult =
+  | { readonly kind: 'run'; readonly key: IdempotencyKey }
+  | { readonly kind: 'replay'; readonly status: number; readonly body: unknown }
+  | { readonly kind: 'in_use' }
+  | { readonly kind: 'reused' };
+
+export interface BeginRequest {
+  readonly merchantId: string;
+  readonly key: string;
+  readonly method: string;
+  readonly path: string;
+  readonly body: unknown;
+  readonly lockTimeoutMs: number;
+}
+
+type Db = Kysely<KeelDatabase>;
+
+const keyPattern = /^[\x21-\x7e]{1,255}$/;
+
+export function assertValidKey(header: unknown): string {
+  if (header === undefined || header === '') {
+    throw new KeelError('idempotency_key_missing', 'An Idempotency-Key header is required on every POST under /v1.', { param: 'Idempotency-Key' });
+  }
+  if (typeof header !== 'string' || !keyPattern.test(header)) {
+    throw new KeelError('idempotency_key_invalid', 'The Idempotency-Key must be 1-255 printable ASCII characters without spaces.', {
+      param: 'Idempotency-Key',
+    });
+  }
+  return header;
+}
+
+/** A stable digest of a JSON body: key order does not matter, values do. */
+export function requestHash(method: string, path: string, body: unknown): string {
+  return sha256Hex(`${method}\u0000${path}\u0000${canonicalJson(body)}`);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${canonicalJson(inner)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+function toKey(row: IdempotencyKeyRow, lockToken: string): IdempotencyKey {
+  return {
+    id: row.id,
+    merchantId: row.merchant_id,
+    key: row.key,
+    lockToken,
+    recoveryPoint: row.recovery_point as RecoveryPoint,
+    paymentId: row.payment_id,
+    refundId: row.refund_id,
+    attemptId: row.attempt_id,
+  };
+}
+
+export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResult> {
+  const hash = requestHash(request.method, request.path, request.body);
+  const lockToken = randomUUID();
+  const inserted = await db
+    .insertInto('idempotency_keys')
+    .values({
+      merchant_id: request.merchantId,
+      key: request.key,
+      request_method: request.method,
+      request_path: request.path,
+      request_hash: hash,
+      recovery_point: 'started',
+      locked_at: sql<Date>`now()`,
+      lock_token: lockToken,
+      correlation_id: currentContext()?.correlationId ?? null,
+    })
+    .onConflict((conflict) => conflict.columns(['merchant_id', 'key']).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (inserted !== undefined) return { kind: 'run', key: toKey(inserted, lockToken) };
+
+  const existing = await db
+    .selectFrom('idempotency_keys')
+    .selectAll()
+    .where('merchant_id', '=', request.merchantId)
+    .where('key', '=', request.key)
+    .executeTakeFirst();
+  // Deleted between our insert and select (a validation failure of the first request): start afresh.
+  if (existing === undefined) return beginKey(db, request);
+  if (existing.request_method !== request.method || existing.request_path !== request.path || existing.request_hash !== hash) {
+    return { kind: 'reused' };
+  }
+  if (existing.recovery_point === 'finished') return replayOf(existing);
+
+  const taken = await db
+    .updateTable('idempotency_keys')
+    .set({ locked_at: sql<Date>`now()`, lock_token: lockToken, updated_at: sql<Date>`now()` })
+    .where('id', '=', existing.id)
+    .where('recovery_point', '<>', 'finished')
+    .where((eb) =>
+      eb.or([eb('locked_at', 'is', null), eb('locked_at', '<', sql<Date>`now() - make_interval(secs => ${request.lockTimeoutMs / 1000})`)]),
+    )
+    .returningAll()
+    .executeTakeFirst();
+  if (taken !== undefined) return { kind: 'run', key: toKey(taken, lockToken) };
+  const again = await db.selectFrom('idempotency_keys').selectAll().where('id', '=', existing.id).executeTakeFirst();
+  return again?.recovery_point === 'finished' ? replayOf(again) : { kind: 'in_use' };
+}
+
+function replayOf(row: IdempotencyKeyRow): BeginResult {
+  assert.ok(row.response_status !== null, 'a finished key has a stored response');
+  return { kind: 'replay', status: row.response_status, body: row.response_body };
+}
+
+/** Lock lost: another holder resumed this key. The caller's transaction must roll back. */
+export class IdempotencyLockLost extends Error {
+  constructor() {
+    super('idempotency key lock was taken over by another request');
+    this.name = 'IdempotencyLockLost';
+  }
+}
+
+export async function advanceKey(
+  db: Db,
+  key: IdempotencyKey,
+  point: RecoveryPoint,
+  references: { paymentId?: string; refundId?: string; attemptId?: string | null } = {},
+): Promise<void> {
+  const row = await db
+    .updateTable('idempotency_keys')
+    .set({
+      recovery_point: point,
+      ...(references.paymentId === undefined ? {} : { payment_id: references.paymentId }),
+      ...(references.refundId === undefined ? {} : { refund_id: references.refundId }),
+      ...(references.attemptId === undefined ? {} : { attempt_id: references.attemptId }),
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', key.id)
+    .where('lock_token', '=', key.lockToken)
+    .returning('id')
+    .executeTakeFirst();
+  if (row === undefined) throw new IdempotencyLockLost();
+  key.recoveryPoint = point;
+  if (references.paymentId !== undefined) key.paymentId = references.paymentId;
+  if (references.refundId !== undefined) key.refundId = references.refundId;
+  if (references.attemptId !== undefined) key.attemptId = references.attemptId;
+}
+
+export async function finishKey(db: Db, key: IdempotencyKey, status: number, body: unknown): Promise<void> {
+  const row = await db
+    .updateTable('idempotency_keys')
+    .set({
+      recovery_point: 'finished',
+      response_status: status,
+      response_body: JSON.stringify(body),
+      locked_at: null,
+      lock_token: null,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', key.id)
+    .where('lock_token', '=', key.lockToken)
+    .returning('id')
+    .executeTakeFirst();
+  if (row === undefined) throw new IdempotencyLockLost();
+  key.recoveryPoint = 'finished';
+}
+
+/** Unlocks a key whose request ended without a final answer, so a retry may resume at once. */
+export async function releaseKey(db: Db, key: IdempotencyKey): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({ locked_at: null, lock_token: null, updated_at: sql<Date>`now()` })
+    .where('id', '=', key.id)
+    .where('lock_token', '=', key.lockToken)
+    .execute();
+}
+
+/** Forgets a key whose request failed before any side effect: a retry runs as if it were the first. */
+export async function discardKey(db: Db, key: IdempotencyKey): Promise<void> {
+  await db
+    .deleteFrom('idempotency_keys')
+    .where('id', '=', key.id)
+    .where('lock_token', '=', key.lockToken)
+    .where('recovery_point', '=', 'started')
+    .execute();
+}
+
+/** The reaper's step: deletes finished keys past the TTL, at most `batchSizeMax` per call. */
+export async function reapExpiredKeys(db: Db, ttlHours: number, batchSizeMax: number): Promise<number> {
+  const result = await sql<{ id: string }>`
+    DELETE FROM idempotency_keys WHERE id IN (
+      SELECT id FROM idempotency_keys
+      WHERE created_at < now() - make_interval(hours => ${ttlHours}) AND recovery_point = 'finished'
+      ORDER BY id LIMIT ${batchSizeMax}
+      FOR UPDATE SKIP LOCKED
+    ) RETURNING id`.execute(db);
+  return result.rows.length;
+}
+
+/** Keys abandoned mid-flight longer than `abandonedAfterMs`, claimed for the completer. */
+export async function claimAbandonedKeys(db: Db, abandonedAfterMs: number, batchSizeMax: number): Promise<IdempotencyKey[]> {
+  const lockToken = randomUUID();
+  const result = await sql<IdempotencyKeyRow>`
+    UPDATE idempotency_keys SET locked_at = now(), lock_token = ${lockToken}, updated_at = now()
+    WHERE id IN (
+      SELECT id FROM idempotency_keys
+      WHERE recovery_point <> 'finished'
+        AND coalesce(locked_at, updated_at) < now() - make_interval(secs => ${abandonedAfterMs / 1000})
+      ORDER BY id LIMIT ${batchSizeMax}
+      FOR UPDATE SKIP LOCKED
+    ) RETURNING *`.execute(db);
+  return result.rows.map((row) => toKey(row, lockToken));
+}

@@ -1,0 +1,90 @@
+import type { GatewayName } from '../gateways/connector.js';
+
+/** Payments' domain types: what operations reason about, apart from rows and API objects. */
+
+export const paymentStatuses = [
+  'requires_payment_method',
+  'requires_confirmation',
+  'processing',
+  'requires_capture',
+  'succeeded',
+  'failed',
+  'canceled',
+] as const;
+export type PaymentStatus = (typeof paymentStatuses)[number];
+
+export const captureMethods = ['automatic', 'manual'] as const;
+export type CaptureMethod = (typeof captureMethods)[number];
+
+export const attemptStatuses = ['pending', 'succeeded', 'declined', 'not_sent', 'unknown', 'rejected'] as const;
+export type AttemptStatus = (typeof attemptStatuses)[number];
+
+export const refundStatuses = ['pending', 'succeeded', 'failed'] as const;
+export type RefundStatus = (typeof refundStatuses)[number];
+
+/** What Keel keeps of a payment method: never the number or CVC. */
+export interface PaymentMethodSnapshot {
+  readonly type: 'card';
+  readonly card: { readonly brand: string; readonly last4: string; readonly exp_month: number; readonly exp_year: number };
+}
+
+export interface Payment {
+  readonly id: string;
+  readonly merchantId: string;
+  readonly orderId: string;
+  readonly amount: bigint;
+  readonly currency: string;
+  readonly country: string;
+  readonly status: PaymentStatus;
+  readonly captureMethod: CaptureMethod;
+  readonly amountCapturable: bigint;
+  readonly amountReceived: bigint;
+  readonly amountRefunded: bigint;
+  readonly gateway: GatewayName;
+  readonly failureCode: string | null;
+  readonly failureMessage: string | null;
+  readonly customerId: string | null;
+  readonly paymentMethod: PaymentMethodSnapshot | null;
+  readonly description: string | null;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly livemode: boolean;
+  readonly partnerPaymentId: string | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface Attempt {
+  readonly id: string;
+  readonly merchantId: string;
+  readonly paymentId: string;
+  readonly refundId: string | null;
+  readonly operation: 'authorize' | 'capture' | 'cancel' | 'refund';
+  readonly status: AttemptStatus;
+  readonly amount: bigint;
+  readonly partnerIdempotencyKey: string;
+  readonly partnerPaymentId: string | null;
+  readonly partnerTokenEncrypted: string | null;
+  readonly inquiryCount: number;
+  readonly createdAt: Date;
+}
+
+export interface Refund {
+  readonly id: string;
+  readonly merchantId: string;
+  readonly paymentId: string;
+  readonly amount: bigint;
+  readonly currency: string;
+  readonly status: RefundStatus;
+  readonly reason: string | null;
+  readonly failureCode: string | null;
+  readonly createdAt: Date;
+}
+
+/** The merchant an operation acts for, as authentication established it. */
+export interface MerchantContext {
+  readonly id: string;
+  readonly country: string;
+  readonly gateway: GatewayName;
+  readonly livemode: boolean;
+  readonly partnerSecretKey: string;
+}

@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * The benchmark gateway's memory: the partner's own ledger of charges (the ground truth of "charged exactly
+ * once"), its tokens, its idempotency cache, and the faults and latency an operator or test has set per country.
+ */
+
+export type SimChargeStatus = 'authorized' | 'captured' | 'canceled' | 'declined';
+
+export interface SimCancel {
+  readonly amount: number;
+  readonly reason: string;
+  readonly transactionKey: string;
+  readonly refundId: string;
+  readonly metadata: Record<string, string>;
+  readonly at: Date;
+}
+
+export interface SimCharge {
+  readonly id: string;
+  readonly dialect: 'toss' | 'stripe';
+  readonly account: string;
+  readonly orderId: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly country: string;
+  status: SimChargeStatus;
+  capturedAmount: number;
+  refundedAmount: number;
+  readonly cancels: SimCancel[];
+  readonly metadata: Record<string, string>;
+  readonly cardLast4: string;
+  readonly createdAt: Date;
+  approvedAt: Date | null;
+  readonly decline: { readonly code: string; readonly message: string } | null;
+  readonly paymentMethod: string | null;
+}
+
+export type FaultMode = 'outage' | 'latency' | 'errors' | 'hang';
+
+export interface Fault {
+  readonly country: string | null;
+  readonly mode: FaultMode;
+  readonly rate: number;
+  readonly latencyMs: number;
+  readonly until: number;
+}
+
+export interface LatencyModel {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+export interface StoredCard {
+  readonly number: string;
+  readonly expMonth: number;
+  readonly expYear: number;
+  readonly account: string;
+}
+
+export interface IdempotentEntry {
+  readonly requestHash: string;
+  response: { readonly status: number; readonly body: unknown } | null;
+}
+
+/** What a test card makes the partner do. */
+export type CardBehaviour =
+  | { readonly kind: 'approve' }
+  | { readonly kind: 'decline'; readonly code: 'card_declined' | 'insufficient_funds' }
+  | { readonly kind: 'error_without_charge' }
+  | { readonly kind: 'charge_then_hang' };
+
+export const testCards = {
+  approve: '4242424242424242',
+  decline: '4000000000000002',
+  insufficientFunds: '4000000000009995',
+  errorWithoutCharge: '4000000000000119',
+  chargeThenHang: '4000000000000259',
+} as const;
+
+export function cardBehaviour(number: string): CardBehaviour {
+  switch (number) {
+    case testCards.decline:
+      return { kind: 'decline', code: 'card_declined' };
+    case testCards.insufficientFunds:
+      return { kind: 'decline', code: 'insufficient_funds' };
+    case testCards.errorWithoutCharge:
+      return { kind: 'error_without_charge' };
+    case testCards.chargeThenHang:
+      return { kind: 'charge_then_hang' };
+    default:
+      return { kind: 'approve' };
+  }
+}
+
+const idempotencyEntriesMax = 200_000;
+
+export class SimState {
+  readonly charges = new Map<string, SimCharge>();
+  readonly cards = new Map<string, StoredCard>();
+  readonly idempotency = new Map<string, IdempotentEntry>();
+  faults: Fault[] = [];
+  readonly latency = new Map<string, LatencyModel>();
+
+  reset(): void {
+    this.charges.clear();
+    this.cards.clear();
+    this.idempotency.clear();
+    this.faults = [];
+    this.latency.clear();
+  }
+
+  activeFault(country: string, now: number): Fault | undefined {
+    this.faults = this.faults.filter((fault) => fault.until > now);
+    return this.faults.find((fault) => fault.country === country) ?? this.faults.find((fault) => fault.country === null);
+  }
+
+  latencyFor(country: string): LatencyModel | undefined {
+    return this.latency.get(country) ?? this.latency.get('*');
+  }
+
+  remember(key: string, entry: IdempotentEntry): void {
+    if (this.idempotency.size >= idempotencyEntriesMax) {
+      const oldest = this.idempotency.keys().next().value;
+      if (oldest !== undefined) this.idempotency.delete(oldest);
+    }
+    this.idempotency.set(key, entry);
+  }
+
+  chargesByOrder(account: string, orderId: string): SimCharge[] {
+    return [...this.charges.values()].filter((charge) => charge.account === account && charge.orderId === orderId);
+  }
+}
+
+export function simId(prefix: string): string {
+  return `${prefix}${randomBytes(12).toString('hex')}`;
+}

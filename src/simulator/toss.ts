@@ -1,0 +1,220 @@
+import type { TossPayment, TossSettlement } from '../gateways/toss/wire.js';
+import { cardBehaviour, simId, type SimCharge, type SimState } from './model.js';
+
+/** The Toss Payments dialect of the benchmark gateway. */
+
+export interface SimAnswer {
+  readonly status: number;
+  readonly body: unknown;
+  /** Answer only after this long, with the work already done (the ambiguous case). */
+  readonly delayMs?: number;
+}
+
+export interface SimCall {
+  readonly state: SimState;
+  readonly account: string;
+  readonly country: string;
+  readonly body: Record<string, unknown>;
+  readonly query: URLSearchParams;
+  readonly ambiguousDelayMs: number;
+}
+
+const tossDeclines = {
+  card_declined: { code: 'REJECT_CARD_COMPANY', message: '카드사에서 결제를 거절했습니다.' },
+  insufficient_funds: { code: 'REJECT_CARD_PAYMENT', message: '한도초과 혹은 잔액부족으로 결제에 실패했습니다.' },
+} as const;
+
+export function tossError(status: number, code: string, message: string): SimAnswer {
+  return { status, body: { code, message } };
+}
+
+export function toTossPayment(charge: SimCharge): TossPayment {
+  const status =
+    charge.status === 'declined'
+      ? 'ABORTED'
+      : charge.status === 'canceled'
+        ? 'CANCELED'
+        : charge.refundedAmount > 0
+          ? charge.refundedAmount >= charge.capturedAmount
+            ? 'CANCELED'
+            : 'PARTIAL_CANCELED'
+          : 'DONE';
+  return {
+    mId: 'tosspayments',
+    paymentKey: charge.id,
+    orderId: charge.orderId,
+    orderName: charge.orderId,
+    status,
+    totalAmount: charge.amount,
+    balanceAmount: charge.amount - charge.refundedAmount,
+    currency: charge.currency,
+    method: '카드',
+    requestedAt: charge.createdAt.toISOString(),
+    approvedAt: charge.approvedAt?.toISOString() ?? null,
+    card: { number: `********${charge.cardLast4}`, cardType: '신용' },
+    cancels: charge.cancels.map((cancel) => ({
+      cancelAmount: cancel.amount,
+      cancelReason: cancel.reason,
+      canceledAt: cancel.at.toISOString(),
+      transactionKey: cancel.transactionKey,
+      cancelStatus: 'DONE',
+    })),
+    metadata: charge.metadata,
+    failure: charge.decline,
+  };
+}
+
+export function tossIssueBillingKey(call: SimCall): SimAnswer {
+  const number = String(call.body['cardNumber'] ?? '');
+  const customerKey = String(call.body['customerKey'] ?? '');
+  if (!/^\d{12,19}$/.test(number) || customerKey === '') return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다.');
+  const billingKey = simId('bk_');
+  call.state.cards.set(billingKey, {
+    number,
+    expMonth: Number(call.body['cardExpirationMonth']),
+    expYear: 2000 + Number(call.body['cardExpirationYear']),
+    account: call.account,
+  });
+  return {
+    status: 200,
+    body: {
+      mId: 'tosspayments',
+      customerKey,
+      authenticatedAt: new Date().toISOString(),
+      method: '카드',
+      billingKey,
+      cardCompany: '신한',
+      cardNumber: `${number.slice(0, 6)}******${number.slice(-4)}`,
+      card: { number: `${number.slice(0, 6)}******${number.slice(-4)}`, cardType: '신용', ownerType: '개인' },
+    },
+  };
+}
+
+export function tossChargeBillingKey(call: SimCall, billingKey: string): SimAnswer {
+  const card = call.state.cards.get(billingKey);
+  if (card === undefined || card.account !== call.account) return tossError(404, 'NOT_FOUND_BILLING', '존재하지 않는 빌링키입니다.');
+  const amount = Number(call.body['amount']);
+  const orderId = String(call.body['orderId'] ?? '');
+  if (!Number.isSafeInteger(amount) || amount <= 0 || orderId === '') return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다.');
+  const behaviour = cardBehaviour(card.number);
+  if (behaviour.kind === 'error_without_charge') return tossError(500, 'FAILED_INTERNAL_SYSTEM_PROCESSING', '내부 시스템 처리 작업이 실패했습니다.');
+  const metadata = (call.body['metadata'] ?? {}) as Record<string, string>;
+  const decline = behaviour.kind === 'decline' ? tossDeclines[behaviour.code] : null;
+  const charge: SimCharge = {
+    id: simId('tpk_'),
+    dialect: 'toss',
+    account: call.account,
+    orderId,
+    amount,
+    currency: 'KRW',
+    country: call.country,
+    status: decline === null ? 'captured' : 'declined',
+    capturedAmount: decline === null ? amount : 0,
+    refundedAmount: 0,
+    cancels: [],
+    metadata,
+    cardLast4: card.number.slice(-4),
+    createdAt: new Date(),
+    approvedAt: decline === null ? new Date() : null,
+    decline,
+    paymentMethod: billingKey,
+  };
+  call.state.charges.set(charge.id, charge);
+  if (decline !== null) return tossError(400, decline.code, decline.message);
+  const answer = { status: 200, body: toTossPayment(charge) };
+  return behaviour.kind === 'charge_then_hang' ? { ...answer, delayMs: call.ambiguousDelayMs } : answer;
+}
+
+export function tossDeleteBillingKey(call: SimCall, billingKey: string): SimAnswer {
+  const card = call.state.cards.get(billingKey);
+  if (card === undefined || card.account !== call.account) return tossError(404, 'NOT_FOUND_BILLING', '존재하지 않는 빌링키입니다.');
+  call.state.cards.delete(billingKey);
+  return { status: 200, body: { billingKey, deleted: true } };
+}
+
+export function tossCancel(call: SimCall, paymentKey: string): SimAnswer {
+  const charge = call.state.charges.get(paymentKey);
+  if (charge === undefined || charge.account !== call.account || charge.dialect !== 'toss') {
+    return tossError(404, 'NOT_FOUND_PAYMENT', '존재하지 않는 결제 정보 입니다.');
+  }
+  if (charge.status !== 'captured') return tossError(400, 'ALREADY_CANCELED_PAYMENT', '이미 취소된 결제 입니다.');
+  const requested = call.body['cancelAmount'];
+  const remaining = charge.capturedAmount - charge.refundedAmount;
+  const amount = requested === undefined ? remaining : Number(requested);
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > remaining) {
+    return tossError(400, 'NOT_CANCELABLE_AMOUNT', '취소 할 수 없는 금액 입니다.');
+  }
+  charge.refundedAmount += amount;
+  charge.cancels.push({
+    amount,
+    reason: String(call.body['cancelReason'] ?? ''),
+    transactionKey: simId('tx_'),
+    refundId: simId('re_'),
+    metadata: {},
+    at: new Date(),
+  });
+  return { status: 200, body: toTossPayment(charge) };
+}
+
+export function tossGetPayment(call: SimCall, lookup: { paymentKey?: string; orderId?: string }): SimAnswer {
+  const charge =
+    lookup.paymentKey !== undefined
+      ? call.state.charges.get(lookup.paymentKey)
+      : call.state.chargesByOrder(call.account, lookup.orderId ?? '').filter((candidate) => candidate.dialect === 'toss').at(-1);
+  if (charge === undefined || charge.account !== call.account) return tossError(404, 'NOT_FOUND_PAYMENT', '존재하지 않는 결제 정보 입니다.');
+  return { status: 200, body: toTossPayment(charge) };
+}
+
+/** Fees the benchmark gateway charges: 2.5% plus 10% VAT on the fee, rounded to the won. */
+export const settlementFeeRate = 0.025;
+export const settlementVatRate = 0.1;
+
+export function tossSettlements(call: SimCall): SimAnswer {
+  const start = call.query.get('startDate');
+  const end = call.query.get('endDate');
+  if (start === null || end === null) return tossError(400, 'INVALID_REQUEST', 'startDate, endDate 는 필수입니다.');
+  const from = new Date(`${start}T00:00:00Z`).getTime();
+  const to = new Date(`${end}T23:59:59.999Z`).getTime();
+  const rows: TossSettlement[] = [];
+  for (const charge of call.state.charges.values()) {
+    const approved = charge.approvedAt?.getTime();
+    if (charge.account !== call.account || charge.capturedAmount === 0 || approved === undefined || approved < from || approved > to) continue;
+    const fee = Math.round(charge.capturedAmount * settlementFeeRate);
+    const vat = Math.round(fee * settlementVatRate);
+    rows.push({
+      mId: 'tosspayments',
+      paymentKey: charge.id,
+      transactionKey: charge.id,
+      orderId: charge.orderId,
+      currency: charge.currency,
+      method: '카드',
+      amount: charge.capturedAmount,
+      approvedAt: charge.approvedAt?.toISOString() ?? '',
+      soldDate: start,
+      paidOutDate: end,
+      fees: [{ type: 'BASE', fee }],
+      supplyAmount: charge.capturedAmount - fee - vat,
+      vat,
+      payOutAmount: charge.capturedAmount - fee - vat,
+    });
+    for (const cancel of charge.cancels) {
+      rows.push({
+        mId: 'tosspayments',
+        paymentKey: charge.id,
+        transactionKey: cancel.transactionKey,
+        orderId: charge.orderId,
+        currency: charge.currency,
+        method: '카드',
+        amount: -cancel.amount,
+        approvedAt: cancel.at.toISOString(),
+        soldDate: start,
+        paidOutDate: end,
+        fees: [{ type: 'BASE', fee: 0 }],
+        supplyAmount: -cancel.amount,
+        vat: 0,
+        payOutAmount: -cancel.amount,
+      });
+    }
+  }
+  return { status: 200, body: rows };
+}
