@@ -10,7 +10,7 @@ import { setAttempt } from './records.js';
 import { partnerContext, type OperationContext, type OperationResult } from './context.js';
 
 /**
- * The shape every follow-up operation (capture, cancel, refund) shares with confirm: lock and decide,
+ * The shape every partner operation (confirm, capture, cancel, refund) shares: lock and decide,
  * commit a `pending` attempt, call the partner outside a transaction, commit the outcome. A plan supplies the
  * operation's own decisions; the runner supplies the phases, the recovery of a resumed key and the fencing.
  */
@@ -21,10 +21,11 @@ export type Decision =
   | { readonly kind: 'attempt'; readonly amount: bigint; readonly refundId?: string };
 
 export interface AttemptPlan<T> {
-  readonly operation: 'capture' | 'cancel' | 'refund';
+  readonly operation: Attempt['operation'];
   /** With the payment locked: answer at once, or ask for an attempt. Throwing a KeelError stores nothing. */
   decide(trx: Kysely<KeelDatabase>, payment: Payment): Promise<Decision>;
-  send(attempt: Attempt, payment: Payment): Promise<PartnerOutcome<T>>;
+  /** The partner call; `not_found` when there is nothing to send (a resumed confirm without its card). */
+  send(attempt: Attempt, payment: Payment): Promise<SettledOutcome<T>>;
   inquire(attempt: Attempt, payment: Payment): Promise<SettledOutcome<T>>;
   /** Phase 3 for each outcome, with the payment locked and the attempt still unsettled. */
   record(trx: Kysely<KeelDatabase>, payment: Payment, attempt: Attempt, outcome: SettledOutcome<T>): Promise<OperationResult>;
@@ -134,7 +135,7 @@ export async function inquireAttempt<T>(
   context: OperationContext,
   attempt: Attempt,
   payment: Payment,
-  onSucceeded: (partnerPaymentId: string | null) => T,
+  onSucceeded: (found: { readonly partnerPaymentId: string | null; readonly captured: boolean }) => T,
   refundedBefore = 0n,
 ): Promise<SettledOutcome<T>> {
   const answer = await context.deps.gateways.connector(payment.gateway).inquire(
@@ -154,7 +155,7 @@ export async function inquireAttempt<T>(
     case 'succeeded':
       if (attempt.operation === 'capture' && !result.captured) return { kind: 'not_found' };
       if (attempt.operation === 'cancel' && !result.canceled) return { kind: 'not_found' };
-      return { kind: 'ok', value: onSucceeded(result.partnerPaymentId) };
+      return { kind: 'ok', value: onSucceeded(result) };
     case 'declined':
       return { kind: 'declined', code: result.code, message: result.message };
     case 'pending':

@@ -41,7 +41,7 @@ export function capturePlan(context: OperationContext, requestedAmount: bigint |
         token: token === null ? null : deps.cipher.decrypt(token),
       });
     },
-    inquire: (attempt, payment) => inquireAttempt(context, attempt, payment, (partnerPaymentId) => ({ partnerPaymentId })),
+    inquire: (attempt, payment) => inquireAttempt(context, attempt, payment, (found) => ({ partnerPaymentId: found.partnerPaymentId })),
     async record(trx, payment, attempt, outcome) {
       const fromProcessing = payment.status === 'processing';
       switch (outcome.kind) {

@@ -1,5 +1,4 @@
-import type { sql} from 'kysely';
-import { type Kysely } from 'kysely';
+import type { Kysely, sql } from 'kysely';
 import { appendEvent } from '../../events/outbox.js';
 import type { KeelDatabase } from '../../storage/schema.js';
 import { paymentToApi } from '../serialize.js';

@@ -1,0 +1,85 @@
+import { sql } from 'kysely';
+import { loadMerchantContext } from '../../merchants/merchants.js';
+import { newJobContext, runWithContext } from '../../observability/context.js';
+import { newId } from '../../storage/ids.js';
+import type { AttemptRow } from '../../storage/schema.js';
+import { settleAttempt } from '../operations/attempt-runner.js';
+import type { PaymentsDeps } from '../operations/context.js';
+import { findPayment, toAttempt } from '../repository.js';
+import { planForAttempt } from './plans.js';
+
+/**
+ * The janitor settles attempts whose outcome is unknown (a timeout or a 5xx after sending) by status inquiry,
+ * never by sending the charge again. Attempts are claimed with a lease (`next_inquiry_at` pushed forward under
+ * `FOR UPDATE SKIP LOCKED`), so several workers share the work without asking the partner twice at once.
+ * After `inquiryCountMax` unanswered inquiries the attempt becomes an anomaly for a person.
+ */
+export interface JanitorOptions {
+  readonly batchSizeMax: number;
+  readonly leaseSeconds: number;
+  readonly inquiryCountMax: number;
+}
+
+export const janitorDefaults: JanitorOptions = { batchSizeMax: 50, leaseSeconds: 60, inquiryCountMax: 20 };
+
+export interface JanitorReport {
+  readonly claimed: number;
+  readonly settled: number;
+  readonly anomalies: number;
+}
+
+export async function runJanitor(deps: PaymentsDeps, options: JanitorOptions = janitorDefaults): Promise<JanitorReport> {
+  const claimed = await sql<AttemptRow>`
+    UPDATE payment_attempts SET next_inquiry_at = now() + make_interval(secs => ${options.leaseSeconds})
+    WHERE id IN (
+      SELECT id FROM payment_attempts
+      WHERE status = 'unknown' AND next_inquiry_at <= now()
+      ORDER BY next_inquiry_at LIMIT ${options.batchSizeMax}
+      FOR UPDATE SKIP LOCKED
+    ) RETURNING *`.execute(deps.db);
+  let settled = 0;
+  let anomalies = 0;
+  for (const row of claimed.rows) {
+    const attempt = toAttempt(row);
+    const outcome = await runWithContext(newJobContext('janitor', row.correlation_id ?? undefined), async () => {
+      const merchant = await loadMerchantContext(deps.db, deps.cipher, attempt.merchantId);
+      const payment = await findPayment(deps.db, attempt.merchantId, attempt.paymentId);
+      if (merchant === undefined || payment === undefined) return 'skipped' as const;
+      if (attempt.inquiryCount >= options.inquiryCountMax) {
+        await recordAnomaly(deps, attempt.merchantId, attempt.paymentId, attempt.id, attempt.inquiryCount);
+        return 'anomaly' as const;
+      }
+      const context = { deps, merchant, key: null };
+      const plan = planForAttempt(context, attempt);
+      const inquiry = await plan.inquire(attempt, payment);
+      await settleAttempt(context, attempt, plan, inquiry);
+      deps.logger.info({ attempt_id: attempt.id, operation: attempt.operation, inquiry: inquiry.kind }, 'janitor inquiry');
+      return inquiry.kind === 'unknown' ? ('pending' as const) : ('settled' as const);
+    }).catch((error: unknown) => {
+      deps.logger.error({ err: error, attempt_id: attempt.id }, 'janitor failed to settle an attempt; it will be retried after its lease');
+      return 'failed' as const;
+    });
+    if (outcome === 'settled') settled += 1;
+    if (outcome === 'anomaly') anomalies += 1;
+  }
+  return { claimed: claimed.rows.length, settled, anomalies };
+}
+
+async function recordAnomaly(deps: PaymentsDeps, merchantId: string, paymentId: string, attemptId: string, inquiries: number): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('anomalies')
+      .values({
+        id: newId('anomaly').uuid,
+        merchant_id: merchantId,
+        kind: 'UnresolvedAttempt',
+        payment_id: paymentId,
+        attempt_id: attemptId,
+        detail: JSON.stringify({ inquiries, reason: 'the partner gave no definite answer' }),
+      })
+      .execute();
+    // Stop asking: a person resolves it from the anomaly.
+    await trx.updateTable('payment_attempts').set({ next_inquiry_at: null }).where('id', '=', attemptId).execute();
+  });
+  deps.logger.warn({ attempt_id: attemptId, payment_id: paymentId }, 'attempt left unresolved after the inquiry limit; anomaly recorded');
+}
