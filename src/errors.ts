@@ -26,6 +26,7 @@ export const errorCatalogue = {
   parameter_missing: { status: 400, type: 'invalid_request_error', description: 'A required parameter is absent; `param` names it.' },
   parameter_unknown: { status: 400, type: 'invalid_request_error', description: 'The body has a field the endpoint does not accept; `param` names it.' },
   body_malformed: { status: 400, type: 'invalid_request_error', description: 'The body is not valid JSON, or not a JSON object.' },
+  media_type_unsupported: { status: 415, type: 'invalid_request_error', description: 'The body is not `application/json`.' },
   body_too_large: { status: 413, type: 'invalid_request_error', description: 'The body is larger than the limit (64 KiB).' },
   amount_too_large: { status: 400, type: 'invalid_request_error', description: 'The amount is above the maximum for its currency.' },
   currency_unsupported: { status: 400, type: 'invalid_request_error', description: 'The currency is not an ISO 4217 code Keel supports.' },

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import fastifySwagger from '@fastify/swagger';
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { KeelConfig } from '../config.js';
+import { KeelError, isKeelError } from '../errors.js';
+import { correlationIdFrom, runWithContext } from '../observability/context.js';
+import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context.js';
+import type { Database } from '../storage/database.js';
+import { isTransientDatabaseError } from '../storage/database.js';
+import { Authenticator } from './auth.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerPaymentRoutes } from './routes/payments.js';
+import { registerRefundRoutes } from './routes/refunds.js';
+
+/**
+ * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
+ * Routes are thin: they validate, authenticate, run an operation under its idempotency key and return API
+ * objects.
+ */
+export interface KeelServices {
+  readonly config: KeelConfig;
+  readonly database: Database;
+  readonly deps: PaymentsDeps;
+  readonly logger: Logger;
+  readonly adminToken: string;
+  /** Creates a merchant; the admin endpoint and the CLI share it. */
+  readonly readiness: () => Promise<Record<string, 'ok' | string>>;
+}
+
+export type KeelApp = FastifyInstance<
+  import('node:http').Server,
+  IncomingMessage,
+  import('node:http').ServerResponse,
+  Logger,
+  TypeBoxTypeProvider
+>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    correlationId: string;
+  }
+}
+
+interface RawWithCorrelation extends IncomingMessage {
+  keelCorrelationId?: string;
+}
+
+export async function buildApp(services: KeelServices): Promise<KeelApp> {
+  const app = Fastify({
+    loggerInstance: services.logger,
+    bodyLimit: services.config.bodyBytesMax,
+    disableRequestLogging: false,
+    genReqId: (raw: RawWithCorrelation) => {
+      raw.keelCorrelationId = correlationIdFrom(raw.headers['x-correlation-id']);
+      return `req_${randomUUID().replaceAll('-', '')}`;
+    },
+    childLoggerFactory: (logger, bindings, options, raw) =>
+      logger.child({ ...bindings, correlation_id: (raw as RawWithCorrelation).keelCorrelationId }, options),
+    requestIdLogLabel: 'request_id',
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.decorateRequest('correlationId', '');
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Keel API', version: '1.0.0', description: 'Self-hosted payments: payments, refunds, Brand Pay.' },
+      components: {
+        securitySchemes: { secretKey: { type: 'http', scheme: 'bearer' }, basicKey: { type: 'http', scheme: 'basic' } },
+      },
+      security: [{ secretKey: [] }, { basicKey: [] }],
+    },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    request.correlationId = (request.raw as RawWithCorrelation).keelCorrelationId ?? correlationIdFrom(undefined);
+    void reply.header('x-correlation-id', request.correlationId);
+    void reply.header('request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    services.deps.metrics.httpRequestDurationSeconds.observe(
+      { method: request.method, route, status_class: `${Math.floor(reply.statusCode / 100)}xx` },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(request, reply, toKeelError(error, request)));
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new KeelError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
+
+  const authenticator = new Authenticator(services.database.db, services.deps.cipher);
+  registerHealthRoutes(app, services);
+  registerPaymentRoutes(app, services, authenticator);
+  registerRefundRoutes(app, services, authenticator);
+  registerAdminRoutes(app, services);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
+
+/** Runs a handler with the request's correlation context, so logs, partner calls and SQL carry it. */
+export function inContext<T>(request: FastifyRequest, work: () => Promise<T>): Promise<T> {
+  return runWithContext({ correlationId: request.correlationId, requestId: request.id }, work);
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: KeelError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) void reply.header('retry-after', String(error.retryAfterSeconds));
+  const body = runWithContext({ correlationId: request.correlationId, requestId: request.id }, () => errorEnvelope(error));
+  return reply.status(error.status).send(body);
+}
+
+/** Maps framework and infrastructure errors onto the catalogue; never echoes a body fragment back or to logs. */
+function toKeelError(error: FastifyError, request: FastifyRequest): KeelError {
+  if (isKeelError(error)) return error;
+  if (error.validation !== undefined) return validationError(error);
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new KeelError('body_too_large', 'The body is larger than the 64 KiB limit.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new KeelError('media_type_unsupported', 'Send the body as application/json.');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new KeelError('body_malformed', 'The body is not valid JSON.');
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError || error.statusCode === 400) return new KeelError('body_malformed', 'The body is not valid JSON.');
+  if (isTransientDatabaseError(error)) {
+    request.log.warn({ err_code: (error as { code?: string }).code }, 'database unavailable');
+    return new KeelError('service_unavailable', 'Keel\'s database is unavailable; retry with the same idempotency key.', { retryAfterSeconds: 1 });
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  return new KeelError('internal_error', 'Keel failed unexpectedly; retry with the same idempotency key.');
+}
+
+function validationError(error: FastifyError): KeelError {
+  const first = error.validation?.[0];
+  const context = error.validationContext ?? 'body';
+  const params = (first?.params ?? {}) as Record<string, unknown>;
+  const path = (first?.instancePath ?? '').split('/').filter((part) => part !== '').join('.');
+  const prefix = context === 'body' ? '' : `${context}.`;
+  const join = (name: unknown) => [path, typeof name === 'string' ? name : ''].filter((part) => part !== '').join('.');
+  if (first?.keyword === 'additionalProperties') {
+    const name = params['additionalProperty'] ?? (Array.isArray(params['additionalProperties']) ? params['additionalProperties'][0] : undefined);
+    return new KeelError('parameter_unknown', `Unknown parameter: ${prefix}${join(name)}.`, { param: `${prefix}${join(name)}` });
+  }
+  if (first?.keyword === 'required') {
+    const name = params['missingProperty'] ?? (Array.isArray(params['requiredProperties']) ? params['requiredProperties'][0] : undefined);
+    return new KeelError('parameter_missing', `Missing required parameter: ${prefix}${join(name)}.`, { param: `${prefix}${join(name)}` });
+  }
+  const param = `${prefix}${path}` || context;
+  return new KeelError('parameter_invalid', `Invalid parameter ${param}: ${first?.message ?? 'invalid value'}.`, { param });
+}

@@ -1,0 +1,92 @@
+import { Type, type Static } from 'typebox';
+
+/**
+ * The API's request schemas (TypeBox), validated strictly: no coercion of body types, no unknown fields. The
+ * same schemas generate `/openapi.json`. Range rules that depend on other fields (an amount's maximum for its
+ * currency, a card's checksum) are checked in `validation.ts`.
+ */
+
+export const amountMaxAbsolute = Number.MAX_SAFE_INTEGER;
+export const metadataKeysMax = 20;
+
+const printable = '^[\\x21-\\x7e]+$';
+
+export const CardInput = Type.Object(
+  {
+    number: Type.String({ pattern: '^[0-9]{12,19}$', description: 'Card number (PAN); exchanged for a partner token at once, never stored or logged.' }),
+    exp_month: Type.Integer({ minimum: 1, maximum: 12 }),
+    exp_year: Type.Integer({ minimum: 2000, maximum: 2100 }),
+    cvc: Type.String({ pattern: '^[0-9]{3,4}$' }),
+  },
+  { additionalProperties: false },
+);
+
+export const PaymentMethodInput = Type.Union([
+  Type.String({ pattern: '^pm_[0-9A-Za-z]{26}$', description: 'A stored payment method (Brand Pay).' }),
+  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
+]);
+
+export const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 40 }), Type.String({ maxLength: 500 }), {
+  maxProperties: metadataKeysMax,
+});
+
+export const CreatePaymentBody = Type.Object(
+  {
+    amount: Type.Integer({ minimum: 1, maximum: amountMaxAbsolute, description: 'In the currency\'s minor unit.' }),
+    currency: Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217, upper case.' }),
+    order_id: Type.String({ minLength: 1, maxLength: 64, pattern: printable }),
+    country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2; defaults to the merchant\'s.' })),
+    capture_method: Type.Optional(Type.Union([Type.Literal('automatic'), Type.Literal('manual')])),
+    payment_method: Type.Optional(PaymentMethodInput),
+    customer: Type.Optional(Type.String({ pattern: '^cus_[0-9A-Za-z]{26}$' })),
+    confirm: Type.Optional(Type.Boolean()),
+    description: Type.Optional(Type.String({ maxLength: 1000 })),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+export type CreatePaymentBody = Static<typeof CreatePaymentBody>;
+
+export const ConfirmBody = Type.Object({ payment_method: Type.Optional(PaymentMethodInput) }, { additionalProperties: false });
+export type ConfirmBody = Static<typeof ConfirmBody>;
+
+export const CaptureBody = Type.Object({ amount: Type.Optional(Type.Integer({ minimum: 1, maximum: amountMaxAbsolute })) }, { additionalProperties: false });
+export const CancelBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false });
+
+export const CreateRefundBody = Type.Object(
+  {
+    payment: Type.String({ pattern: '^pay_[0-9A-Za-z]{26}$' }),
+    amount: Type.Optional(Type.Integer({ minimum: 1, maximum: amountMaxAbsolute })),
+    reason: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+export const ListPaymentsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    starting_after: Type.Optional(Type.String({ maxLength: 64 })),
+    status: Type.Optional(
+      Type.Union(
+        ['requires_payment_method', 'requires_confirmation', 'processing', 'requires_capture', 'succeeded', 'failed', 'canceled'].map((status) =>
+          Type.Literal(status),
+        ),
+      ),
+    ),
+    order_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateMerchantBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    brand_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
+    gateway: Type.Optional(Type.Union([Type.Literal('toss'), Type.Literal('stripe')])),
+    partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);

@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DestinationStream } from 'pino';
+import type { KeelConfig } from './config.js';
+import { gatewayNames, type GatewayName } from './gateways/connector.js';
+import type { PartnerHttpOptions } from './gateways/http.js';
+import { createGatewayRegistry } from './gateways/registry.js';
+import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
+import { reapExpiredKeys } from './http/idempotency.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { createMetrics } from './observability/metrics.js';
+import { runCompleter } from './payments/jobs/completer.js';
+import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
+import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
+import { startSimulator, type Simulator } from './simulator/server.js';
+import { migrateToLatest, openDatabase, type Database } from './storage/database.js';
+import { FieldCipher } from './storage/encryption.js';
+
+/**
+ * Wires one Keel process: database, partners (or the in-process benchmark gateway), the API and the
+ * background jobs of its role. `npm start`, `keel serve`, the tests and the benchmark all build Keel here.
+ */
+export type Role = 'api' | 'worker' | 'all';
+
+export interface KeelOptions {
+  readonly config: KeelConfig;
+  readonly role: Role;
+  /** Tests: an in-memory PGlite instead of `dataDir` when no database URL is set. */
+  readonly inMemory?: boolean;
+  /** Tests: isolate in this PostgreSQL schema. */
+  readonly databaseSchema?: string;
+  /** Where log lines go (tests capture them). */
+  readonly logDestination?: DestinationStream;
+  /** Start the background job timers (off in tests, which run the jobs by hand). */
+  readonly runJobTimers?: boolean;
+  /** Port for the in-process benchmark gateway; 0 picks a free one. */
+  readonly simulatorPort?: number;
+  readonly simulatorAmbiguousDelayMs?: number;
+}
+
+export interface KeelJobs {
+  janitor(): Promise<JanitorReport>;
+  completer(): Promise<{ completed: number }>;
+  reaper(): Promise<number>;
+}
+
+export interface Keel {
+  readonly app: KeelApp;
+  readonly services: KeelServices;
+  readonly database: Database;
+  readonly simulator: Simulator | undefined;
+  readonly gatewayUrl: string;
+  readonly jobs: KeelJobs;
+  readonly faults: FaultPoints;
+  readonly logger: Logger;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const jobIntervalsMs = { completer: 10_000, reaper: 60_000 } as const;
+export const reaperBatchSizeMax = 1_000;
+export const completerBatchSizeMax = 100;
+
+export async function createKeel(options: KeelOptions): Promise<Keel> {
+  const { config } = options;
+  // A resumed key must never race a partner call still in flight from its first holder.
+  assert.ok(
+    config.idempotencyLockTimeoutMs > config.partnerHttp.connectTimeoutMs + config.partnerHttp.readTimeoutMs,
+    'KEEL_IDEMPOTENCY_LOCK_TIMEOUT_MS must exceed the partner connect plus read timeout',
+  );
+  const logger = createLogger({ level: config.logLevel, ...(options.logDestination === undefined ? {} : { destination: options.logDestination }) });
+  // Tests keep nothing on disk; every other start keeps its database (embedded) and its secrets in dataDir.
+  const persistent = options.inMemory !== true;
+  if (persistent) mkdirSync(config.dataDir, { recursive: true });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
+    schema: options.databaseSchema,
+  });
+  await migrateToLatest(database);
+  const cipher = FieldCipher.fromSecret(config.encryptionKey ?? localSecret(config, persistent, 'encryption-key', FieldCipher.generateSecret));
+  const adminToken = config.adminToken ?? localSecret(config, persistent, 'admin-token', () => `adm_${randomBytes(24).toString('base64url')}`);
+
+  let simulator: Simulator | undefined;
+  if (config.gatewayUrl === undefined) {
+    simulator = await startSimulator({
+      port: options.simulatorPort ?? config.gatewaySimPort,
+      ...(options.simulatorAmbiguousDelayMs === undefined ? {} : { ambiguousDelayMs: options.simulatorAmbiguousDelayMs }),
+    });
+  }
+  const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
+  const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
+  const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
+  const gateways = createGatewayRegistry({ baseUrl: gatewayUrl, http, logger, metrics });
+  const faults = new FaultPoints();
+  const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
+  const services: KeelServices = {
+    config,
+    database,
+    deps,
+    logger,
+    adminToken,
+    readiness: async () => ({ database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) }),
+  };
+  const app = await buildApp(services);
+  const jobs: KeelJobs = {
+    janitor: () => runJanitor(deps),
+    completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
+    reaper: () => reapExpiredKeys(database.db, config.idempotencyTtlHours, reaperBatchSizeMax),
+  };
+  const timers: NodeJS.Timeout[] = [];
+  if (options.runJobTimers === true && options.role !== 'api') {
+    const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {
+      let running = false;
+      const timer = setInterval(() => {
+        if (running) return;
+        running = true;
+        job()
+          .catch((error: unknown) => logger.error({ err: error, job: name }, 'background job failed'))
+          .finally(() => {
+            running = false;
+          });
+      }, intervalMs);
+      timer.unref();
+      timers.push(timer);
+    };
+    every('janitor', config.janitorIntervalMs, jobs.janitor);
+    every('completer', jobIntervalsMs.completer, jobs.completer);
+    every('reaper', jobIntervalsMs.reaper, jobs.reaper);
+  }
+
+  return {
+    app,
+    services,
+    database,
+    simulator,
+    gatewayUrl,
+    jobs,
+    faults,
+    logger,
+    listen: () => app.listen({ port: config.port, host: config.host }),
+    close: async () => {
+      for (const timer of timers) clearInterval(timer);
+      await app.close();
+      await gateways.close();
+      await simulator?.close();
+      await database.close();
+      logger.flush();
+    },
+  };
+}
+
+/** Per-partner timeouts: `KEEL_PARTNER_TOSS_READ_TIMEOUT_MS` and the like override the shared defaults. */
+function partnerHttpFor(config: KeelConfig, name: GatewayName): PartnerHttpOptions {
+  const env = process.env;
+  const read = (suffix: string, fallback: number) => {
+    const value = env[`KEEL_PARTNER_${name.toUpperCase()}_${suffix}`];
+    return value === undefined || value === '' ? fallback : Number(value);
+  };
+  return {
+    connectTimeoutMs: read('CONNECT_TIMEOUT_MS', config.partnerHttp.connectTimeoutMs),
+    readTimeoutMs: read('READ_TIMEOUT_MS', config.partnerHttp.readTimeoutMs),
+    connectionsMax: read('CONNECTIONS_MAX', config.partnerHttp.connectionsMax),
+  };
+}
+
+/** A secret kept in the data directory on first embedded start (or per process when nothing persists). */
+function localSecret(config: KeelConfig, persistent: boolean, name: string, generate: () => string): string {
+  if (!persistent) return generate();
+  const path = join(config.dataDir, name);
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const value = generate();
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  return value;
+}

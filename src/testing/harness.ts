@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { loadConfig, type KeelConfig } from '../config.js';
+import { createMerchant, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
+import { createKeel, type Keel } from '../runtime.js';
+import { dropSchema } from '../storage/database.js';
+
+/**
+ * Starts a whole Keel for a test: the real API (driven through `app.inject`), the real benchmark gateway on a
+ * loopback port, and a real database: PostgreSQL in a schema of its own when `KEEL_TEST_DATABASE_URL` is set,
+ * otherwise an in-memory PGlite. With `KEEL_TEST_REQUIRE_SERVICES=1` a missing PostgreSQL fails the test.
+ */
+export interface TestResponse {
+  readonly status: number;
+  readonly body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read API JSON freely
+  readonly headers: Record<string, string | number | string[] | undefined>;
+}
+
+export interface RequestOptions {
+  readonly body?: unknown;
+  readonly rawBody?: string;
+  readonly idempotencyKey?: string | null;
+  readonly headers?: Record<string, string>;
+  readonly secretKey?: string | null;
+}
+
+export interface TestKeel {
+  readonly keel: Keel;
+  readonly merchant: CreatedMerchant;
+  /** Every log line Keel wrote, as text. */
+  readonly logs: string[];
+  request(method: 'GET' | 'POST' | 'DELETE', path: string, options?: RequestOptions): Promise<TestResponse>;
+  createMerchant(input?: Partial<NewMerchant>): Promise<CreatedMerchant>;
+  simCharges(orderId?: string): Promise<SimChargeView[]>;
+  close(): Promise<void>;
+}
+
+export interface SimChargeView {
+  readonly id: string;
+  readonly order_id: string;
+  readonly amount: number;
+  readonly status: string;
+  readonly captured: boolean;
+  readonly captured_amount: number;
+  readonly refunded_amount: number;
+}
+
+export interface TestKeelOptions {
+  readonly gateway?: 'toss' | 'stripe';
+  readonly config?: Partial<KeelConfig>;
+  readonly forceEmbedded?: boolean;
+}
+
+export function testDatabaseUrl(forceEmbedded = false): string | undefined {
+  const url = process.env['KEEL_TEST_DATABASE_URL'];
+  if (forceEmbedded) return undefined;
+  if ((url === undefined || url === '') && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1' && process.env['KEEL_TEST_EMBEDDED'] !== '1') {
+    throw new Error('KEEL_TEST_REQUIRE_SERVICES=1 but KEEL_TEST_DATABASE_URL is not set');
+  }
+  return url === '' || process.env['KEEL_TEST_EMBEDDED'] === '1' ? undefined : url;
+}
+
+let sequence = 0;
+export function uniqueKey(prefix = 'key'): string {
+  sequence += 1;
+  return `${prefix}_${Date.now().toString(36)}_${sequence}_${randomBytes(4).toString('hex')}`;
+}
+
+export async function startTestKeel(options: TestKeelOptions = {}): Promise<TestKeel> {
+  const databaseUrl = testDatabaseUrl(options.forceEmbedded);
+  const schema = databaseUrl === undefined ? undefined : `keel_test_${randomBytes(6).toString('hex')}`;
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(chunk.toString('utf8'));
+      callback();
+    },
+  });
+  const base = loadConfig({});
+  const config: KeelConfig = {
+    ...base,
+    databaseUrl,
+    logLevel: 'info',
+    idempotencyLockTimeoutMs: 2_000,
+    completerAbandonedAfterMs: 2_500,
+    ...options.config,
+    partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 600, connectionsMax: 64, ...options.config?.partnerHttp },
+  };
+  const keel = await createKeel({
+    config,
+    role: 'all',
+    inMemory: true,
+    ...(schema === undefined ? {} : { databaseSchema: schema }),
+    logDestination: destination,
+    simulatorPort: 0,
+    simulatorAmbiguousDelayMs: 1_200,
+  });
+  const makeMerchant = (input: Partial<NewMerchant> = {}) =>
+    createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Test Shop', gateway: options.gateway ?? 'toss', ...input });
+  const merchant = await makeMerchant();
+
+  return {
+    keel,
+    merchant,
+    logs,
+    createMerchant: makeMerchant,
+    async request(method, path, requestOptions = {}) {
+      const headers: Record<string, string> = { ...requestOptions.headers };
+      const secretKey = requestOptions.secretKey === undefined ? merchant.secret_key : requestOptions.secretKey;
+      if (secretKey !== null) headers['authorization'] ??= `Bearer ${secretKey}`;
+      if (method === 'POST' && requestOptions.idempotencyKey !== null) headers['idempotency-key'] ??= requestOptions.idempotencyKey ?? uniqueKey();
+      let payload: string | undefined = requestOptions.rawBody;
+      if (payload === undefined && requestOptions.body !== undefined) payload = JSON.stringify(requestOptions.body);
+      if (payload !== undefined) headers['content-type'] ??= 'application/json';
+      const response = await keel.app.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) });
+      const text = response.body;
+      let body: unknown = text;
+      try {
+        body = text === '' ? null : JSON.parse(text);
+      } catch {
+        body = text;
+      }
+      return { status: response.statusCode, body, headers: response.headers };
+    },
+    async simCharges(orderId) {
+      const query = orderId === undefined ? '' : `?order_id=${encodeURIComponent(orderId)}`;
+      const response = await fetch(`${keel.gatewayUrl}/__sim/charges${query}`);
+      const json = (await response.json()) as { data: SimChargeView[] };
+      return json.data;
+    },
+    async close() {
+      await keel.close();
+      if (databaseUrl !== undefined && schema !== undefined) await dropSchema(databaseUrl, schema);
+    },
+  };
+}
+
+export const testCard = (number = '4242424242424242') => ({ type: 'card', card: { number, exp_month: 12, exp_year: 2034, cvc: '123' } });
