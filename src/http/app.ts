@@ -53,14 +53,12 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   const app = Fastify({
     loggerInstance: services.logger,
     bodyLimit: services.config.bodyBytesMax,
-    disableRequestLogging: false,
     genReqId: (raw: RawWithCorrelation) => {
       raw.keelCorrelationId = correlationIdFrom(raw.headers['x-correlation-id']);
       return `req_${randomUUID().replaceAll('-', '')}`;
     },
     childLoggerFactory: (logger, bindings, options, raw) =>
-      logger.child({ ...bindings, correlation_id: (raw as RawWithCorrelation).keelCorrelationId }, options),
-    requestIdLogLabel: 'request_id',
+      logger.child({ request_id: bindings.reqId, correlation_id: (raw as RawWithCorrelation).keelCorrelationId }, options),
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);

@@ -43,7 +43,9 @@ export function createLogger(options: LoggerOptions): Logger {
       messageKey: 'message',
       redact: { paths: redactedPaths, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
-      mixin() {
+      mixin(_object, _level, logger) {
+        // Request loggers already carry the ids as bindings; the mixin serves every other logger.
+        if ('correlation_id' in logger.bindings()) return {};
         const context = currentContext();
         return context === undefined ? {} : { correlation_id: context.correlationId, request_id: context.requestId };
       },

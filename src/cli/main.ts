@@ -1,0 +1,198 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig, type KeelConfig } from '../config.js';
+import { createMerchant, isGatewayName, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
+import { countryCodes } from '../payments/money.js';
+import { createKeel, type Keel, type Role } from '../runtime.js';
+import { startSimulator } from '../simulator/server.js';
+import { migrateToLatest, openDatabase } from '../storage/database.js';
+import { FieldCipher } from '../storage/encryption.js';
+import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
+
+/** The `keel` command: start, serve, migrate, merchant create, gateway-sim. */
+
+const program = new Command('keel').description('Keel: self-hosted payments with brand pay, built for failure.');
+
+program
+  .command('start')
+  .description('run everything embedded: API, workers, benchmark gateway, PGlite in KEEL_DATA_DIR; seeds a demo merchant')
+  .action(async () => {
+    await serve('all', true);
+  });
+
+program
+  .command('serve')
+  .description('run one role of a deployment')
+  .option('--role <role>', 'api | worker | all', parseRole, 'all')
+  .action(async (options: { role: Role }) => {
+    await serve(options.role, false);
+  });
+
+program
+  .command('migrate')
+  .description('apply database migrations (idempotent)')
+  .action(async () => {
+    const config = loadConfig();
+    const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+    if (running !== undefined) {
+      console.log(`Keel (pid ${running.pid}) is running on ${config.dataDir} and applied every migration when it started; nothing to do.`);
+      return;
+    }
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+    try {
+      const applied = await migrateToLatest(database);
+      console.log(applied.length === 0 ? 'Database is up to date.' : `Applied: ${applied.join(', ')}`);
+    } finally {
+      await database.close();
+    }
+  });
+
+const merchant = program.command('merchant').description('merchants');
+merchant
+  .command('create')
+  .description('create a merchant and print its keys (shown once)')
+  .requiredOption('--name <name>', 'merchant name')
+  .option('--brand <brand>', 'brand pay name, e.g. "Shop Pay"')
+  .option('--country <country>', 'ISO 3166-1 alpha-2 country', parseCountry, 'KR')
+  .option('--gateway <gateway>', 'toss | stripe', parseGateway, 'toss')
+  .option('--json', 'print JSON only')
+  .action(async (options: { name: string; brand?: string; country: string; gateway: 'toss' | 'stripe'; json?: boolean }) => {
+    const created = await createMerchantFromCli({ name: options.name, brandName: options.brand, country: options.country, gateway: options.gateway });
+    if (options.json === true) console.log(JSON.stringify(created));
+    else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
+  });
+
+program
+  .command('gateway-sim')
+  .description('run the benchmark gateway alone (port KEEL_GATEWAY_SIM_PORT, default 4100)')
+  .option('--seed <seed>', 'latency model seed', (value) => Number(value), 42)
+  .action(async (options: { seed: number }) => {
+    const config = loadConfig();
+    const simulator = await startSimulator({ port: config.gatewaySimPort, seed: options.seed });
+    console.log(`Keel benchmark gateway listening on ${simulator.url} (Toss and Stripe wire formats; test hooks under /__sim)`);
+    await untilSignal();
+    await simulator.close();
+  });
+
+function parseRole(value: string): Role {
+  if (value === 'api' || value === 'worker' || value === 'all') return value;
+  throw new InvalidArgumentError('role must be api, worker or all');
+}
+
+function parseCountry(value: string): string {
+  const upper = value.toUpperCase();
+  if (!countryCodes.has(upper)) throw new InvalidArgumentError('country must be an ISO 3166-1 alpha-2 code');
+  return upper;
+}
+
+function parseGateway(value: string): 'toss' | 'stripe' {
+  if (isGatewayName(value)) return value;
+  throw new InvalidArgumentError('gateway must be toss or stripe');
+}
+
+function embeddedDataDir(config: KeelConfig): string | undefined {
+  if (config.databaseUrl !== undefined) return undefined;
+  mkdirSync(config.dataDir, { recursive: true });
+  return join(config.dataDir, 'pgdata');
+}
+
+async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchant> {
+  const config = loadConfig();
+  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+  if (running !== undefined) {
+    // The running Keel holds the embedded database: ask it.
+    const token = config.adminToken ?? readAdminToken(config.dataDir);
+    if (token === undefined) throw new Error(`Keel (pid ${running.pid}) is running but its admin token is not in ${config.dataDir}`);
+    const response = await fetch(`${running.url}/admin/merchants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: input.name, brand_name: input.brandName, country: input.country, gateway: input.gateway }),
+    });
+    if (response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
+    return (await response.json()) as CreatedMerchant;
+  }
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+  try {
+    await migrateToLatest(database);
+    return await createMerchant(database.db, cipherFor(config), input);
+  } finally {
+    await database.close();
+  }
+}
+
+function cipherFor(config: KeelConfig): FieldCipher {
+  if (config.encryptionKey !== undefined) return FieldCipher.fromSecret(config.encryptionKey);
+  mkdirSync(config.dataDir, { recursive: true });
+  const path = join(config.dataDir, 'encryption-key');
+  if (!existsSync(path)) writeFileSync(path, `${FieldCipher.generateSecret()}\n`, { mode: 0o600 });
+  return FieldCipher.fromSecret(readFileSync(path, 'utf8').trim());
+}
+
+async function serve(role: Role, seedDemo: boolean): Promise<void> {
+  const config = loadConfig();
+  const embedded = config.databaseUrl === undefined;
+  if (embedded) {
+    const running = runningKeel(config.dataDir);
+    if (running !== undefined) {
+      console.error(`Keel is already running on ${config.dataDir} (pid ${running.pid}, ${running.url}); PGlite admits one process per data directory.`);
+      process.exitCode = 1;
+      return;
+    }
+  }
+  const keel = await createKeel({ config, role, runJobTimers: true });
+  let url = '(no HTTP listener for the worker role)';
+  if (role !== 'worker') url = await keel.listen();
+  const releaseLock = embedded ? writeLock(config.dataDir, { pid: process.pid, url }) : () => undefined;
+  if (seedDemo) await printWelcome(keel, config, url);
+  else console.log(`Keel ${role} ready at ${url}`);
+  await untilSignal();
+  console.log('Keel is shutting down: finishing requests in flight');
+  await keel.close();
+  releaseLock();
+}
+
+async function printWelcome(keel: Keel, config: KeelConfig, url: string): Promise<void> {
+  const demo = await demoMerchant(keel, config);
+  const firstStart = !existsSync(join(config.dataDir, 'admin-token.shown'));
+  if (firstStart) writeFileSync(join(config.dataDir, 'admin-token.shown'), '');
+  const lines = [
+    '',
+    'Keel is running (embedded: PGlite, in-process events, benchmark gateway).',
+    `  API:               ${url}`,
+    `  OpenAPI:           ${url}/openapi.json`,
+    `  Metrics:           ${url}/metrics`,
+    `  Benchmark gateway: ${keel.gatewayUrl}`,
+    `  Data directory:    ${config.dataDir}`,
+    '',
+    `Demo merchant ${demo.id}`,
+    `  secret key:        ${demo.secret_key}`,
+    `  publishable key:   ${demo.publishable_key}`,
+    firstStart ? `  admin token:       ${keel.services.adminToken}  (shown once; kept in ${config.dataDir}/admin-token)` : '',
+    '',
+    'Try it:',
+    `  curl -s ${url}/v1/payments -H "Authorization: Bearer ${demo.secret_key}" -H "Idempotency-Key: $(date +%s%N)" \\`,
+    `    -H "Content-Type: application/json" -d '{"amount":15000,"currency":"KRW","order_id":"ord_'$(date +%s)'","confirm":true,` +
+      `"payment_method":{"type":"card","card":{"number":"4242424242424242","exp_month":12,"exp_year":2034,"cvc":"123"}}}'`,
+    '',
+  ];
+  console.log(lines.filter((line, index) => line !== '' || lines[index - 1] !== '').join('\n'));
+}
+
+/** The demo merchant's keys live in the data directory so every embedded start can print them. */
+async function demoMerchant(keel: Keel, config: KeelConfig): Promise<CreatedMerchant> {
+  const path = join(config.dataDir, 'demo-merchant.json');
+  if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as CreatedMerchant;
+  const created = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Demo Shop', brandName: 'Demo Pay', country: 'KR' });
+  writeFileSync(path, JSON.stringify(created), { mode: 0o600 });
+  return created;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+await program.parseAsync(process.argv);
