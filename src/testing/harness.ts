@@ -93,7 +93,7 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     ...(schema === undefined ? {} : { databaseSchema: schema }),
     logDestination: destination,
     simulatorPort: 0,
-    simulatorAmbiguousDelayMs: 1_200,
+    simulatorAmbiguousDelayMs: 2_500,
   });
   const makeMerchant = (input: Partial<NewMerchant> = {}) =>
     createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Test Shop', gateway: options.gateway ?? 'toss', ...input });

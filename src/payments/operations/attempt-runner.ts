@@ -4,7 +4,7 @@ import type { PartnerOutcome } from '../../gateways/connector.js';
 import { advanceKey, finishKey } from '../../http/idempotency.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
-import { findAttempt, findPayment, liveAttempts } from '../repository.js';
+import { findAttempt, findPayment } from '../repository.js';
 import type { Attempt, Payment } from '../types.js';
 import { setAttempt } from './records.js';
 import { partnerContext, type OperationContext, type OperationResult } from './context.js';
@@ -22,7 +22,10 @@ export type Decision =
 
 export interface AttemptPlan<T> {
   readonly operation: Attempt['operation'];
-  /** With the payment locked: answer at once, or ask for an attempt. Throwing a KeelError stores nothing. */
+  /**
+   * With the payment locked: answer at once, or ask for an attempt. Throwing a KeelError stores nothing. Each
+   * plan decides which attempts may overlap: refunds may (each reserves its amount), the others may not.
+   */
   decide(trx: Kysely<KeelDatabase>, payment: Payment): Promise<Decision>;
   /** The partner call; `not_found` when there is nothing to send (a resumed confirm without its card). */
   send(attempt: Attempt, payment: Payment): Promise<SettledOutcome<T>>;
@@ -45,8 +48,6 @@ export async function runAttempt<T>(context: OperationContext, paymentId: string
     }
     const decision = await plan.decide(trx, payment);
     if (decision.kind === 'result') return decision;
-    const live = await liveAttempts(trx, merchant.id, payment.id);
-    assert.equal(live.length, 0, 'decide() refuses while a partner call is in flight');
     const { uuid, publicId } = newId('attempt');
     await trx
       .insertInto('payment_attempts')
