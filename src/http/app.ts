@@ -136,8 +136,15 @@ function toKeelError(error: FastifyError, request: FastifyRequest): KeelError {
 }
 
 function validationError(error: FastifyError): KeelError {
-  const first = error.validation?.[0];
+  const errors = error.validation ?? [];
   const context = error.validationContext ?? 'body';
+  // TypeBox reports an unknown field as a `false` schema under additionalProperties, at the field's own path.
+  const unknownField = errors.find((candidate) => candidate.keyword === 'boolean' && candidate.schemaPath.endsWith('/additionalProperties'));
+  if (unknownField !== undefined) {
+    const param = `${context === 'body' ? '' : `${context}.`}${unknownField.instancePath.split('/').filter((part) => part !== '').join('.')}`;
+    return new KeelError('parameter_unknown', `Unknown parameter: ${param}.`, { param });
+  }
+  const first = errors[0];
   const params = (first?.params ?? {}) as Record<string, unknown>;
   const path = (first?.instancePath ?? '').split('/').filter((part) => part !== '').join('.');
   const prefix = context === 'body' ? '' : `${context}.`;

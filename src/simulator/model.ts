@@ -34,6 +34,8 @@ export interface SimCharge {
   approvedAt: Date | null;
   readonly decline: { readonly code: string; readonly message: string } | null;
   readonly paymentMethod: string | null;
+  /** The `X-Correlation-Id` the request carried, so tests can follow one request across the partner boundary. */
+  readonly correlationId: string | null;
 }
 
 export type FaultMode = 'outage' | 'latency' | 'errors' | 'hang';

@@ -100,7 +100,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (account === undefined) return send(response, refusal(dialect, 401, 'missing or malformed credentials'));
     if (route === undefined) return send(response, refusal(dialect, 404, 'no such endpoint'));
     const body = parseBody(raw, dialect);
-    const call: SimCall = { state, account, country, body, query: url.searchParams, ambiguousDelayMs };
+    const correlationId = typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'] : null;
+    const call: SimCall = { state, account, country, body, query: url.searchParams, ambiguousDelayMs, correlationId };
     const match = route.pattern.exec(url.pathname) as RegExpExecArray;
     const answer = request.method === 'POST' ? idempotent(call, request, raw, dialect, () => route.handle(call, match)) : route.handle(call, match);
     if (answer.delayMs !== undefined) await sleep(answer.delayMs, undefined, { signal: closing.signal }).catch(() => undefined);
@@ -196,6 +197,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         captured_amount: charge.capturedAmount,
         refunded_amount: charge.refundedAmount,
         metadata: charge.metadata,
+        correlation_id: charge.correlationId,
       }));
     return { status: 200, body: { data } };
   }

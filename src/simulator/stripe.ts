@@ -80,6 +80,7 @@ export function stripeCreateIntent(call: SimCall): SimAnswer {
     approvedAt: decline === null ? new Date() : null,
     decline,
     paymentMethod: card.pm,
+    correlationId: call.correlationId,
   };
   call.state.charges.set(charge.id, charge);
   if (decline !== null) {

@@ -12,6 +12,7 @@ export interface SimAnswer {
 
 export interface SimCall {
   readonly state: SimState;
+  readonly correlationId: string | null;
   readonly account: string;
   readonly country: string;
   readonly body: Record<string, unknown>;
@@ -118,6 +119,7 @@ export function tossChargeBillingKey(call: SimCall, billingKey: string): SimAnsw
     approvedAt: decline === null ? new Date() : null,
     decline,
     paymentMethod: billingKey,
+    correlationId: call.correlationId,
   };
   call.state.charges.set(charge.id, charge);
   if (decline !== null) return tossError(400, decline.code, decline.message);
