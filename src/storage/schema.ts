@@ -18,7 +18,7 @@ export interface MerchantsTable {
   country: string;
   gateway: string;
   partner_secret_key_encrypted: string;
-  livemode: boolean;
+  livemode: ColumnType<boolean, boolean | undefined, boolean>;
   created_at: Timestamp;
 }
 
@@ -51,7 +51,7 @@ export interface PaymentsTable {
   payment_method: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
   description: string | null;
   metadata: Json<Record<string, string>>;
-  livemode: boolean;
+  livemode: ColumnType<boolean, boolean | undefined, boolean>;
   partner_payment_id: string | null;
   correlation_id: string | null;
   created_at: Timestamp;
