@@ -12,6 +12,8 @@ import type { KeelDatabase } from './schema.js';
 export interface Database {
   readonly db: Kysely<KeelDatabase>;
   readonly engine: 'postgres' | 'pglite';
+  /** The PostgreSQL schema Keel's tables live in, when not the default. */
+  readonly schema: string | undefined;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -75,6 +77,7 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   return {
     db,
     engine: 'postgres',
+    schema,
     ping: async () => {
       await sql`SELECT 1`.execute(db);
     },
@@ -92,6 +95,7 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
   return {
     db,
     engine: 'pglite',
+    schema: undefined,
     ping: async () => {
       await sql`SELECT 1`.execute(db);
     },
@@ -103,7 +107,13 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
 
 /** Brings the schema up to date; safe to run on every start and from several processes at once. */
 export async function migrateToLatest(database: Database): Promise<readonly string[]> {
-  const migrator = new Migrator({ db: database.db, provider: migrationProvider });
+  // Kysely looks for its migration tables in every schema unless told which one: name it, so databases that
+  // hold several Keel schemas (tests, side-by-side deployments) never see each other's migration state.
+  const migrator = new Migrator({
+    db: database.db,
+    provider: migrationProvider,
+    ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) throw error;
   return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
