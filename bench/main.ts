@@ -91,8 +91,8 @@ function paymentBody(): string {
 }
 
 async function keelRun(schema: string): Promise<Run> {
-  const config = { ...loadConfig({}), databaseUrl, port: 0, logLevel: 'info' };
-  const keel = await createKeel({ config, role: 'all', inMemory: true, databaseSchema: schema, simulatorPort: 0, logDestination: pino.destination('/dev/null') });
+  const config = { ...loadConfig({}), databaseUrl, port: 0, logLevel: process.env['KEEL_BENCH_LOG_LEVEL'] ?? 'info' };
+  const keel = await createKeel({ config, role: 'all', inMemory: true, databaseSchema: schema, simulatorPort: 0, logDestination: pino.destination(process.env['KEEL_BENCH_LOG'] ?? '/dev/null') });
   try {
     const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop' });
     const url = await keel.listen();
@@ -114,6 +114,10 @@ async function main(): Promise<void> {
   console.log(`Keel benchmark: PostgreSQL ${databaseUrl.replace(/\/\/[^@]*@/, '//')}, concurrency ${concurrency}, ${durationMs / 1000} s per run after ${warmupMs / 1000} s warm-up`);
   try {
     const keelResult = await keelRun(schema);
+    if (process.env['KEEL_BENCH_ONLY'] === 'keel') {
+      console.log(line(keelResult));
+      return;
+    }
     const floorResult = await floor(schema);
     console.log(line(floorResult));
     console.log(line(keelResult));

@@ -4,7 +4,7 @@ import type { PartnerOutcome } from '../../gateways/connector.js';
 import { advanceKey, finishKey } from '../../http/idempotency.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
-import { findAttempt, findPayment } from '../repository.js';
+import { findAttempt, findPayment, toAttempt } from '../repository.js';
 import type { Attempt, Payment } from '../types.js';
 import { setAttempt } from './records.js';
 import { partnerContext, type OperationContext, type OperationResult } from './context.js';
@@ -43,50 +43,66 @@ export async function runAttempt<T>(context: OperationContext, paymentId: string
     assert.ok(payment !== undefined, 'the payment exists');
     if (key?.attemptId != null) {
       const own = await findAttempt(trx, merchant.id, key.attemptId);
-      if (own?.status === 'pending') return { kind: 'recover' as const, attempt: own };
+      if (own?.status === 'pending') return { kind: 'recover' as const, attempt: own, payment };
       if (own !== undefined && own.status !== 'not_sent') return { kind: 'result' as const, result: await plan.describe(trx, payment, own) };
     }
     const decision = await plan.decide(trx, payment);
     if (decision.kind === 'result') return decision;
-    const { uuid, publicId } = newId('attempt');
-    await trx
-      .insertInto('payment_attempts')
-      .values({
-        id: uuid,
-        merchant_id: merchant.id,
-        payment_id: payment.id,
-        refund_id: decision.refundId ?? null,
-        operation: plan.operation,
-        status: 'pending',
-        amount: decision.amount,
-        partner_idempotency_key: `keel_${publicId}`,
-        partner_payment_id: payment.partnerPaymentId,
-      })
-      .execute();
-    if (key !== null) {
-      await advanceKey(trx, key, 'attempt_created', {
-        paymentId: payment.id,
-        attemptId: uuid,
-        ...(decision.refundId === undefined ? {} : { refundId: decision.refundId }),
-      });
-    }
-    const attempt = await findAttempt(trx, merchant.id, uuid);
-    assert.ok(attempt !== undefined);
-    return { kind: 'send' as const, attempt };
+    const attempt = await insertAttempt(trx, context, payment, { operation: plan.operation, amount: decision.amount, refundId: decision.refundId });
+    return { kind: 'send' as const, attempt, payment };
   });
   if (prepared.kind === 'result') return prepared.result;
-  const payment = await findPayment(deps.db, merchant.id, paymentId);
-  assert.ok(payment !== undefined);
-  let outcome: SettledOutcome<T>;
-  if (prepared.kind === 'recover') {
-    outcome = await plan.inquire(prepared.attempt, payment);
-    if (outcome.kind === 'not_found') outcome = await plan.send(prepared.attempt, payment);
-  } else {
-    deps.faults.check('after_attempt_created');
-    outcome = await plan.send(prepared.attempt, payment);
+  return sendAndSettle(context, prepared.attempt, prepared.payment, plan, prepared.kind === 'recover');
+}
+
+/** Commits a `pending` attempt with its own partner idempotency key, and records it on the request's key. */
+export async function insertAttempt(
+  trx: Kysely<KeelDatabase>,
+  context: OperationContext,
+  payment: Payment,
+  spec: { readonly operation: Attempt['operation']; readonly amount: bigint; readonly refundId?: string | undefined },
+): Promise<Attempt> {
+  const { uuid, publicId } = newId('attempt');
+  const row = await trx
+    .insertInto('payment_attempts')
+    .values({
+      id: uuid,
+      merchant_id: payment.merchantId,
+      payment_id: payment.id,
+      refund_id: spec.refundId ?? null,
+      operation: spec.operation,
+      status: 'pending',
+      amount: spec.amount,
+      partner_idempotency_key: `keel_${publicId}`,
+      partner_payment_id: payment.partnerPaymentId,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  if (context.key !== null) {
+    await advanceKey(trx, context.key, 'attempt_created', {
+      paymentId: payment.id,
+      attemptId: uuid,
+      ...(spec.refundId === undefined ? {} : { refundId: spec.refundId }),
+    });
   }
-  deps.faults.check('after_partner_call');
-  return settleAttempt(context, prepared.attempt, plan, outcome);
+  return toAttempt(row);
+}
+
+/**
+ * Phases 2 and 3: the partner call outside any transaction, then its outcome. A recovering request asks the
+ * partner first and sends only what the partner has no record of, under the same partner idempotency key.
+ */
+export async function sendAndSettle<T>(context: OperationContext, attempt: Attempt, payment: Payment, plan: AttemptPlan<T>, recovering: boolean): Promise<OperationResult> {
+  let outcome: SettledOutcome<T>;
+  if (recovering) {
+    outcome = await plan.inquire(attempt, payment);
+    if (outcome.kind === 'not_found') outcome = await plan.send(attempt, payment);
+  } else {
+    context.deps.faults.check('after_attempt_created');
+    outcome = await plan.send(attempt, payment);
+  }
+  context.deps.faults.check('after_partner_call');
+  return settleAttempt(context, attempt, plan, outcome);
 }
 
 /** Phase 3, shared with the janitor: records the outcome unless the attempt was settled meanwhile. */

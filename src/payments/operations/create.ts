@@ -4,8 +4,9 @@ import { advanceKey, finishKey } from '../../http/idempotency.js';
 import { isUniqueViolation } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { findPayment, toPayment } from '../repository.js';
-import type { CaptureMethod, PaymentMethodSnapshot } from '../types.js';
-import { authorizePayment } from './authorize.js';
+import type { Attempt, CaptureMethod, Payment, PaymentMethodSnapshot } from '../types.js';
+import { authorizePayment, authorizePlan } from './authorize.js';
+import { insertAttempt, sendAndSettle } from './attempt-runner.js';
 import type { OperationContext, OperationResult } from './context.js';
 import { emitted, resultForPayment } from './records.js';
 
@@ -25,25 +26,30 @@ export interface CreatePaymentInput {
 
 export async function createPayment(context: OperationContext, input: CreatePaymentInput): Promise<OperationResult> {
   const { deps, merchant, key } = context;
-  let paymentId = key?.paymentId ?? null;
-  if (paymentId === null) {
-    paymentId = await insertPayment(context, input);
-    deps.faults.check('after_payment_created');
-  }
-  if (!input.confirm) {
-    const payment = await findPayment(deps.db, merchant.id, paymentId);
+  const source = input.card === undefined ? undefined : { card: input.card };
+  if (key?.paymentId != null) {
+    // A resumed key: the payment exists; confirming resumes from the attempt the key records.
+    if (input.confirm) return authorizePayment(context, { paymentId: key.paymentId, source, snapshot: input.snapshot });
+    const payment = await findPayment(deps.db, merchant.id, key.paymentId);
     if (payment === undefined) throw new Error('created payment vanished');
     return resultForPayment(payment);
   }
-  return authorizePayment(context, { paymentId, source: input.card === undefined ? undefined : { card: input.card }, snapshot: input.snapshot });
+  const created = await insertPayment(context, input);
+  deps.faults.check('after_payment_created');
+  if (created.attempt === undefined) return resultForPayment(created.payment);
+  const plan = authorizePlan(context, { source, snapshot: input.snapshot });
+  return sendAndSettle(context, created.attempt, created.payment, plan, false);
 }
 
-/** Phase `payment_created`: the payment row, its event and the key's recovery point in one transaction. */
-async function insertPayment(context: OperationContext, input: CreatePaymentInput): Promise<string> {
+/**
+ * Phase `payment_created`: the payment row, its event, and (when confirming) its first attempt with its own
+ * partner idempotency key, with the key's recovery point, in one transaction.
+ */
+async function insertPayment(context: OperationContext, input: CreatePaymentInput): Promise<{ payment: Payment; attempt: Attempt | undefined }> {
   const { deps, merchant, key } = context;
   const { uuid } = newId('payment');
   try {
-    await deps.db.transaction().execute(async (trx) => {
+    return await deps.db.transaction().execute(async (trx) => {
       const row = await trx
         .insertInto('payments')
         .values({
@@ -66,11 +72,17 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      const result = await emitted(trx, toPayment(row), 'payment.created', 200);
+      const payment = toPayment(row);
+      const result = await emitted(trx, payment, 'payment.created', 200);
+      if (input.confirm) {
+        const attempt = await insertAttempt(trx, context, payment, { operation: 'authorize', amount: payment.amount });
+        return { payment, attempt };
+      }
       if (key !== null) {
         await advanceKey(trx, key, 'payment_created', { paymentId: uuid });
-        if (!input.confirm) await finishKey(trx, key, result.status, result.body);
+        await finishKey(trx, key, result.status, result.body);
       }
+      return { payment, attempt: undefined };
     });
   } catch (error) {
     if (isUniqueViolation(error, 'payments_merchant_id_order_id_key')) {
@@ -78,5 +90,4 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
     }
     throw error;
   }
-  return uuid;
 }
