@@ -1,0 +1,148 @@
+// Proves the `keel` command on the embedded engine, as a shop engineer uses it: `start` seeds a demo merchant
+// and serves payments; while it runs, `merchant create` goes through its API and a second `start` refuses
+// (PGlite admits one process per data directory); after it stops, `merchant create` opens the database itself
+// and the data survives; `gateway-sim` serves the benchmark gateway alone.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+const keelBin = new URL('../../bin/keel.js', import.meta.url).pathname;
+const dataDir = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+let apiPort = 0;
+let simPort = 0;
+let server: ChildProcess | undefined;
+let serverOutput = '';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+function environment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, KEEL_DATA_DIR: dataDir, KEEL_PORT: String(apiPort), KEEL_GATEWAY_SIM_PORT: String(simPort), KEEL_LOG_LEVEL: 'warn' };
+  delete env['KEEL_DATABASE_URL'];
+  delete env['KEEL_ADMIN_TOKEN'];
+  return env;
+}
+
+function run(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [keelBin, ...args], { env: environment() });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function startServer(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server = spawn(process.execPath, [keelBin, 'start'], { env: environment() });
+    const timer = setTimeout(() => reject(new Error(`keel start did not come up:\n${serverOutput}`)), 60_000);
+    server.stdout?.on('data', (chunk: Buffer) => {
+      serverOutput += chunk.toString();
+      if (serverOutput.includes('Try it:')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server.stderr?.on('data', (chunk: Buffer) => (serverOutput += chunk.toString()));
+  });
+}
+
+function stopServer(): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (server === undefined || server.exitCode !== null) return resolve(server?.exitCode ?? null);
+    server.once('exit', (code) => resolve(code));
+    server.kill('SIGTERM');
+  });
+}
+
+before(async () => {
+  apiPort = await freePort();
+  simPort = await freePort();
+  await startServer();
+});
+after(async () => {
+  await stopServer();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('start prints the demo merchant, whose key pays', async () => {
+  const secretKey = /secret key:\s+(sk_test_\S+)/.exec(serverOutput)?.[1];
+  assert.ok(secretKey !== undefined, serverOutput);
+  assert.match(serverOutput, /publishable key:\s+pk_test_/);
+  assert.match(serverOutput, new RegExp(`http://127.0.0.1:${apiPort}`));
+  const response = await fetch(`http://127.0.0.1:${apiPort}/v1/payments`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secretKey}`, 'idempotency-key': 'cli-test-1', 'content-type': 'application/json' },
+    body: JSON.stringify({ amount: 15000, currency: 'KRW', order_id: 'cli-order-1', confirm: true, payment_method: { type: 'card', card: { number: '4242424242424242', exp_month: 12, exp_year: 2034, cvc: '123' } } }),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(((await response.json()) as { status: string }).status, 'succeeded');
+});
+
+test('while it runs: merchant create goes through it, a second start refuses, migrate has nothing to do', async () => {
+  const created = await run(['merchant', 'create', '--name', 'CLI Shop', '--brand', 'CLI Pay', '--country', 'US', '--json']);
+  assert.equal(created.code, 0, created.stderr);
+  const merchant = JSON.parse(created.stdout) as { id: string; secret_key: string; publishable_key: string };
+  assert.match(merchant.id, /^mer_/);
+  const list = await fetch(`http://127.0.0.1:${apiPort}/v1/payments`, { headers: { authorization: `Bearer ${merchant.secret_key}` } });
+  assert.equal(list.status, 200);
+  const second = await run(['start']);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr, /already running/);
+  const migrate = await run(['migrate']);
+  assert.equal(migrate.code, 0);
+  assert.match(migrate.stdout, /nothing to do/);
+  const badCountry = await run(['merchant', 'create', '--name', 'X', '--country', 'ZZ', '--json']);
+  assert.notEqual(badCountry.code, 0);
+});
+
+test('after it stops, the CLI opens the embedded database itself and the data is intact', async () => {
+  assert.equal(await stopServer(), 0);
+  const migrate = await run(['migrate']);
+  assert.equal(migrate.code, 0, migrate.stderr);
+  assert.match(migrate.stdout, /up to date/);
+  const created = await run(['merchant', 'create', '--name', 'Offline Shop', '--json']);
+  assert.equal(created.code, 0, created.stderr);
+  await startServer();
+  const merchant = JSON.parse(created.stdout) as { secret_key: string };
+  const list = await fetch(`http://127.0.0.1:${apiPort}/v1/payments`, { headers: { authorization: `Bearer ${merchant.secret_key}` } });
+  assert.equal(list.status, 200);
+  const demoKey = /secret key:\s+(sk_test_\S+)/.exec(serverOutput)?.[1];
+  const earlier = await fetch(`http://127.0.0.1:${apiPort}/v1/payments?order_id=cli-order-1`, { headers: { authorization: `Bearer ${demoKey}` } });
+  assert.equal(((await earlier.json()) as { data: unknown[] }).data.length, 1, 'the payment made before the restart is still there');
+});
+
+test('gateway-sim serves the benchmark gateway alone', async () => {
+  const port = await freePort();
+  const child = spawn(process.execPath, [keelBin, 'gateway-sim'], { env: { ...environment(), KEEL_GATEWAY_SIM_PORT: String(port) } });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('gateway-sim did not start')), 30_000);
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('listening')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const response = await fetch(`http://127.0.0.1:${port}/__sim/charges`);
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { data: [] });
+  } finally {
+    child.kill('SIGTERM');
+  }
+});
