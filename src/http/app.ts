@@ -27,7 +27,7 @@ export interface KeelServices {
   readonly deps: PaymentsDeps;
   readonly logger: Logger;
   readonly adminToken: string;
-  /** Creates a merchant; the admin endpoint and the CLI share it. */
+  /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
 }
 
