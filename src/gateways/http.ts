@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import type { PartnerOutcome } from './connector.js';
 
 /**
  * One undici agent per partner, with Keel's short timeouts: connect 1 s, read 5 s unless the partner's config
@@ -22,6 +23,23 @@ export interface PartnerHttpRequest {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body?: string;
+}
+
+/**
+ * The reading every partner shares: a transport outcome passes through, 2xx is the value, 429 means the partner
+ * did nothing, 5xx means the outcome is unknown. A 4xx is left to the partner's own error format.
+ */
+export function readAnswer<T>(
+  answer: PartnerHttpAnswer,
+  read: (body: unknown) => T,
+  readClientError: (status: number, body: unknown) => PartnerOutcome<T>,
+): PartnerOutcome<T> {
+  if (answer.kind !== 'response') return answer;
+  const { status, body } = answer;
+  if (status >= 200 && status < 300) return { kind: 'ok', value: read(body) };
+  if (status === 429) return { kind: 'unreachable', reason: 'partner rate limit (429)' };
+  if (status >= 500) return { kind: 'unknown', reason: `partner answered ${status}` };
+  return readClientError(status, body);
 }
 
 /** Error codes that prove the request never left Keel. */

@@ -1,7 +1,7 @@
 import { cardBrand } from '../gateways/connector.js';
 import type { StripePaymentIntent, StripeRefund } from '../gateways/stripe/wire.js';
 import { cardBehaviour, simId, type SimCharge } from './model.js';
-import type { SimAnswer, SimCall } from './toss.js';
+import { recordCharge, type SimAnswer, type SimCall } from './toss.js';
 
 /** The Stripe dialect of the benchmark gateway (form-encoded PaymentIntents, refunds, payment methods). */
 
@@ -62,27 +62,18 @@ export function stripeCreateIntent(call: SimCall): SimAnswer {
     behaviour.kind === 'decline'
       ? { code: behaviour.code, message: behaviour.code === 'insufficient_funds' ? 'Your card has insufficient funds.' : 'Your card was declined.' }
       : null;
-  const charge: SimCharge = {
+  const charge = recordCharge(call, {
     id: simId('pi_'),
     dialect: 'stripe',
-    account: call.account,
     orderId: metadata['order_id'] ?? '',
     amount,
     currency,
-    country: call.country,
     status: decline !== null ? 'declined' : manual ? 'authorized' : 'captured',
-    capturedAmount: decline === null && !manual ? amount : 0,
-    refundedAmount: 0,
-    cancels: [],
     metadata,
-    cardLast4: card.number.slice(-4),
-    createdAt: new Date(),
-    approvedAt: decline === null ? new Date() : null,
+    cardNumber: card.number,
     decline,
     paymentMethod: card.pm,
-    correlationId: call.correlationId,
-  };
-  call.state.charges.set(charge.id, charge);
+  });
   if (decline !== null) {
     return stripeError(402, 'card_error', decline.message, {
       code: 'card_declined',

@@ -25,6 +25,35 @@ const tossDeclines = {
   insufficient_funds: { code: 'REJECT_CARD_PAYMENT', message: '한도초과 혹은 잔액부족으로 결제에 실패했습니다.' },
 } as const;
 
+/** Records a charge in the partner's ledger; what both dialects share of creating one. */
+export function recordCharge(
+  call: SimCall,
+  fields: Pick<SimCharge, 'id' | 'dialect' | 'orderId' | 'amount' | 'currency' | 'status' | 'metadata' | 'decline' | 'paymentMethod'> & { cardNumber: string },
+): SimCharge {
+  const charge: SimCharge = {
+    id: fields.id,
+    dialect: fields.dialect,
+    account: call.account,
+    orderId: fields.orderId,
+    amount: fields.amount,
+    currency: fields.currency,
+    country: call.country,
+    status: fields.status,
+    capturedAmount: fields.status === 'captured' ? fields.amount : 0,
+    refundedAmount: 0,
+    cancels: [],
+    metadata: fields.metadata,
+    cardLast4: fields.cardNumber.slice(-4),
+    createdAt: new Date(),
+    approvedAt: fields.decline === null ? new Date() : null,
+    decline: fields.decline,
+    paymentMethod: fields.paymentMethod,
+    correlationId: call.correlationId,
+  };
+  call.state.charges.set(charge.id, charge);
+  return charge;
+}
+
 export function tossError(status: number, code: string, message: string): SimAnswer {
   return { status, body: { code, message } };
 }
@@ -101,27 +130,18 @@ export function tossChargeBillingKey(call: SimCall, billingKey: string): SimAnsw
   if (behaviour.kind === 'error_without_charge') return tossError(500, 'FAILED_INTERNAL_SYSTEM_PROCESSING', '내부 시스템 처리 작업이 실패했습니다.');
   const metadata = (call.body['metadata'] ?? {}) as Record<string, string>;
   const decline = behaviour.kind === 'decline' ? tossDeclines[behaviour.code] : null;
-  const charge: SimCharge = {
+  const charge = recordCharge(call, {
     id: simId('tpk_'),
     dialect: 'toss',
-    account: call.account,
     orderId,
     amount,
     currency: 'KRW',
-    country: call.country,
     status: decline === null ? 'captured' : 'declined',
-    capturedAmount: decline === null ? amount : 0,
-    refundedAmount: 0,
-    cancels: [],
     metadata,
-    cardLast4: card.number.slice(-4),
-    createdAt: new Date(),
-    approvedAt: decline === null ? new Date() : null,
+    cardNumber: card.number,
     decline,
     paymentMethod: billingKey,
-    correlationId: call.correlationId,
-  };
-  call.state.charges.set(charge.id, charge);
+  });
   if (decline !== null) return tossError(400, decline.code, decline.message);
   const answer = { status: 200, body: toTossPayment(charge) };
   return behaviour.kind === 'charge_then_hang' ? { ...answer, delayMs: call.ambiguousDelayMs } : answer;

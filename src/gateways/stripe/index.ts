@@ -8,7 +8,7 @@ import type {
   TokenizeResult,
 } from '../connector.js';
 import { cardBrand, cardLast4 } from '../connector.js';
-import type { PartnerHttpAnswer, PartnerHttpClient } from '../http.js';
+import { readAnswer, type PartnerHttpAnswer, type PartnerHttpClient } from '../http.js';
 import {
   isStripeErrorBody,
   mapStripeStatus,
@@ -156,15 +156,10 @@ function interpretRefunds(request: InquiryRequest, list: StripeList<StripeRefund
 
 /** The shared reading of a Stripe answer: card_error is a decline, 429 was not processed, 5xx is unknown. */
 export function mapStripeAnswer<T>(answer: PartnerHttpAnswer, read: (body: unknown) => T): PartnerOutcome<T> {
-  if (answer.kind !== 'response') return answer;
-  const { status, body } = answer;
-  if (status >= 200 && status < 300) return { kind: 'ok', value: read(body) };
-  if (status === 429) return { kind: 'unreachable', reason: 'partner rate limit (429)' };
-  if (status >= 500) return { kind: 'unknown', reason: `partner answered ${status}` };
-  if (isStripeErrorBody(body)) {
+  return readAnswer(answer, read, (status, body) => {
+    if (!isStripeErrorBody(body)) return { kind: 'rejected', reason: `partner answered ${status}` };
     if (body.error.type === 'card_error') return { kind: 'declined', code: stripeDeclineCode(body.error), message: body.error.message };
     if (body.error.type === 'idempotency_error' && status === 409) return { kind: 'unknown', reason: 'partner still processing this key' };
     return { kind: 'rejected', reason: `${body.error.type}: ${body.error.message}` };
-  }
-  return { kind: 'rejected', reason: `partner answered ${status}` };
+  });
 }

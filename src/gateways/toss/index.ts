@@ -12,7 +12,7 @@ import type {
   TokenizeResult,
 } from '../connector.js';
 import { cardBrand, cardLast4 } from '../connector.js';
-import type { PartnerHttpAnswer, PartnerHttpClient } from '../http.js';
+import { readAnswer, type PartnerHttpAnswer, type PartnerHttpClient } from '../http.js';
 import {
   isTossError,
   isTossPayment,
@@ -162,16 +162,11 @@ function interpretInquiry(request: InquiryRequest, body: unknown): InquiryResult
 
 /** The shared reading of a Toss answer: 2xx is the value, a decline code is a decline, 429 was not processed. */
 export function mapAnswer<T>(answer: PartnerHttpAnswer, read: (body: unknown) => T): PartnerOutcome<T> {
-  if (answer.kind !== 'response') return answer;
-  const { status, body } = answer;
-  if (status >= 200 && status < 300) return { kind: 'ok', value: read(body) };
-  if (status === 429) return { kind: 'unreachable', reason: 'partner rate limit (429)' };
-  if (status >= 500) return { kind: 'unknown', reason: `partner answered ${status}` };
-  if (isTossError(body)) {
+  return readAnswer(answer, read, (status, body) => {
+    if (!isTossError(body)) return { kind: 'rejected', reason: `partner answered ${status}` };
     const decline = tossDeclineCode(body.code);
     if (decline !== undefined) return { kind: 'declined', code: decline, message: body.message };
     if (body.code === 'IDEMPOTENT_REQUEST_PROCESSING') return { kind: 'unknown', reason: body.code };
     return { kind: 'rejected', reason: `${body.code}: ${body.message}` };
-  }
-  return { kind: 'rejected', reason: `partner answered ${status}` };
+  });
 }
