@@ -1,4 +1,5 @@
 import { partnerHttpDefaults, type PartnerHttpOptions } from './gateways/http.js';
+import { breakerDefaults, type BreakerOptions } from './resilience/breaker.js';
 
 /**
  * Keel's configuration, read once from the environment (see CONTRACT.md, "Configuration"). Every number has
@@ -24,6 +25,13 @@ export interface KeelConfig {
   readonly partnerHttp: PartnerHttpOptions;
   readonly janitorIntervalMs: number;
   readonly bodyBytesMax: number;
+  /** Per-partner base URLs; absent: `gatewayUrl` (or the in-process gateway). */
+  readonly partnerUrls: { readonly toss: string | undefined; readonly stripe: string | undefined };
+  readonly breaker: BreakerOptions;
+  /** Partner calls in flight per resource; beyond it calls are refused at once. */
+  readonly bulkheadMax: number;
+  /** A request's total budget: partner retries never wait past it. */
+  readonly requestDeadlineMs: number;
 }
 
 function integer(value: string | undefined, fallback: number, name: string): number {
@@ -60,5 +68,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     },
     janitorIntervalMs: integer(env['KEEL_JANITOR_INTERVAL_MS'], 5_000, 'KEEL_JANITOR_INTERVAL_MS'),
     bodyBytesMax: 65_536,
+    partnerUrls: { toss: optional(env['KEEL_PARTNER_TOSS_URL']), stripe: optional(env['KEEL_PARTNER_STRIPE_URL']) },
+    breaker: {
+      errorThreshold: integer(env['KEEL_BREAKER_ERROR_THRESHOLD'], breakerDefaults.errorThreshold, 'KEEL_BREAKER_ERROR_THRESHOLD'),
+      errorThresholdTimeoutMs: integer(env['KEEL_BREAKER_ERROR_WINDOW_MS'], breakerDefaults.errorThresholdTimeoutMs, 'KEEL_BREAKER_ERROR_WINDOW_MS'),
+      errorTimeoutMs: integer(env['KEEL_BREAKER_OPEN_MS'], breakerDefaults.errorTimeoutMs, 'KEEL_BREAKER_OPEN_MS'),
+      successThreshold: integer(env['KEEL_BREAKER_SUCCESS_THRESHOLD'], breakerDefaults.successThreshold, 'KEEL_BREAKER_SUCCESS_THRESHOLD'),
+      halfOpenReadTimeoutMs: integer(env['KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'], breakerDefaults.halfOpenReadTimeoutMs, 'KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'),
+    },
+    bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], 100, 'KEEL_PARTNER_BULKHEAD_MAX'),
+    requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),
   };
 }

@@ -6,7 +6,8 @@ import type { DestinationStream } from 'pino';
 import type { KeelConfig } from './config.js';
 import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import type { PartnerHttpOptions } from './gateways/http.js';
-import { createGatewayRegistry } from './gateways/registry.js';
+import { createGatewayRegistry, retryDefaults } from './gateways/registry.js';
+import { ResourceRegistry } from './resilience/resources.js';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { reapExpiredKeys } from './http/idempotency.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -93,13 +94,23 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
-  const gateways = createGatewayRegistry({ baseUrl: gatewayUrl, http, logger, metrics });
+  const resources = new ResourceRegistry({ breaker: config.breaker, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
+  const gateways = createGatewayRegistry({
+    baseUrls: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
+    http,
+    resources,
+    halfOpenReadTimeoutMs: config.breaker.halfOpenReadTimeoutMs,
+    retry: retryDefaults,
+    logger,
+    metrics,
+  });
   const faults = new FaultPoints();
   const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
   const services: KeelServices = {
     config,
     database,
     deps,
+    resources,
     logger,
     adminToken,
     readiness: async () => ({ database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) }),

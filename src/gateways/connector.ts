@@ -24,12 +24,14 @@ export interface PartnerCallContext {
   readonly country: string;
   readonly idempotencyKey: string;
   readonly correlationId: string;
+  /** A shorter read timeout for this call (a half-open breaker's trial). */
+  readonly readTimeoutMs?: number;
 }
 
 export type PartnerOutcome<T> =
   | { readonly kind: 'ok'; readonly value: T }
   | { readonly kind: 'declined'; readonly code: DeclineCode; readonly message: string }
-  | { readonly kind: 'unreachable'; readonly reason: string }
+  | { readonly kind: 'unreachable'; readonly reason: string; readonly retryAfterMs?: number }
   | { readonly kind: 'unknown'; readonly reason: string }
   | { readonly kind: 'rejected'; readonly reason: string };
 

@@ -23,6 +23,7 @@ export interface PartnerHttpRequest {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body?: string;
+  readonly readTimeoutMs?: number;
 }
 
 /**
@@ -48,10 +49,14 @@ const responseBodyBytesMax = 1_048_576;
 
 export class PartnerHttpClient {
   readonly baseUrl: string;
+  /** `host:port` of the partner, the first part of every resource id. */
+  readonly hostPort: string;
   readonly #agent: Agent;
 
   constructor(baseUrl: string, options: PartnerHttpOptions) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    const url = new URL(this.baseUrl);
+    this.hostPort = `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`;
     this.#agent = new Agent({
       connect: { timeout: options.connectTimeoutMs },
       headersTimeout: options.readTimeoutMs,
@@ -69,6 +74,7 @@ export class PartnerHttpClient {
         headers: call.headers,
         body: call.body ?? null,
         dispatcher: this.#agent,
+        ...(call.readTimeoutMs === undefined ? {} : { headersTimeout: call.readTimeoutMs, bodyTimeout: call.readTimeoutMs }),
       });
     } catch (error) {
       return classifyFailure(error);

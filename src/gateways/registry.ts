@@ -1,62 +1,115 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from 'cockatiel';
 import type { Logger } from 'pino';
+import { currentContext } from '../observability/context.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Connector, GatewayName, PartnerOutcome } from './connector.js';
+import type { ResourceRegistry } from '../resilience/resources.js';
+import { isBulkheadRejection } from '../resilience/resources.js';
+import type { Connector, GatewayName, PartnerCallContext, PartnerOutcome } from './connector.js';
 import { PartnerHttpClient, type PartnerHttpOptions } from './http.js';
 import { createStripeConnector } from './stripe/index.js';
 import { createTossConnector } from './toss/index.js';
 
 /**
- * The partners Keel can route to, each with its own HTTP agent and timeouts. Every call through the registry
- * is timed and logged by outcome (an approval, a decline, unreachable, unknown), never with its parameters.
+ * The partners Keel can route to, each with its own HTTP agent and timeouts. Every call goes through the
+ * resource's circuit breaker and bulkhead (`host:port:country`), is retried only when it provably was not sent
+ * (capped exponential backoff with full jitter, inside the request's deadline), and is timed and logged by
+ * outcome, never with its parameters.
  */
 export interface GatewayRegistry {
   connector(name: GatewayName): Connector;
+  /** The resource id a call for this partner and country is protected under. */
+  resourceId(name: GatewayName, country: string): string;
   close(): Promise<void>;
 }
 
+export interface RetryOptions {
+  readonly retryCountMax: number;
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const retryDefaults: RetryOptions = { retryCountMax: 2, initialDelayMs: 50, maxDelayMs: 1_000 };
+
 export interface GatewayRegistryOptions {
-  readonly baseUrl: string;
+  readonly baseUrls: Readonly<Record<GatewayName, string>>;
   readonly http: Readonly<Record<GatewayName, PartnerHttpOptions>>;
+  readonly resources: ResourceRegistry;
+  readonly halfOpenReadTimeoutMs: number;
+  readonly retry: RetryOptions;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
 
 export function createGatewayRegistry(options: GatewayRegistryOptions): GatewayRegistry {
   const clients = {
-    toss: new PartnerHttpClient(options.baseUrl, options.http.toss),
-    stripe: new PartnerHttpClient(options.baseUrl, options.http.stripe),
+    toss: new PartnerHttpClient(options.baseUrls.toss, options.http.toss),
+    stripe: new PartnerHttpClient(options.baseUrls.stripe, options.http.stripe),
   };
   const connectors: Record<GatewayName, Connector> = {
-    toss: instrument(createTossConnector(clients.toss), options),
-    stripe: instrument(createStripeConnector(clients.stripe), options),
+    toss: protect(createTossConnector(clients.toss), clients.toss.hostPort, options),
+    stripe: protect(createStripeConnector(clients.stripe), clients.stripe.hostPort, options),
   };
   return {
     connector: (name) => connectors[name],
+    resourceId: (name, country) => `${clients[name].hostPort}:${country}`,
     close: async () => {
       await Promise.all([clients.toss.close(), clients.stripe.close()]);
     },
   };
 }
 
-function instrument(connector: Connector, options: GatewayRegistryOptions): Connector {
-  const wrap =
-    <A extends unknown[], T>(operation: string, call: (...args: A) => Promise<PartnerOutcome<T>>) =>
-    async (...args: A): Promise<PartnerOutcome<T>> => {
-      const started = performance.now();
-      const outcome = await call(...args);
-      const seconds = (performance.now() - started) / 1000;
-      options.metrics.partnerCallDurationSeconds.observe({ gateway: connector.name, operation, outcome: outcome.kind }, seconds);
-      const reason = outcome.kind === 'ok' ? undefined : outcome.kind === 'declined' ? outcome.code : outcome.reason;
-      options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason, duration_ms: Math.round(seconds * 1000) }, 'partner call');
-      return outcome;
+/** Outcomes that say the resource is unhealthy. A decline or a 4xx rejection is a healthy partner's answer. */
+function countsAsError(outcome: PartnerOutcome<unknown>): boolean {
+  return outcome.kind === 'unknown' || outcome.kind === 'unreachable';
+}
+
+function protect(connector: Connector, hostPort: string, options: GatewayRegistryOptions): Connector {
+  const backoff = new ExponentialBackoff({ generator: fullJitterGenerator, initialDelay: options.retry.initialDelayMs, maxDelay: options.retry.maxDelayMs });
+
+  const guarded =
+    <R, T>(operation: string, call: (context: PartnerCallContext, request: R) => Promise<PartnerOutcome<T>>) =>
+    async (context: PartnerCallContext, request: R): Promise<PartnerOutcome<T>> => {
+      const resource = `${hostPort}:${context.country}`;
+      const { breaker, bulkhead } = options.resources.get(resource);
+      let delay: IBackoff<unknown> | undefined;
+      for (let retry = 0; ; retry += 1) {
+        const permit = breaker.acquire();
+        if (!permit.allowed) return observe(operation, { kind: 'unreachable', reason: 'circuit breaker open', retryAfterMs: permit.retryAfterMs }, 0);
+        const callContext = permit.halfOpen ? { ...context, readTimeoutMs: options.halfOpenReadTimeoutMs } : context;
+        const started = performance.now();
+        let outcome: PartnerOutcome<T>;
+        try {
+          outcome = await bulkhead.execute(() => call(callContext, request));
+        } catch (error) {
+          if (!isBulkheadRejection(error)) throw error;
+          return observe(operation, { kind: 'unreachable', reason: 'bulkhead full', retryAfterMs: 1_000 }, 0);
+        }
+        if (countsAsError(outcome)) breaker.recordError();
+        else breaker.recordSuccess();
+        observe(operation, outcome, performance.now() - started);
+        if (outcome.kind !== 'unreachable' || retry >= options.retry.retryCountMax) return outcome;
+        delay = delay === undefined ? backoff.next() : delay.next(undefined);
+        const deadlineAt = currentContext()?.deadlineAt;
+        if (deadlineAt !== undefined && Date.now() + delay.duration >= deadlineAt) return outcome;
+        await sleep(delay.duration);
+      }
     };
+
+  function observe<T>(operation: string, outcome: PartnerOutcome<T>, durationMs: number): PartnerOutcome<T> {
+    options.metrics.partnerCallDurationSeconds.observe({ gateway: connector.name, operation, outcome: outcome.kind }, durationMs / 1000);
+    const reason = outcome.kind === 'ok' ? undefined : outcome.kind === 'declined' ? outcome.code : outcome.reason;
+    options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason, duration_ms: Math.round(durationMs) }, 'partner call');
+    return outcome;
+  }
+
   return {
     name: connector.name,
-    authorize: wrap('authorize', connector.authorize.bind(connector)),
-    capture: wrap('capture', connector.capture.bind(connector)),
-    cancel: wrap('cancel', connector.cancel.bind(connector)),
-    refund: wrap('refund', connector.refund.bind(connector)),
-    inquire: wrap('inquire', connector.inquire.bind(connector)),
-    tokenize: wrap('tokenize', connector.tokenize.bind(connector)),
+    authorize: guarded('authorize', connector.authorize.bind(connector)),
+    capture: guarded('capture', connector.capture.bind(connector)),
+    cancel: guarded('cancel', connector.cancel.bind(connector)),
+    refund: guarded('refund', connector.refund.bind(connector)),
+    inquire: guarded('inquire', connector.inquire.bind(connector)),
+    tokenize: guarded('tokenize', connector.tokenize.bind(connector)),
   };
 }

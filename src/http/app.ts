@@ -8,6 +8,7 @@ import type { KeelConfig } from '../config.js';
 import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
 import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context.js';
+import type { ResourceRegistry } from '../resilience/resources.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { Authenticator } from './auth.js';
@@ -15,6 +16,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerPaymentRoutes } from './routes/payments.js';
 import { registerRefundRoutes } from './routes/refunds.js';
+import { registerResilienceRoutes } from './routes/resilience.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -25,6 +27,7 @@ export interface KeelServices {
   readonly config: KeelConfig;
   readonly database: Database;
   readonly deps: PaymentsDeps;
+  readonly resources: ResourceRegistry;
   readonly logger: Logger;
   readonly adminToken: string;
   /** Checks every engine this process depends on; `/readyz` reports each. */
@@ -36,6 +39,7 @@ export type KeelApp = FastifyInstance<Server, IncomingMessage, ServerResponse, L
 declare module 'fastify' {
   interface FastifyRequest {
     correlationId: string;
+    keelDeadlineAt: number;
   }
 }
 
@@ -57,6 +61,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.decorateRequest('correlationId', '');
+  app.decorateRequest('keelDeadlineAt', 0);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -71,6 +76,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
 
   app.addHook('onRequest', async (request, reply) => {
     request.correlationId = (request.raw as RawWithCorrelation).keelCorrelationId ?? correlationIdFrom(undefined);
+    request.keelDeadlineAt = Date.now() + services.config.requestDeadlineMs;
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
   });
@@ -90,13 +96,15 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerPaymentRoutes(app, services, authenticator);
   registerRefundRoutes(app, services, authenticator);
   registerAdminRoutes(app, services);
+  registerResilienceRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }
 
 /** Runs a handler with the request's correlation context, so logs, partner calls and SQL carry it. */
 export function inContext<T>(request: FastifyRequest, work: () => Promise<T>): Promise<T> {
-  return runWithContext({ correlationId: request.correlationId, requestId: request.id }, work);
+  const deadlineAt = request.keelDeadlineAt;
+  return runWithContext({ correlationId: request.correlationId, requestId: request.id, deadlineAt }, work);
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: KeelError): FastifyReply {

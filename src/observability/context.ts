@@ -8,6 +8,8 @@ import { randomUUID } from 'node:crypto';
 export interface RequestContext {
   readonly correlationId: string;
   readonly requestId: string;
+  /** When the request must have answered (epoch ms); retries never wait past it. Absent for jobs. */
+  readonly deadlineAt?: number;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

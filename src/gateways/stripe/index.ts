@@ -37,6 +37,7 @@ export function createStripeConnector(http: PartnerHttpClient): Connector {
         'x-correlation-id': context.correlationId,
         'keel-country': context.country,
       },
+      ...(context.readTimeoutMs === undefined ? {} : { readTimeoutMs: context.readTimeoutMs }),
       ...(parameters === undefined ? {} : { body: toStripeForm(parameters) }),
     });
 

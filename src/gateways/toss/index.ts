@@ -41,6 +41,7 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
         'x-correlation-id': context.correlationId,
         'keel-country': context.country,
       },
+      ...(context.readTimeoutMs === undefined ? {} : { readTimeoutMs: context.readTimeoutMs }),
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
 

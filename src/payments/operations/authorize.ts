@@ -7,7 +7,7 @@ import { confirmableStatuses } from '../state-machine.js';
 import type { PaymentMethodSnapshot } from '../types.js';
 import { inquireAttempt, markUnknown, runAttempt, type AttemptPlan } from './attempt-runner.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
-import { emitted, resultForPayment, setAttempt } from './records.js';
+import { emitted, resultForPayment, setAttempt, retryAfterSeconds } from './records.js';
 
 /**
  * Confirming a payment: the partner call that moves money, in the three phases of DESIGN.md (see
@@ -100,7 +100,7 @@ export function authorizePlan(context: OperationContext, input: Omit<AuthorizeIn
           return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was charged. Retry the request.', {
             payment: paymentToApi(payment),
             final: false,
-            retryAfterSeconds: 1,
+            retryAfterSeconds: retryAfterSeconds(outcome),
           });
         case 'rejected': {
           await setAttempt(trx, attempt, 'rejected', { failure_code: 'gateway_error', failure_message: outcome.reason });

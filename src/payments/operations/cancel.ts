@@ -4,7 +4,7 @@ import { paymentToApi } from '../serialize.js';
 import { cancelableStatuses } from '../state-machine.js';
 import { inquireAttempt, markUnknown, runAttempt, type AttemptPlan } from './attempt-runner.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
-import { emitted, resultForPayment, setAttempt } from './records.js';
+import { emitted, resultForPayment, setAttempt, retryAfterSeconds } from './records.js';
 
 /**
  * Canceling a payment before capture. A payment never sent to a partner is canceled locally; an authorized one
@@ -61,7 +61,7 @@ export function cancelPlan(context: OperationContext, reason: string | undefined
         return errorResult('gateway_unavailable', 'The payment partner could not be reached; the payment is still authorized. Retry the request.', {
           payment: paymentToApi(updated),
           final: false,
-          retryAfterSeconds: 1,
+          retryAfterSeconds: retryAfterSeconds(outcome),
         });
       }
       return errorResult('gateway_error', `The payment partner did not cancel the payment: ${failure}.`, { payment: paymentToApi(updated) });

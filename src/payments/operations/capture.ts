@@ -3,7 +3,7 @@ import { appendEvent } from '../../events/outbox.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import { latestTokenForPayment, liveAttempts, updatePayment } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
-import { emitted, resultForPayment, setAttempt } from './records.js';
+import { emitted, resultForPayment, setAttempt, retryAfterSeconds } from './records.js';
 import { inquireAttempt, markUnknown, runAttempt, type AttemptPlan } from './attempt-runner.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 
@@ -75,7 +75,7 @@ export function capturePlan(context: OperationContext, requestedAmount: bigint |
           return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was captured. Retry the request.', {
             payment: paymentToApi(updated),
             final: outcome.kind === 'unreachable' ? false : true,
-            retryAfterSeconds: 1,
+            retryAfterSeconds: retryAfterSeconds(outcome),
           });
         }
       }

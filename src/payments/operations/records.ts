@@ -44,3 +44,8 @@ export function resultForPayment(payment: Payment): OperationResult {
   }
   return ok(200, object);
 }
+
+/** Seconds a client should wait before retrying a call that was not sent: the breaker's remaining open time. */
+export function retryAfterSeconds(outcome: { readonly kind: string; readonly retryAfterMs?: number }): number {
+  return outcome.kind === 'unreachable' && outcome.retryAfterMs !== undefined ? Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)) : 1;
+}

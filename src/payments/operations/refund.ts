@@ -8,7 +8,7 @@ import { refundToApi } from '../serialize.js';
 import type { Attempt, Payment, Refund } from '../types.js';
 import { inquireAttempt, markUnknown, runAttempt, type AttemptPlan } from './attempt-runner.js';
 import { errorResult, ok, partnerContext, type OperationContext, type OperationResult } from './context.js';
-import { setAttempt } from './records.js';
+import { setAttempt, retryAfterSeconds } from './records.js';
 
 /**
  * Refunds, partial or full. The payment row is locked while the refund is reserved, and unfinished refunds
@@ -77,7 +77,7 @@ export function refundPlan(context: OperationContext, input: RefundInput): Attem
           await trx.updateTable('refunds').set({ status: 'failed', failure_code: 'gateway_unavailable', updated_at: new Date() }).where('id', '=', refund.id).execute();
           return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was refunded. Retry the request.', {
             final: false,
-            retryAfterSeconds: 1,
+            retryAfterSeconds: retryAfterSeconds(outcome),
           });
         case 'declined':
         case 'rejected':
