@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, isGatewayName, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
+import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../payments/money.js';
 import { createKeel, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
@@ -55,10 +56,15 @@ merchant
   .requiredOption('--name <name>', 'merchant name')
   .option('--brand <brand>', 'brand pay name, e.g. "Shop Pay"')
   .option('--country <country>', 'ISO 3166-1 alpha-2 country', parseCountry, 'KR')
-  .option('--gateway <gateway>', 'toss | stripe', parseGateway, 'toss')
+  .option('--gateway <gateways>', 'partners in priority order: toss, stripe, or toss,stripe', parseGateways, ['toss'])
   .option('--json', 'print JSON only')
-  .action(async (options: { name: string; brand?: string; country: string; gateway: 'toss' | 'stripe'; json?: boolean }) => {
-    const created = await createMerchantFromCli({ name: options.name, brandName: options.brand, country: options.country, gateway: options.gateway });
+  .action(async (options: { name: string; brand?: string; country: string; gateway: GatewayName[]; json?: boolean }) => {
+    const created = await createMerchantFromCli({
+      name: options.name,
+      brandName: options.brand,
+      country: options.country,
+      partners: options.gateway.map((gateway) => ({ gateway })),
+    });
     if (options.json === true) console.log(JSON.stringify(created));
     else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
   });
@@ -86,9 +92,12 @@ function parseCountry(value: string): string {
   return upper;
 }
 
-function parseGateway(value: string): 'toss' | 'stripe' {
-  if (isGatewayName(value)) return value;
-  throw new InvalidArgumentError('gateway must be toss or stripe');
+function parseGateways(value: string): GatewayName[] {
+  const names = value.split(',').map((name) => name.trim());
+  if (names.length === 0 || !names.every(isGatewayName) || new Set(names).size !== names.length) {
+    throw new InvalidArgumentError('gateway must be toss, stripe, or both in priority order (toss,stripe)');
+  }
+  return names;
 }
 
 function embeddedDataDir(config: KeelConfig): string | undefined {
@@ -107,7 +116,12 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
     const response = await fetch(`${running.url}/admin/merchants`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: input.name, brand_name: input.brandName, country: input.country, gateway: input.gateway }),
+      body: JSON.stringify({
+        name: input.name,
+        brand_name: input.brandName,
+        country: input.country,
+        partners: input.partners?.map((partner) => ({ gateway: partner.gateway })),
+      }),
     });
     if (response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
     return (await response.json()) as CreatedMerchant;

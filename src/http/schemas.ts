@@ -87,6 +87,18 @@ export const CreateMerchantBody = Type.Object(
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
     gateway: Type.Optional(Type.Union([Type.Literal('toss'), Type.Literal('stripe')])),
     partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    partners: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            gateway: Type.Union([Type.Literal('toss'), Type.Literal('stripe')]),
+            partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+          },
+          { additionalProperties: false },
+        ),
+        { minItems: 1, maxItems: 2, uniqueItems: true },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

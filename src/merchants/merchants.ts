@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext, MerchantPartner } from '../payments/types.js';
 import { sha256Hex, type FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase } from '../storage/schema.js';
@@ -14,9 +14,22 @@ export interface NewMerchant {
   readonly name: string;
   readonly brandName?: string | undefined;
   readonly country?: string | undefined;
+  /** The first-choice partner (shorthand for a one-partner `partners` list). */
   readonly gateway?: GatewayName | undefined;
-  /** The merchant's own key at the partner; absent: a test key for the benchmark gateway is generated. */
+  /** The merchant's own key at that partner; absent: a test key for the benchmark gateway is generated. */
   readonly partnerSecretKey?: string | undefined;
+  /** Partners in priority order; a payment goes to the next one when the first cannot be reached. */
+  readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined }[] | undefined;
+}
+
+function testPartnerKey(gateway: GatewayName): string {
+  return gateway === 'toss' ? randomKey('test_sk_') : randomKey('sk_test_');
+}
+
+export function primaryGateway(merchant: MerchantContext): GatewayName {
+  const first = merchant.partners[0];
+  if (first === undefined) throw new Error(`merchant ${merchant.id} has no partner`);
+  return first.gateway;
 }
 
 export interface CreatedMerchant {
@@ -35,8 +48,14 @@ export function isGatewayName(value: unknown): value is GatewayName {
 
 export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCipher, input: NewMerchant): Promise<CreatedMerchant> {
   const { uuid } = newId('merchant');
-  const gateway = input.gateway ?? 'toss';
-  const partnerSecretKey = input.partnerSecretKey ?? (gateway === 'toss' ? randomKey('test_sk_') : randomKey('sk_test_'));
+  const partners = (input.partners ?? [{ gateway: input.gateway ?? 'toss', partnerSecretKey: input.partnerSecretKey }]).map((partner) => ({
+    gateway: partner.gateway,
+    partnerSecretKey: partner.partnerSecretKey ?? testPartnerKey(partner.gateway),
+  }));
+  const primary = partners[0];
+  if (primary === undefined || new Set(partners.map((partner) => partner.gateway)).size !== partners.length) {
+    throw new Error('a merchant needs at least one partner, each listed once');
+  }
   const secretKey = randomKey('sk_test_');
   const publishableKey = randomKey('pk_test_');
   await db.transaction().execute(async (trx) => {
@@ -47,10 +66,21 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
         name: input.name,
         brand_name: input.brandName ?? `${input.name} Pay`,
         country: (input.country ?? 'KR').toUpperCase(),
-        gateway,
-        partner_secret_key_encrypted: cipher.encrypt(partnerSecretKey),
+        gateway: primary.gateway,
+        partner_secret_key_encrypted: cipher.encrypt(primary.partnerSecretKey),
         livemode: false,
       })
+      .execute();
+    await trx
+      .insertInto('merchant_partners')
+      .values(
+        partners.map((partner, priority) => ({
+          merchant_id: uuid,
+          gateway: partner.gateway,
+          priority,
+          partner_secret_key_encrypted: cipher.encrypt(partner.partnerSecretKey),
+        })),
+      )
       .execute();
     await trx
       .insertInto('api_keys')
@@ -71,39 +101,27 @@ export interface Authenticated {
 export async function authenticateKey(db: Kysely<KeelDatabase>, cipher: FieldCipher, apiKey: string): Promise<Authenticated | undefined> {
   const row = await db
     .selectFrom('api_keys')
-    .innerJoin('merchants', 'merchants.id', 'api_keys.merchant_id')
-    .select([
-      'api_keys.kind',
-      'merchants.id',
-      'merchants.country',
-      'merchants.gateway',
-      'merchants.livemode',
-      'merchants.partner_secret_key_encrypted',
-    ])
-    .where('api_keys.key_hash', '=', sha256Hex(apiKey))
-    .where('api_keys.revoked_at', 'is', null)
+    .select(['kind', 'merchant_id'])
+    .where('key_hash', '=', sha256Hex(apiKey))
+    .where('revoked_at', 'is', null)
     .executeTakeFirst();
-  if (row === undefined || !isGatewayName(row.gateway)) return undefined;
-  return {
-    keyKind: row.kind,
-    merchant: {
-      id: row.id,
-      country: row.country,
-      gateway: row.gateway,
-      livemode: row.livemode,
-      partnerSecretKey: cipher.decrypt(row.partner_secret_key_encrypted),
-    },
-  };
+  if (row === undefined) return undefined;
+  const merchant = await loadMerchantContext(db, cipher, row.merchant_id);
+  return merchant === undefined ? undefined : { keyKind: row.kind, merchant };
 }
 
 export async function loadMerchantContext(db: Kysely<KeelDatabase>, cipher: FieldCipher, merchantId: string): Promise<MerchantContext | undefined> {
-  const row = await db.selectFrom('merchants').selectAll().where('id', '=', merchantId).executeTakeFirst();
-  if (row === undefined || !isGatewayName(row.gateway)) return undefined;
-  return {
-    id: row.id,
-    country: row.country,
-    gateway: row.gateway,
-    livemode: row.livemode,
-    partnerSecretKey: cipher.decrypt(row.partner_secret_key_encrypted),
-  };
+  const merchant = await db.selectFrom('merchants').select(['id', 'country', 'livemode']).where('id', '=', merchantId).executeTakeFirst();
+  if (merchant === undefined) return undefined;
+  const rows = await db
+    .selectFrom('merchant_partners')
+    .select(['gateway', 'partner_secret_key_encrypted'])
+    .where('merchant_id', '=', merchantId)
+    .orderBy('priority')
+    .execute();
+  const partners: MerchantPartner[] = [];
+  for (const row of rows) {
+    if (isGatewayName(row.gateway)) partners.push({ gateway: row.gateway, partnerSecretKey: cipher.decrypt(row.partner_secret_key_encrypted) });
+  }
+  return partners.length === 0 ? undefined : { id: merchant.id, country: merchant.country, livemode: merchant.livemode, partners };
 }

@@ -44,6 +44,7 @@ export function toAttempt(row: AttemptRow): Attempt {
     merchantId: row.merchant_id,
     paymentId: row.payment_id,
     refundId: row.refund_id,
+    gateway: row.gateway as GatewayName,
     operation: row.operation as Attempt['operation'],
     status: row.status as Attempt['status'],
     amount: BigInt(row.amount),

@@ -58,6 +58,8 @@ export interface Attempt {
   readonly merchantId: string;
   readonly paymentId: string;
   readonly refundId: string | null;
+  /** The partner this attempt was (or is to be) sent to. */
+  readonly gateway: GatewayName;
   readonly operation: 'authorize' | 'capture' | 'cancel' | 'refund';
   readonly status: AttemptStatus;
   readonly amount: bigint;
@@ -84,7 +86,12 @@ export interface Refund {
 export interface MerchantContext {
   readonly id: string;
   readonly country: string;
-  readonly gateway: GatewayName;
+  /** The partners in the merchant's order of priority, each with the merchant's key there. */
+  readonly partners: readonly MerchantPartner[];
   readonly livemode: boolean;
+}
+
+export interface MerchantPartner {
+  readonly gateway: GatewayName;
   readonly partnerSecretKey: string;
 }

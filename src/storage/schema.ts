@@ -58,10 +58,18 @@ export interface PaymentsTable {
   updated_at: Timestamp;
 }
 
+export interface MerchantPartnersTable {
+  merchant_id: string;
+  gateway: string;
+  priority: number;
+  partner_secret_key_encrypted: string;
+}
+
 export interface AttemptsTable {
   id: string;
   merchant_id: string;
   payment_id: string;
+  gateway: string;
   refund_id: string | null;
   operation: string;
   status: string;
@@ -136,6 +144,7 @@ export interface AnomaliesTable {
 export interface KeelDatabase {
   merchants: MerchantsTable;
   api_keys: ApiKeysTable;
+  merchant_partners: MerchantPartnersTable;
   payments: PaymentsTable;
   payment_attempts: AttemptsTable;
   refunds: RefundsTable;

@@ -23,6 +23,7 @@ export function registerAdminRoutes(app: KeelApp, services: KeelServices): void 
           country,
           gateway: body.gateway,
           partnerSecretKey: body.partner_secret_key,
+          partners: body.partners?.map((partner) => ({ gateway: partner.gateway, partnerSecretKey: partner.partner_secret_key })),
         });
         return reply.status(201).send(created);
       } catch (error) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql, type Kysely } from 'kysely';
-import type { PartnerOutcome } from '../../gateways/connector.js';
+import type { GatewayName, PartnerOutcome } from '../../gateways/connector.js';
 import { advanceKey, finishKey } from '../../http/idempotency.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
@@ -60,7 +60,13 @@ export async function insertAttempt(
   trx: Kysely<KeelDatabase>,
   context: OperationContext,
   payment: Payment,
-  spec: { readonly operation: Attempt['operation']; readonly amount: bigint; readonly refundId?: string | undefined },
+  spec: {
+    readonly operation: Attempt['operation'];
+    readonly amount: bigint;
+    readonly refundId?: string | undefined;
+    /** The partner to send to; by default the payment's. */
+    readonly gateway?: GatewayName;
+  },
 ): Promise<Attempt> {
   const { uuid, publicId } = newId('attempt');
   const row = await trx
@@ -70,6 +76,7 @@ export async function insertAttempt(
       merchant_id: payment.merchantId,
       payment_id: payment.id,
       refund_id: spec.refundId ?? null,
+      gateway: spec.gateway ?? payment.gateway,
       operation: spec.operation,
       status: 'pending',
       amount: spec.amount,
@@ -92,7 +99,8 @@ export async function insertAttempt(
  * Phases 2 and 3: the partner call outside any transaction, then its outcome. A recovering request asks the
  * partner first and sends only what the partner has no record of, under the same partner idempotency key.
  */
-export async function sendAndSettle<T>(context: OperationContext, attempt: Attempt, payment: Payment, plan: AttemptPlan<T>, recovering: boolean): Promise<OperationResult> {
+export async function sendAndSettle<T>(context: OperationContext, first: Attempt, payment: Payment, plan: AttemptPlan<T>, recovering: boolean): Promise<OperationResult> {
+  let attempt = first;
   let outcome: SettledOutcome<T>;
   if (recovering) {
     outcome = await plan.inquire(attempt, payment);
@@ -101,8 +109,29 @@ export async function sendAndSettle<T>(context: OperationContext, attempt: Attem
     context.deps.faults.check('after_attempt_created');
     outcome = await plan.send(attempt, payment);
   }
+  // Failover: only a call that provably was not sent may go to the merchant's next partner, as a new attempt
+  // committed before it is sent. An unknown outcome is never tried elsewhere.
+  for (let next = nextPartner(context, plan, attempt); outcome.kind === 'unreachable' && next !== undefined; next = nextPartner(context, plan, attempt)) {
+    attempt = await failOver(context, attempt, payment, plan, next, outcome.reason);
+    outcome = await plan.send(attempt, payment);
+  }
   context.deps.faults.check('after_partner_call');
   return settleAttempt(context, attempt, plan, outcome);
+}
+
+function nextPartner<T>(context: OperationContext, plan: AttemptPlan<T>, attempt: Attempt): GatewayName | undefined {
+  if (plan.operation !== 'authorize') return undefined;
+  const partners = context.merchant.partners;
+  const index = partners.findIndex((partner) => partner.gateway === attempt.gateway);
+  return index < 0 ? undefined : partners[index + 1]?.gateway;
+}
+
+async function failOver<T>(context: OperationContext, attempt: Attempt, payment: Payment, plan: AttemptPlan<T>, gateway: GatewayName, reason: string): Promise<Attempt> {
+  context.deps.logger.warn({ from: attempt.gateway, to: gateway, reason }, 'partner unavailable before sending; failing over');
+  return context.deps.db.transaction().execute(async (trx) => {
+    await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: reason });
+    return insertAttempt(trx, context, payment, { operation: plan.operation, amount: attempt.amount, gateway });
+  });
 }
 
 /** Phase 3, shared with the janitor: records the outcome unless the attempt was settled meanwhile. */
@@ -155,8 +184,8 @@ export async function inquireAttempt<T>(
   onSucceeded: (found: { readonly partnerPaymentId: string | null; readonly captured: boolean }) => T,
   refundedBefore = 0n,
 ): Promise<SettledOutcome<T>> {
-  const answer = await context.deps.gateways.connector(payment.gateway).inquire(
-    partnerContext(context.merchant, `${attempt.partnerIdempotencyKey}:inquiry:${attempt.inquiryCount}`),
+  const answer = await context.deps.gateways.connector(attempt.gateway).inquire(
+    partnerContext(context.merchant, attempt.gateway, `${attempt.partnerIdempotencyKey}:inquiry:${attempt.inquiryCount}`),
     {
       attemptId: uuidToPublic('attempt', attempt.id),
       operation: attempt.operation,

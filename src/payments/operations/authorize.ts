@@ -54,7 +54,7 @@ export function authorizePlan(context: OperationContext, input: Omit<AuthorizeIn
     },
     async send(attempt, payment) {
       if (input.source === undefined) return { kind: 'not_found' };
-      const outcome = await deps.gateways.connector(payment.gateway).authorize(partnerContext(merchant, attempt.partnerIdempotencyKey), {
+      const outcome = await deps.gateways.connector(attempt.gateway).authorize(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
         attemptId: uuidToPublic('attempt', attempt.id),
         orderId: payment.orderId,
         amount: payment.amount,
@@ -81,6 +81,7 @@ export function authorizePlan(context: OperationContext, input: Omit<AuthorizeIn
             amount_received: captured ? payment.amount : 0n,
             amount_capturable: captured ? 0n : payment.amount,
             partner_payment_id: partnerPaymentId,
+            gateway: attempt.gateway,
             failure_code: null,
             failure_message: null,
           });

@@ -33,7 +33,7 @@ export function cancelPlan(context: OperationContext, reason: string | undefined
     },
     async send(attempt, payment) {
       const token = await latestTokenForPayment(deps.db, merchant.id, payment.id);
-      return deps.gateways.connector(payment.gateway).cancel(partnerContext(merchant, attempt.partnerIdempotencyKey), {
+      return deps.gateways.connector(attempt.gateway).cancel(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
         partnerPaymentId: payment.partnerPaymentId,
         token: token === null ? null : deps.cipher.decrypt(token),
         reason: reason ?? 'requested_by_customer',

@@ -31,7 +31,7 @@ export function capturePlan(context: OperationContext, requestedAmount: bigint |
     },
     async send(attempt, payment) {
       const token = await latestTokenForPayment(deps.db, merchant.id, payment.id);
-      return deps.gateways.connector(payment.gateway).capture(partnerContext(merchant, attempt.partnerIdempotencyKey), {
+      return deps.gateways.connector(attempt.gateway).capture(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
         attemptId: uuidToPublic('attempt', attempt.id),
         orderId: payment.orderId,
         amount: attempt.amount,

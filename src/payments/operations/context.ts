@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { KeelError, type ErrorCode } from '../../errors.js';
-import type { PartnerCallContext } from '../../gateways/connector.js';
+import type { GatewayName, PartnerCallContext } from '../../gateways/connector.js';
 import type { GatewayRegistry } from '../../gateways/registry.js';
 import type { IdempotencyKey } from '../../http/idempotency.js';
 import { currentContext } from '../../observability/context.js';
@@ -68,9 +68,11 @@ export function errorResult(code: ErrorCode, message: string, options: { payment
   };
 }
 
-export function partnerContext(merchant: MerchantContext, idempotencyKey: string): PartnerCallContext {
+export function partnerContext(merchant: MerchantContext, gateway: GatewayName, idempotencyKey: string): PartnerCallContext {
+  const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
+  if (partner === undefined) throw new Error(`merchant ${merchant.id} has no credentials for ${gateway}`);
   return {
-    partnerSecretKey: merchant.partnerSecretKey,
+    partnerSecretKey: partner.partnerSecretKey,
     country: merchant.country,
     idempotencyKey,
     correlationId: currentContext()?.correlationId ?? 'none',

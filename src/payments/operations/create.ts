@@ -1,6 +1,7 @@
 import { KeelError } from '../../errors.js';
 import type { CardDetails } from '../../gateways/connector.js';
 import { advanceKey, finishKey } from '../../http/idempotency.js';
+import { primaryGateway } from '../../merchants/merchants.js';
 import { isUniqueViolation } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { findPayment, toPayment } from '../repository.js';
@@ -64,7 +65,7 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
           amount_capturable: 0n,
           amount_received: 0n,
           amount_refunded: 0n,
-          gateway: merchant.gateway,
+          gateway: primaryGateway(merchant),
           payment_method: input.snapshot === undefined ? null : JSON.stringify(input.snapshot),
           description: input.description ?? null,
           metadata: JSON.stringify(input.metadata),

@@ -51,7 +51,7 @@ export function refundPlan(context: OperationContext, input: RefundInput): Attem
       return { kind: 'attempt', amount, refundId: uuid };
     },
     send(attempt, payment) {
-      return deps.gateways.connector(payment.gateway).refund(partnerContext(merchant, attempt.partnerIdempotencyKey), {
+      return deps.gateways.connector(attempt.gateway).refund(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
         attemptId: uuidToPublic('attempt', attempt.id),
         partnerPaymentId: payment.partnerPaymentId ?? '',
         amount: attempt.amount,

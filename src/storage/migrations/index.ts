@@ -136,6 +136,25 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0002_partner_routing': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE merchant_partners (
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          gateway text NOT NULL,
+          priority integer NOT NULL,
+          partner_secret_key_encrypted text NOT NULL,
+          PRIMARY KEY (merchant_id, gateway),
+          UNIQUE (merchant_id, priority)
+        );
+        INSERT INTO merchant_partners (merchant_id, gateway, priority, partner_secret_key_encrypted)
+          SELECT id, gateway, 0, partner_secret_key_encrypted FROM merchants;
+        ALTER TABLE payment_attempts ADD COLUMN gateway text;
+        UPDATE payment_attempts SET gateway = payments.gateway FROM payments WHERE payments.id = payment_attempts.payment_id;
+        ALTER TABLE payment_attempts ALTER COLUMN gateway SET NOT NULL;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
