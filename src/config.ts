@@ -32,6 +32,8 @@ export interface KeelConfig {
   readonly bulkheadMax: number;
   /** A request's total budget: partner retries never wait past it. */
   readonly requestDeadlineMs: number;
+  /** Default API rate limit per key (a token bucket: `perSecond` refill, `burst` capacity). */
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number };
 }
 
 function integer(value: string | undefined, fallback: number, name: string): number {
@@ -78,5 +80,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     },
     bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], 100, 'KEEL_PARTNER_BULKHEAD_MAX'),
     requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),
+    rateLimit: {
+      perSecond: integer(env['KEEL_RATE_LIMIT_PER_SECOND'], 100, 'KEEL_RATE_LIMIT_PER_SECOND'),
+      burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),
+    },
   };
 }

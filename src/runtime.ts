@@ -8,6 +8,8 @@ import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import type { PartnerHttpOptions } from './gateways/http.js';
 import { createGatewayRegistry, retryDefaults } from './gateways/registry.js';
 import { ResourceRegistry } from './resilience/resources.js';
+import { ApiRateLimiter } from './http/rate-limit.js';
+import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { reapExpiredKeys } from './http/idempotency.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -106,6 +108,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   });
   const faults = new FaultPoints();
   const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
+  const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   const services: KeelServices = {
     config,
     database,
@@ -113,7 +116,12 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     resources,
     logger,
     adminToken,
-    readiness: async () => ({ database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) }),
+    rateLimiter: new ApiRateLimiter(redis),
+    readiness: async () => {
+      const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };
+      if (redis !== undefined) checks['redis'] = await redis.ping().then(() => 'ok', (error: unknown) => String(error));
+      return checks;
+    },
   };
   const app = await buildApp(services);
   const jobs: KeelJobs = {
@@ -158,9 +166,20 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       await gateways.close();
       await simulator?.close();
       await database.close();
+      redis?.disconnect();
       logger.flush();
     },
   };
+}
+
+/**
+ * Redis for shared limits. Commands fail at once while it is down (no offline queue), and the rate limiter
+ * falls back to its in-memory insurance, so Redis never holds up a payment.
+ */
+function connectRedis(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1_000, commandTimeout: 500 });
+  redis.on('error', (error: Error) => logger.warn({ err_message: error.message }, 'redis unavailable'));
+  return redis;
 }
 
 /** Per-partner timeouts: `KEEL_PARTNER_TOSS_READ_TIMEOUT_MS` and the like override the shared defaults. */

@@ -8,7 +8,9 @@ import type { KeelConfig } from '../config.js';
 import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
 import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context.js';
+import type { MerchantContext } from '../payments/types.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
+import type { ApiRateLimiter } from './rate-limit.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { Authenticator } from './auth.js';
@@ -30,6 +32,7 @@ export interface KeelServices {
   readonly resources: ResourceRegistry;
   readonly logger: Logger;
   readonly adminToken: string;
+  readonly rateLimiter: ApiRateLimiter;
   /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
 }
@@ -40,6 +43,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     correlationId: string;
     keelDeadlineAt: number;
+    /** The merchant the API key belongs to; set for routes with `config.auth`. */
+    merchant: MerchantContext;
+  }
+  interface FastifyContextConfig {
+    /** Which API keys open the route: secret keys only, or publishable keys too. */
+    auth?: 'secret' | 'publishable';
   }
 }
 
@@ -62,6 +71,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.decorateRequest('correlationId', '');
   app.decorateRequest('keelDeadlineAt', 0);
+  app.decorateRequest('merchant', null as unknown as MerchantContext);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -80,6 +90,24 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
   });
+  const authenticator = new Authenticator(services.database.db, services.deps.cipher);
+  // Authentication and the rate limit run before the body is even parsed: a request that will be refused
+  // costs no parsing, no validation and no transaction.
+  app.addHook('onRequest', async (request, reply) => {
+    const auth = request.routeOptions.config.auth;
+    if (auth === undefined) return;
+    const authenticated = await inContext(request, () => authenticator.authenticate(request.headers.authorization, auth === 'publishable'));
+    request.merchant = authenticated.merchant;
+    const policy = authenticated.merchant.rateLimit ?? services.config.rateLimit;
+    const limit = await services.rateLimiter.check(authenticated.keyId, policy);
+    void reply.header('ratelimit-limit', String(limit.limit));
+    void reply.header('ratelimit-remaining', String(limit.remaining));
+    void reply.header('ratelimit-reset', String(limit.resetSeconds));
+    if (!limit.allowed) {
+      return sendError(request, reply, new KeelError('rate_limited', `Too many requests for this API key; retry after ${limit.resetSeconds} s.`, { retryAfterSeconds: limit.resetSeconds }));
+    }
+    return undefined;
+  });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     services.deps.metrics.httpRequestDurationSeconds.observe(
@@ -91,10 +119,9 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(request, reply, toKeelError(error, request)));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new KeelError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
-  const authenticator = new Authenticator(services.database.db, services.deps.cipher);
   registerHealthRoutes(app, services);
-  registerPaymentRoutes(app, services, authenticator);
-  registerRefundRoutes(app, services, authenticator);
+  registerPaymentRoutes(app, services);
+  registerRefundRoutes(app, services);
   registerAdminRoutes(app, services);
   registerResilienceRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -20,6 +20,7 @@ export interface NewMerchant {
   readonly partnerSecretKey?: string | undefined;
   /** Partners in priority order; a payment goes to the next one when the first cannot be reached. */
   readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined }[] | undefined;
+  readonly rateLimit?: { readonly perSecond: number; readonly burst: number } | undefined;
 }
 
 function testPartnerKey(gateway: GatewayName): string {
@@ -69,6 +70,8 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
         gateway: primary.gateway,
         partner_secret_key_encrypted: cipher.encrypt(primary.partnerSecretKey),
         livemode: false,
+        rate_limit_per_second: input.rateLimit?.perSecond ?? null,
+        rate_limit_burst: input.rateLimit?.burst ?? null,
       })
       .execute();
     await trx
@@ -96,22 +99,27 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
 export interface Authenticated {
   readonly merchant: MerchantContext;
   readonly keyKind: 'secret' | 'publishable';
+  readonly keyId: string;
 }
 
 export async function authenticateKey(db: Kysely<KeelDatabase>, cipher: FieldCipher, apiKey: string): Promise<Authenticated | undefined> {
   const row = await db
     .selectFrom('api_keys')
-    .select(['kind', 'merchant_id'])
+    .select(['id', 'kind', 'merchant_id'])
     .where('key_hash', '=', sha256Hex(apiKey))
     .where('revoked_at', 'is', null)
     .executeTakeFirst();
   if (row === undefined) return undefined;
   const merchant = await loadMerchantContext(db, cipher, row.merchant_id);
-  return merchant === undefined ? undefined : { keyKind: row.kind, merchant };
+  return merchant === undefined ? undefined : { keyKind: row.kind, keyId: row.id, merchant };
 }
 
 export async function loadMerchantContext(db: Kysely<KeelDatabase>, cipher: FieldCipher, merchantId: string): Promise<MerchantContext | undefined> {
-  const merchant = await db.selectFrom('merchants').select(['id', 'country', 'livemode']).where('id', '=', merchantId).executeTakeFirst();
+  const merchant = await db
+    .selectFrom('merchants')
+    .select(['id', 'country', 'livemode', 'rate_limit_per_second', 'rate_limit_burst'])
+    .where('id', '=', merchantId)
+    .executeTakeFirst();
   if (merchant === undefined) return undefined;
   const rows = await db
     .selectFrom('merchant_partners')
@@ -123,5 +131,8 @@ export async function loadMerchantContext(db: Kysely<KeelDatabase>, cipher: Fiel
   for (const row of rows) {
     if (isGatewayName(row.gateway)) partners.push({ gateway: row.gateway, partnerSecretKey: cipher.decrypt(row.partner_secret_key_encrypted) });
   }
-  return partners.length === 0 ? undefined : { id: merchant.id, country: merchant.country, livemode: merchant.livemode, partners };
+  if (partners.length === 0) return undefined;
+  const perSecond = merchant.rate_limit_per_second;
+  const rateLimit = perSecond === null ? null : { perSecond, burst: merchant.rate_limit_burst ?? perSecond * 2 };
+  return { id: merchant.id, country: merchant.country, livemode: merchant.livemode, partners, rateLimit };
 }

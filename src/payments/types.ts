@@ -89,6 +89,8 @@ export interface MerchantContext {
   /** The partners in the merchant's order of priority, each with the merchant's key there. */
   readonly partners: readonly MerchantPartner[];
   readonly livemode: boolean;
+  /** The merchant's own API rate limit; absent: Keel's defaults. */
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number } | null;
 }
 
 export interface MerchantPartner {

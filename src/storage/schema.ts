@@ -19,6 +19,8 @@ export interface MerchantsTable {
   gateway: string;
   partner_secret_key_encrypted: string;
   livemode: ColumnType<boolean, boolean | undefined, boolean>;
+  rate_limit_per_second: number | null;
+  rate_limit_burst: number | null;
   created_at: Timestamp;
 }
 

@@ -51,6 +51,13 @@ export interface TestKeelOptions {
   readonly forceEmbedded?: boolean;
 }
 
+/** The Redis to test against, or undefined (then Redis-only tests are skipped, and CI's required Redis fails). */
+export function testRedisUrl(): string | undefined {
+  const url = process.env['KEEL_TEST_REDIS_URL'];
+  if ((url === undefined || url === '') && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error('KEEL_TEST_REQUIRE_SERVICES=1 but KEEL_TEST_REDIS_URL is not set');
+  return url === '' ? undefined : url;
+}
+
 export function testDatabaseUrl(forceEmbedded = false): string | undefined {
   const url = process.env['KEEL_TEST_DATABASE_URL'];
   if (forceEmbedded) return undefined;
@@ -83,6 +90,8 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     logLevel: 'info',
     idempotencyLockTimeoutMs: 2_000,
     completerAbandonedAfterMs: 2_500,
+    // Tests fire bursts on purpose; the rate-limit tests set their own limits per merchant.
+    rateLimit: { perSecond: 10_000, burst: 20_000 },
     ...options.config,
     partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 600, connectionsMax: 64, ...options.config?.partnerHttp },
   };

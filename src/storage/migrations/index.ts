@@ -155,6 +155,14 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0003_rate_limits': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        ALTER TABLE merchants ADD COLUMN rate_limit_per_second integer CHECK (rate_limit_per_second > 0);
+        ALTER TABLE merchants ADD COLUMN rate_limit_burst integer CHECK (rate_limit_burst > 0);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
