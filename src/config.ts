@@ -1,4 +1,6 @@
 import { partnerHttpDefaults, type PartnerHttpOptions } from './gateways/http.js';
+import type { SheddingOptions } from './http/shedding.js';
+import { adaptiveLimitDefaults } from './resilience/adaptive-limit.js';
 import { breakerDefaults, type BreakerOptions } from './resilience/breaker.js';
 
 /**
@@ -32,6 +34,7 @@ export interface KeelConfig {
   readonly bulkheadMax: number;
   /** A request's total budget: partner retries never wait past it. */
   readonly requestDeadlineMs: number;
+  readonly shedding: SheddingOptions;
   /** Default API rate limit per key (a token bucket: `perSecond` refill, `burst` capacity). */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
 }
@@ -80,6 +83,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     },
     bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], 100, 'KEEL_PARTNER_BULKHEAD_MAX'),
     requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),
+    shedding: {
+      enabled: (optional(env['KEEL_SHEDDING']) ?? 'on') !== 'off',
+      limit: {
+        ...adaptiveLimitDefaults,
+        initialLimit: integer(env['KEEL_CONCURRENCY_LIMIT_INITIAL'], adaptiveLimitDefaults.initialLimit, 'KEEL_CONCURRENCY_LIMIT_INITIAL'),
+        minLimit: integer(env['KEEL_CONCURRENCY_LIMIT_MIN'], adaptiveLimitDefaults.minLimit, 'KEEL_CONCURRENCY_LIMIT_MIN'),
+        maxLimit: integer(env['KEEL_CONCURRENCY_LIMIT_MAX'], adaptiveLimitDefaults.maxLimit, 'KEEL_CONCURRENCY_LIMIT_MAX'),
+      },
+      maxEventLoopDelayMs: integer(env['KEEL_SHED_EVENT_LOOP_DELAY_MS'], 200, 'KEEL_SHED_EVENT_LOOP_DELAY_MS'),
+      maxHeapShare: 0.9,
+    },
     rateLimit: {
       perSecond: integer(env['KEEL_RATE_LIMIT_PER_SECOND'], 100, 'KEEL_RATE_LIMIT_PER_SECOND'),
       burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),

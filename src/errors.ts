@@ -59,6 +59,7 @@ export const errorCatalogue = {
   rate_limited: { status: 429, type: 'rate_limit_error', description: 'Too many requests; wait for `Retry-After` seconds.' },
   // 5xx
   internal_error: { status: 500, type: 'api_error', description: 'Keel failed unexpectedly; the request may be retried with the same idempotency key.' },
+  overloaded: { status: 503, type: 'api_error', description: 'Keel is shedding load to protect payments already under way; retry after `Retry-After` seconds.' },
   service_unavailable: { status: 503, type: 'api_error', description: 'Keel or its database is temporarily unavailable; retry with the same idempotency key.' },
   gateway_unavailable: { status: 503, type: 'gateway_error', description: 'The partner was not reached (connection refused, breaker open, bulkhead full); nothing was charged; retry.' },
   gateway_error: { status: 502, type: 'gateway_error', description: 'The partner refused the request for a reason that is not a decline (e.g. Keel\'s credentials).' },

@@ -117,6 +117,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
+    concurrencyLimit: { current: undefined },
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };
       if (redis !== undefined) checks['redis'] = await redis.ping().then(() => 'ok', (error: unknown) => String(error));

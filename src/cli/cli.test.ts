@@ -29,7 +29,16 @@ async function freePort(): Promise<number> {
 }
 
 function environment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, KEEL_DATA_DIR: dataDir, KEEL_PORT: String(apiPort), KEEL_GATEWAY_SIM_PORT: String(simPort), KEEL_LOG_LEVEL: 'warn' };
+  // Shedding is off: the other test files running beside this one delay every event loop on the machine, and
+  // this file proves the command, not the shedding (src/http/shedding.test.ts does).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KEEL_DATA_DIR: dataDir,
+    KEEL_PORT: String(apiPort),
+    KEEL_GATEWAY_SIM_PORT: String(simPort),
+    KEEL_LOG_LEVEL: 'warn',
+    KEEL_SHEDDING: 'off',
+  };
   delete env['KEEL_DATABASE_URL'];
   delete env['KEEL_ADMIN_TOKEN'];
   return env;

@@ -11,6 +11,8 @@ import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context
 import type { MerchantContext } from '../payments/types.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';
+import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
+import { registerShedding } from './shedding.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { Authenticator } from './auth.js';
@@ -33,6 +35,8 @@ export interface KeelServices {
   readonly logger: Logger;
   readonly adminToken: string;
   readonly rateLimiter: ApiRateLimiter;
+  /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
+  readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
   /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
 }
@@ -90,6 +94,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
   });
+  services.concurrencyLimit.current = await registerShedding(app, services.config.shedding, services.deps.metrics);
   const authenticator = new Authenticator(services.database.db, services.deps.cipher);
   // Authentication and the rate limit run before the body is even parsed: a request that will be refused
   // costs no parsing, no validation and no transaction.
@@ -136,8 +141,11 @@ export function inContext<T>(request: FastifyRequest, work: () => Promise<T>): P
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: KeelError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) void reply.header('retry-after', String(error.retryAfterSeconds));
-  const body = runWithContext({ correlationId: request.correlationId, requestId: request.id }, () => errorEnvelope(error));
-  return reply.status(error.status).send(body);
+  return reply.status(error.status).send(errorBody(request, error));
+}
+
+export function errorBody(request: FastifyRequest, error: KeelError): Record<string, unknown> {
+  return runWithContext({ correlationId: request.correlationId, requestId: request.id }, () => errorEnvelope(error));
 }
 
 /** Maps framework and infrastructure errors onto the catalogue; never echoes a body fragment back or to logs. */

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Golden signals: latency split by outcome, traffic, errors apart from declines, partner calls. */
 export interface Metrics {
@@ -6,6 +6,8 @@ export interface Metrics {
   readonly httpRequestDurationSeconds: Histogram<'method' | 'route' | 'status_class'>;
   readonly paymentOutcomes: Counter<'outcome' | 'gateway'>;
   readonly partnerCallDurationSeconds: Histogram<'gateway' | 'operation' | 'outcome'>;
+  readonly shedRequests: Counter<'priority' | 'reason'>;
+  readonly concurrency: Gauge<'kind'>;
 }
 
 export function createMetrics(options: { readonly collectProcessMetrics: boolean }): Metrics {
@@ -31,6 +33,18 @@ export function createMetrics(options: { readonly collectProcessMetrics: boolean
       help: 'Partner call latency by operation and outcome',
       labelNames: ['gateway', 'operation', 'outcome'],
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+    shedRequests: new Counter({
+      name: 'keel_shed_requests_total',
+      help: 'Requests refused by load shedding, by priority and reason (concurrency limit, event loop, heap)',
+      labelNames: ['priority', 'reason'],
+      registers: [registry],
+    }),
+    concurrency: new Gauge({
+      name: 'keel_api_concurrency',
+      help: 'Saturation: API requests in flight and the adaptive concurrency limit',
+      labelNames: ['kind'],
       registers: [registry],
     }),
   };

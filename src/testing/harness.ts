@@ -92,6 +92,8 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     completerAbandonedAfterMs: 2_500,
     // Tests fire bursts on purpose; the rate-limit tests set their own limits per merchant.
     rateLimit: { perSecond: 10_000, burst: 20_000 },
+    // Test processes share two cores, so event-loop delay is theirs, not Keel's; the shedding tests opt in.
+    shedding: { ...base.shedding, enabled: false },
     ...options.config,
     partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 600, connectionsMax: 64, ...options.config?.partnerHttp },
   };

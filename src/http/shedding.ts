@@ -1,0 +1,82 @@
+import { getHeapStatistics } from 'node:v8';
+import underPressure from '@fastify/under-pressure';
+import type { FastifyRequest } from 'fastify';
+import { KeelError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import { AdaptiveConcurrencyLimit, type AdaptiveLimitOptions, type WorkPriority } from '../resilience/adaptive-limit.js';
+import type { KeelApp } from './app.js';
+import { errorBody, sendError } from './app.js';
+
+/**
+ * Load shedding for the API, in front of everything that costs a database round trip: an adaptive concurrency
+ * limit with priorities, and event-loop delay and heap pressure (@fastify/under-pressure). A shed request gets
+ * 503 `overloaded` with `Retry-After` at once. Starting a new payment is shed first; confirming, capturing,
+ * refunding, canceling and reading go on as long as the full limit allows.
+ */
+export interface SheddingOptions {
+  readonly enabled: boolean;
+  readonly limit: AdaptiveLimitOptions;
+  readonly maxEventLoopDelayMs: number;
+  /** Heap use beyond this share of the heap limit sheds new work. */
+  readonly maxHeapShare: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    keelAdmittedAt: number;
+  }
+}
+
+const exempt = /^\/(healthz|readyz|metrics|openapi\.json|admin\/)/;
+
+/** New work starts a payment; everything else finishes one or reads. */
+export function priorityOf(request: FastifyRequest): WorkPriority | undefined {
+  const url = request.routeOptions.url ?? request.url;
+  if (exempt.test(url) || !url.startsWith('/v1/')) return undefined;
+  return request.method === 'POST' && url === '/v1/payments' ? 'new' : 'finish';
+}
+
+export async function registerShedding(app: KeelApp, options: SheddingOptions, metrics: Metrics): Promise<AdaptiveConcurrencyLimit> {
+  const limiter = new AdaptiveConcurrencyLimit(options.limit);
+  metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
+  if (!options.enabled) return limiter;
+  app.decorateRequest('keelAdmittedAt', 0);
+
+  await app.register(underPressure, {
+    maxEventLoopDelay: options.maxEventLoopDelayMs,
+    maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * options.maxHeapShare),
+    sampleInterval: 100,
+    exposeStatusRoute: false,
+    // Returning a body makes under-pressure send it; returning nothing lets the request through.
+    pressureHandler: (request, reply, type) => {
+      if (priorityOf(request) !== 'new') return undefined;
+      metrics.shedRequests.inc({ priority: 'new', reason: type });
+      const error = new KeelError('overloaded', 'Keel is under pressure; retry shortly.', { retryAfterSeconds: 1 });
+      void reply.status(error.status).header('retry-after', '1');
+      return errorBody(request, error) as unknown as undefined;
+    },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const priority = priorityOf(request);
+    if (priority === undefined || reply.sent) return undefined;
+    if (!limiter.tryAcquire(priority)) {
+      metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
+      return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
+    }
+    request.keelAdmittedAt = performance.now();
+    metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
+    return undefined;
+  });
+
+  const release = (request: FastifyRequest, sample: boolean) => {
+    if (request.keelAdmittedAt === 0) return;
+    limiter.release(performance.now() - request.keelAdmittedAt, sample);
+    request.keelAdmittedAt = 0;
+    metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
+    metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
+  };
+  app.addHook('onResponse', async (request, reply) => release(request, reply.statusCode < 500));
+  app.addHook('onRequestAbort', async (request) => release(request, false));
+  return limiter;
+}

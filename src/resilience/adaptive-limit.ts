@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+
+/**
+ * An adaptive concurrency limit (Little's law: the right number of requests in flight is throughput x latency,
+ * and both move). It follows the gradient algorithm of Netflix's concurrency-limits: a long-term average of
+ * latency is the baseline; when recent latency rises above it (queueing), the limit shrinks in proportion;
+ * when latency is at the baseline the limit grows by about its square root, the allowance for queueing that
+ * keeps throughput up. No maintained Node library implements this, so it is Keel's own, and small.
+ *
+ * Priorities: work that finishes a payment (confirming an existing one, capture, refund, cancel, reads) may use
+ * the whole limit; work that starts a new payment only `newWorkShare` of it, so under overload Keel finishes
+ * what it started before it accepts more.
+ */
+export interface AdaptiveLimitOptions {
+  readonly initialLimit: number;
+  readonly minLimit: number;
+  readonly maxLimit: number;
+  /** Latency may exceed the long-term baseline by this factor before the limit shrinks. */
+  readonly tolerance: number;
+  /** Weight of one window's new limit in the smoothed limit. */
+  readonly smoothing: number;
+  /** Samples per window for the short-term latency. */
+  readonly windowSize: number;
+  /** Samples the long-term baseline averages over. */
+  readonly longWindowSize: number;
+  readonly newWorkShare: number;
+}
+
+export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
+  initialLimit: 64,
+  minLimit: 8,
+  maxLimit: 2_000,
+  tolerance: 1.5,
+  smoothing: 0.2,
+  windowSize: 50,
+  longWindowSize: 600,
+  newWorkShare: 0.8,
+};
+
+export type WorkPriority = 'finish' | 'new';
+
+export class AdaptiveConcurrencyLimit {
+  readonly #options: AdaptiveLimitOptions;
+  #limit: number;
+  #inFlight = 0;
+  #longRttMs = 0;
+  #windowSum = 0;
+  #windowCount = 0;
+  #windowMaxInFlight = 0;
+
+  constructor(options: AdaptiveLimitOptions = adaptiveLimitDefaults) {
+    assert.ok(options.minLimit >= 1 && options.minLimit <= options.initialLimit && options.initialLimit <= options.maxLimit);
+    this.#options = options;
+    this.#limit = options.initialLimit;
+  }
+
+  get limit(): number {
+    return Math.floor(this.#limit);
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Admits a request of this priority, or refuses it; an admitted request must be released once. */
+  tryAcquire(priority: WorkPriority): boolean {
+    const ceiling = priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare;
+    if (this.#inFlight >= Math.max(1, Math.floor(ceiling))) return false;
+    this.#inFlight += 1;
+    this.#windowMaxInFlight = Math.max(this.#windowMaxInFlight, this.#inFlight);
+    return true;
+  }
+
+  /** Ends an admitted request, with its latency; `sample` false for answers that say nothing of load. */
+  release(latencyMs: number, sample = true): void {
+    assert.ok(this.#inFlight > 0, 'release matches an acquire');
+    this.#inFlight -= 1;
+    if (!sample) return;
+    this.#windowSum += latencyMs;
+    this.#windowCount += 1;
+    if (this.#windowCount >= this.#options.windowSize) this.#update();
+  }
+
+  #update(): void {
+    const shortRttMs = this.#windowSum / this.#windowCount;
+    const samples = this.#windowCount;
+    const maxInFlight = this.#windowMaxInFlight;
+    this.#windowSum = 0;
+    this.#windowCount = 0;
+    this.#windowMaxInFlight = this.#inFlight;
+    const weight = Math.min(1, samples / this.#options.longWindowSize);
+    this.#longRttMs = this.#longRttMs === 0 ? shortRttMs : this.#longRttMs * (1 - weight) + shortRttMs * weight;
+    // Do not grow a limit the traffic never reached: the latency says nothing about a larger one.
+    if (maxInFlight < this.#limit / 2) return;
+    const gradient = Math.max(0.5, Math.min(1, (this.#options.tolerance * this.#longRttMs) / shortRttMs));
+    const next = this.#limit * gradient + Math.sqrt(this.#limit);
+    const smoothed = this.#limit * (1 - this.#options.smoothing) + next * this.#options.smoothing;
+    this.#limit = Math.max(this.#options.minLimit, Math.min(this.#options.maxLimit, smoothed));
+    // While latency stays high the baseline drifts up; pull it toward the recent value slowly so a lasting
+    // change of the partner's latency becomes the new normal instead of shrinking the limit forever.
+    if (gradient < 1) this.#longRttMs = this.#longRttMs * 0.95 + shortRttMs * 0.05;
+  }
+}
