@@ -95,9 +95,8 @@ export class AdaptiveConcurrencyLimit {
     const gradient = Math.max(0.5, Math.min(1, (this.#options.tolerance * this.#longRttMs) / shortRttMs));
     const next = this.#limit * gradient + Math.sqrt(this.#limit);
     const smoothed = this.#limit * (1 - this.#options.smoothing) + next * this.#options.smoothing;
+    // The baseline follows recent latency with weight samples/longWindowSize, so a lasting change of the
+    // partner's latency becomes the new normal over a few hundred requests instead of shrinking the limit forever.
     this.#limit = Math.max(this.#options.minLimit, Math.min(this.#options.maxLimit, smoothed));
-    // While latency stays high the baseline drifts up; pull it toward the recent value slowly so a lasting
-    // change of the partner's latency becomes the new normal instead of shrinking the limit forever.
-    if (gradient < 1) this.#longRttMs = this.#longRttMs * 0.95 + shortRttMs * 0.05;
   }
 }

@@ -1,0 +1,75 @@
+// Proves load shedding through the API: beyond the concurrency limit, new payments are refused at once with
+// 503 overloaded and Retry-After, before any idempotency key or payment is written, while work that finishes a
+// payment and reads still get through; with shedding off, nothing is refused.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../config.js';
+import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+
+const fixedLimit = { ...loadConfig({}).shedding.limit, initialLimit: 10, minLimit: 10, maxLimit: 10 };
+const body = () => ({ amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true });
+
+async function slowPartner(keel: TestKeel, ms: number): Promise<void> {
+  await fetch(`${keel.keel.gatewayUrl}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: ms, p99_ms: ms }) });
+}
+
+describe('with shedding on', () => {
+  let keel: TestKeel;
+  before(async () => {
+    keel = await startTestKeel({ config: { shedding: { enabled: true, limit: fixedLimit, maxEventLoopDelayMs: 10_000, maxHeapShare: 0.99 } } });
+  });
+  after(async () => {
+    await keel.close();
+  });
+
+  test('new payments beyond their share are shed at once; reads and finishing work still go through', async () => {
+    const paid = await keel.request('POST', '/v1/payments', { body: body() });
+    assert.equal(paid.status, 200);
+    await slowPartner(keel, 400);
+    try {
+      const keysBefore = (await keel.keel.database.db.selectFrom('idempotency_keys').select('id').execute()).length;
+      const creates = Array.from({ length: 16 }, () => keel.request('POST', '/v1/payments', { body: body() }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const read = await keel.request('GET', `/v1/payments/${paid.body.id}`);
+      const refund = await keel.request('POST', '/v1/refunds', { body: { payment: paid.body.id, amount: 100 } });
+      const results = await Promise.all(creates);
+      const shed = results.filter((response) => response.status === 503);
+      const served = results.filter((response) => response.status === 200);
+      assert.equal(served.length, 8, '80% of a limit of 10 for new work');
+      assert.equal(shed.length, 8);
+      for (const response of shed) {
+        assert.equal(response.body.error.code, 'overloaded');
+        assert.equal(response.body.error.type, 'api_error');
+        assert.equal(response.headers['retry-after'], '1');
+      }
+      assert.equal(read.status, 200, 'a read is finishing work');
+      assert.equal(refund.status, 200, 'a refund is finishing work');
+      const keysAfter = (await keel.keel.database.db.selectFrom('idempotency_keys').select('id').execute()).length;
+      assert.equal(keysAfter - keysBefore, 8 + 1, 'shed requests wrote nothing');
+      const metrics = await keel.request('GET', '/metrics', { secretKey: null });
+      assert.match(metrics.body, /keel_shed_requests_total\{priority="new",reason="concurrency_limit"\} 8/);
+    } finally {
+      await slowPartner(keel, 0);
+    }
+  });
+});
+
+describe('with shedding off', () => {
+  let keel: TestKeel;
+  before(async () => {
+    keel = await startTestKeel({ config: { shedding: { enabled: false, limit: fixedLimit, maxEventLoopDelayMs: 10_000, maxHeapShare: 0.99 } } });
+  });
+  after(async () => {
+    await keel.close();
+  });
+
+  test('nothing is shed', async () => {
+    await slowPartner(keel, 200);
+    try {
+      const results = await Promise.all(Array.from({ length: 16 }, () => keel.request('POST', '/v1/payments', { body: body() })));
+      assert.deepEqual(new Set(results.map((response) => response.status)), new Set([200]));
+    } finally {
+      await slowPartner(keel, 0);
+    }
+  });
+});
