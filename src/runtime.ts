@@ -81,6 +81,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     url: config.databaseUrl,
     dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
     schema: options.databaseSchema,
+    applicationName: options.databaseSchema === undefined ? `keel_${options.role}` : options.databaseSchema,
   });
   await migrateToLatest(database);
   const cipher = FieldCipher.fromSecret(config.encryptionKey ?? localSecret(config, persistent, 'encryption-key', FieldCipher.generateSecret));

@@ -29,6 +29,8 @@ export interface DatabaseOptions {
   readonly statementTimeoutMs?: number;
   readonly lockTimeoutMs?: number;
   readonly poolAcquireTimeoutMs?: number;
+  /** `application_name` of every session, so operators (and tests) can tell Keel's connections apart. */
+  readonly applicationName?: string | undefined;
 }
 
 export const databaseDefaults = {
@@ -69,10 +71,17 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     max: options.poolSizeMax ?? databaseDefaults.poolSizeMax,
     connectionTimeoutMillis: options.poolAcquireTimeoutMs ?? databaseDefaults.poolAcquireTimeoutMs,
     options: sessionSettings.join(' '),
+    application_name: options.applicationName ?? 'keel',
   });
   // A connection that dies while idle (server restart, pg_terminate_backend) is dropped from the pool; the
   // next query opens a new one. Without this handler the error would end the process.
   pool.on('error', () => undefined);
+  // The same for a connection that dies while a query runs: the query rejects with the error (a 503 for the
+  // request), and the pool discards the connection when it comes back; the client's own 'error' event must
+  // still be heard, or it would end the process.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<KeelDatabase>({ dialect: new CommentingDialect(new PostgresDialect({ pool })) });
   return {
     db,
