@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -66,6 +67,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const ambiguousDelayMs = options.ambiguousDelayMs ?? 6_000;
   const hangMaxMs = options.hangMaxMs ?? 60_000;
   const closing = new AbortController();
+  // Every held request listens for the close; there may be thousands at once.
+  setMaxListeners(0, closing.signal);
   let inFlight = 0;
 
   const server: Server = createServer((request, response) => {
