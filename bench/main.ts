@@ -127,4 +127,9 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv[2] === 'overload') {
+  const { runOverload } = await import('./overload.js');
+  await runOverload();
+} else {
+  await main();
+}
