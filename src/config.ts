@@ -81,7 +81,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       successThreshold: integer(env['KEEL_BREAKER_SUCCESS_THRESHOLD'], breakerDefaults.successThreshold, 'KEEL_BREAKER_SUCCESS_THRESHOLD'),
       halfOpenReadTimeoutMs: integer(env['KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'], breakerDefaults.halfOpenReadTimeoutMs, 'KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'),
     },
-    bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], 100, 'KEEL_PARTNER_BULKHEAD_MAX'),
+    // No more calls in flight than the partner agent has sockets: a call never waits inside undici.
+    bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], partnerHttpDefaults.connectionsMax, 'KEEL_PARTNER_BULKHEAD_MAX'),
     requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),
     shedding: {
       enabled: (optional(env['KEEL_SHEDDING']) ?? 'on') !== 'off',

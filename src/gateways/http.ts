@@ -11,7 +11,7 @@ export interface PartnerHttpOptions {
   readonly connectionsMax: number;
 }
 
-export const partnerHttpDefaults: PartnerHttpOptions = { connectTimeoutMs: 1_000, readTimeoutMs: 5_000, connectionsMax: 128 };
+export const partnerHttpDefaults: PartnerHttpOptions = { connectTimeoutMs: 1_000, readTimeoutMs: 5_000, connectionsMax: 256 };
 
 export type PartnerHttpAnswer =
   | { readonly kind: 'response'; readonly status: number; readonly body: unknown }

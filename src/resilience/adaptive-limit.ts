@@ -27,7 +27,7 @@ export interface AdaptiveLimitOptions {
 }
 
 export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
-  initialLimit: 64,
+  initialLimit: 128,
   minLimit: 8,
   maxLimit: 2_000,
   tolerance: 1.5,
@@ -88,15 +88,18 @@ export class AdaptiveConcurrencyLimit {
     this.#windowSum = 0;
     this.#windowCount = 0;
     this.#windowMaxInFlight = this.#inFlight;
-    const weight = Math.min(1, samples / this.#options.longWindowSize);
-    this.#longRttMs = this.#longRttMs === 0 ? shortRttMs : this.#longRttMs * (1 - weight) + shortRttMs * weight;
+    if (this.#longRttMs === 0) this.#longRttMs = shortRttMs;
+    const overloaded = shortRttMs > this.#options.tolerance * this.#longRttMs;
+    // The baseline is what latency is when Keel is not queueing. While overloaded it barely moves (a tenth of its
+    // usual weight), so sustained overload cannot pass itself off as the new normal; a lasting change of the
+    // partner's own latency still becomes the baseline, over a few thousand requests.
+    const weight = Math.min(1, samples / this.#options.longWindowSize) * (overloaded ? 0.1 : 1);
+    this.#longRttMs = this.#longRttMs * (1 - weight) + shortRttMs * weight;
     // Do not grow a limit the traffic never reached: the latency says nothing about a larger one.
     if (maxInFlight < this.#limit / 2) return;
     const gradient = Math.max(0.5, Math.min(1, (this.#options.tolerance * this.#longRttMs) / shortRttMs));
     const next = this.#limit * gradient + Math.sqrt(this.#limit);
     const smoothed = this.#limit * (1 - this.#options.smoothing) + next * this.#options.smoothing;
-    // The baseline follows recent latency with weight samples/longWindowSize, so a lasting change of the
-    // partner's latency becomes the new normal over a few hundred requests instead of shrinking the limit forever.
     this.#limit = Math.max(this.#options.minLimit, Math.min(this.#options.maxLimit, smoothed));
   }
 }
