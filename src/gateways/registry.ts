@@ -97,6 +97,8 @@ function protect(connector: Connector, hostPort: string, options: GatewayRegistr
     };
 
   function observe<T>(operation: string, outcome: PartnerOutcome<T>, durationMs: number): PartnerOutcome<T> {
+    const timing = currentContext()?.timing;
+    if (timing !== undefined) timing.partnerMs += durationMs;
     options.metrics.partnerCallDurationSeconds.observe({ gateway: connector.name, operation, outcome: outcome.kind }, durationMs / 1000);
     const reason = outcome.kind === 'ok' ? undefined : outcome.kind === 'declined' ? outcome.code : outcome.reason;
     options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason, duration_ms: Math.round(durationMs) }, 'partner call');

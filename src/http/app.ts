@@ -47,6 +47,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     correlationId: string;
     keelDeadlineAt: number;
+    keelTiming: { partnerMs: number };
     /** The merchant the API key belongs to; set for routes with `config.auth`. */
     merchant: MerchantContext;
   }
@@ -75,6 +76,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.decorateRequest('correlationId', '');
   app.decorateRequest('keelDeadlineAt', 0);
+  app.decorateRequest('keelTiming', null as unknown as { partnerMs: number });
   app.decorateRequest('merchant', null as unknown as MerchantContext);
 
   await app.register(fastifySwagger, {
@@ -91,6 +93,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   app.addHook('onRequest', async (request, reply) => {
     request.correlationId = (request.raw as RawWithCorrelation).keelCorrelationId ?? correlationIdFrom(undefined);
     request.keelDeadlineAt = Date.now() + services.config.requestDeadlineMs;
+    request.keelTiming = { partnerMs: 0 };
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
   });
@@ -136,7 +139,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
 /** Runs a handler with the request's correlation context, so logs, partner calls and SQL carry it. */
 export function inContext<T>(request: FastifyRequest, work: () => Promise<T>): Promise<T> {
   const deadlineAt = request.keelDeadlineAt;
-  return runWithContext({ correlationId: request.correlationId, requestId: request.id, deadlineAt }, work);
+  return runWithContext({ correlationId: request.correlationId, requestId: request.id, deadlineAt, timing: request.keelTiming }, work);
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: KeelError): FastifyReply {

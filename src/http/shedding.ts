@@ -71,7 +71,10 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
 
   const release = (request: FastifyRequest, sample: boolean) => {
     if (request.keelAdmittedAt === 0) return;
-    limiter.release(performance.now() - request.keelAdmittedAt, sample);
+    // Keel's own latency: the partner's time is the breakers' and bulkheads' business, and its variance would
+    // hide Keel's own queueing from the limit.
+    const ownMs = performance.now() - request.keelAdmittedAt - (request.keelTiming?.partnerMs ?? 0);
+    limiter.release(Math.max(0, ownMs), sample);
     request.keelAdmittedAt = 0;
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
     metrics.concurrency.set({ kind: 'limit' }, limiter.limit);

@@ -10,6 +10,8 @@ export interface RequestContext {
   readonly requestId: string;
   /** When the request must have answered (epoch ms); retries never wait past it. Absent for jobs. */
   readonly deadlineAt?: number;
+  /** Time this request spent waiting on partners, so load shedding can measure Keel's own latency. */
+  readonly timing?: { partnerMs: number };
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -30,7 +30,7 @@ export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
   initialLimit: 128,
   minLimit: 8,
   maxLimit: 2_000,
-  tolerance: 1.5,
+  tolerance: 2,
   smoothing: 0.2,
   windowSize: 50,
   longWindowSize: 600,
