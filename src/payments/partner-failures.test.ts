@@ -131,5 +131,24 @@ describe('an unreachable partner', () => {
     assert.equal(retry.body.error.payment.id, response.body.error.payment.id);
     const attempts = await keel.keel.database.db.selectFrom('payment_attempts').select('status').execute();
     assert.deepEqual(attempts.map((attempt) => attempt.status), ['not_sent', 'not_sent']);
+    // Each request tried three times (one call and two retries with backoff) before answering.
+    keel.keel.logger.flush();
+    const calls = keel.logs
+      .map((line) => JSON.parse(line) as { message: string; request_id?: string; outcome?: string })
+      .filter((line) => line.message === 'partner call' && line.request_id === response.headers['request-id']);
+    assert.deepEqual(calls.map((call) => call.outcome), ['unreachable', 'unreachable', 'unreachable']);
+  });
+
+  test('retries never wait past the request deadline', async () => {
+    const tight = await startTestKeel({ config: { gatewayUrl: 'http://127.0.0.1:9', requestDeadlineMs: 1 } });
+    try {
+      const response = await tight.request('POST', '/v1/payments', { body: body('4242424242424242') });
+      assert.equal(response.status, 503);
+      tight.keel.logger.flush();
+      const calls = tight.logs.filter((line) => line.includes('"partner call"'));
+      assert.equal(calls.length, 1, 'no retry fits in a 1 ms deadline');
+    } finally {
+      await tight.close();
+    }
   });
 });
