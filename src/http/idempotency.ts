@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Updateable } from 'kysely';
 import { KeelError } from '../errors.js';
 import { currentContext } from '../observability/context.js';
 import { sha256Hex } from '../storage/encryption.js';
-import type { IdempotencyKeyRow, KeelDatabase } from '../storage/schema.js';
+import type { IdempotencyKeyRow, IdempotencyKeysTable, KeelDatabase } from '../storage/schema.js';
 
 /**
  * Idempotency keys with atomic phases. A key is inserted and locked (`started`); each phase of the operation
@@ -153,20 +153,12 @@ export async function advanceKey(
   point: RecoveryPoint,
   references: { paymentId?: string; refundId?: string; attemptId?: string | null } = {},
 ): Promise<void> {
-  const row = await db
-    .updateTable('idempotency_keys')
-    .set({
-      recovery_point: point,
-      ...(references.paymentId === undefined ? {} : { payment_id: references.paymentId }),
-      ...(references.refundId === undefined ? {} : { refund_id: references.refundId }),
-      ...(references.attemptId === undefined ? {} : { attempt_id: references.attemptId }),
-      updated_at: sql<Date>`now()`,
-    })
-    .where('id', '=', key.id)
-    .where('lock_token', '=', key.lockToken)
-    .returning('id')
-    .executeTakeFirst();
-  if (row === undefined) throw new IdempotencyLockLost();
+  await fencedUpdate(db, key, {
+    recovery_point: point,
+    ...(references.paymentId === undefined ? {} : { payment_id: references.paymentId }),
+    ...(references.refundId === undefined ? {} : { refund_id: references.refundId }),
+    ...(references.attemptId === undefined ? {} : { attempt_id: references.attemptId }),
+  });
   key.recoveryPoint = point;
   if (references.paymentId !== undefined) key.paymentId = references.paymentId;
   if (references.refundId !== undefined) key.refundId = references.refundId;
@@ -174,22 +166,20 @@ export async function advanceKey(
 }
 
 export async function finishKey(db: Db, key: IdempotencyKey, status: number, body: unknown): Promise<void> {
+  await fencedUpdate(db, key, { recovery_point: 'finished', response_status: status, response_body: JSON.stringify(body), locked_at: null, lock_token: null });
+  key.recoveryPoint = 'finished';
+}
+
+/** An update only the key's current holder may make; anyone else's transaction must roll back. */
+async function fencedUpdate(db: Db, key: IdempotencyKey, changes: Updateable<IdempotencyKeysTable>): Promise<void> {
   const row = await db
     .updateTable('idempotency_keys')
-    .set({
-      recovery_point: 'finished',
-      response_status: status,
-      response_body: JSON.stringify(body),
-      locked_at: null,
-      lock_token: null,
-      updated_at: sql<Date>`now()`,
-    })
+    .set({ ...changes, updated_at: sql<Date>`now()` })
     .where('id', '=', key.id)
     .where('lock_token', '=', key.lockToken)
     .returning('id')
     .executeTakeFirst();
   if (row === undefined) throw new IdempotencyLockLost();
-  key.recoveryPoint = 'finished';
 }
 
 /** Unlocks a key whose request ended without a final answer, so a retry may resume at once. */
