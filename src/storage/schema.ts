@@ -21,6 +21,8 @@ export interface MerchantsTable {
   livemode: ColumnType<boolean, boolean | undefined, boolean>;
   rate_limit_per_second: number | null;
   rate_limit_burst: number | null;
+  brand_color: ColumnType<string, string | undefined, string>;
+  brand_logo_url: string | null;
   created_at: Timestamp;
 }
 
@@ -143,7 +145,40 @@ export interface AnomaliesTable {
   created_at: Timestamp;
 }
 
+export interface CustomersTable {
+  id: string;
+  merchant_id: string;
+  customer_key: string;
+  status: 'active' | 'locked' | 'deleted';
+  pin_hash: string | null;
+  pin_salt: string | null;
+  pin_failures: ColumnType<number, number | undefined, number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface PaymentMethodsTable {
+  id: string;
+  merchant_id: string;
+  customer_id: string;
+  type: 'card' | 'bank_account';
+  gateway: string | null;
+  token_encrypted: string | null;
+  brand: string | null;
+  last4: string;
+  exp_month: number | null;
+  exp_year: number | null;
+  bank_code: string | null;
+  account_number_encrypted: string | null;
+  fingerprint: string;
+  status: 'active' | 'detached';
+  created_at: Timestamp;
+  detached_at: NullableTimestamp;
+}
+
 export interface KeelDatabase {
+  customers: CustomersTable;
+  payment_methods: PaymentMethodsTable;
   merchants: MerchantsTable;
   api_keys: ApiKeysTable;
   merchant_partners: MerchantPartnersTable;
@@ -162,3 +197,6 @@ export type AttemptRow = Selectable<AttemptsTable>;
 export type RefundRow = Selectable<RefundsTable>;
 export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
 export type MerchantRow = Selectable<MerchantsTable>;
+
+export type CustomerRow = Selectable<CustomersTable>;
+export type PaymentMethodRow = Selectable<PaymentMethodsTable>;

@@ -163,6 +163,47 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0004_brandpay': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        ALTER TABLE merchants ADD COLUMN brand_color text NOT NULL DEFAULT '#1b64da';
+        ALTER TABLE merchants ADD COLUMN brand_logo_url text;
+        CREATE TABLE customers (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          customer_key text NOT NULL,
+          status text NOT NULL CHECK (status IN ('active', 'locked', 'deleted')),
+          pin_hash text,
+          pin_salt text,
+          pin_failures integer NOT NULL DEFAULT 0 CHECK (pin_failures >= 0),
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now(),
+          UNIQUE (merchant_id, customer_key)
+        );
+        CREATE TABLE payment_methods (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          customer_id uuid NOT NULL REFERENCES customers(id),
+          type text NOT NULL CHECK (type IN ('card', 'bank_account')),
+          gateway text,
+          token_encrypted text,
+          brand text,
+          last4 text NOT NULL,
+          exp_month integer,
+          exp_year integer,
+          bank_code text,
+          account_number_encrypted text,
+          fingerprint text NOT NULL,
+          status text NOT NULL CHECK (status IN ('active', 'detached')),
+          created_at timestamptz NOT NULL DEFAULT now(),
+          detached_at timestamptz
+        );
+        CREATE UNIQUE INDEX payment_methods_active_fingerprint ON payment_methods (merchant_id, customer_id, fingerprint) WHERE status = 'active';
+        CREATE INDEX payment_methods_customer ON payment_methods (customer_id);
+        ALTER TABLE payments ADD COLUMN payment_method_id uuid REFERENCES payment_methods(id);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
