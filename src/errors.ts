@@ -53,7 +53,11 @@ export const errorCatalogue = {
   insufficient_funds: { status: 402, type: 'card_error', description: 'The partner declined for insufficient funds.' },
   expired_card: { status: 402, type: 'card_error', description: 'The card has expired.' },
   incorrect_card: { status: 402, type: 'card_error', description: 'The card number, expiry or CVC is wrong.' },
-  // 403: Brand Pay
+  // Brand Pay
+  pin_required: { status: 400, type: 'invalid_request_error', description: 'The customer has no PIN yet, or changing it needs `current_pin`.' },
+  pin_incorrect: { status: 403, type: 'invalid_request_error', description: 'The PIN is wrong; the message says how many tries remain before the customer is locked.' },
+  customer_inactive: { status: 409, type: 'invalid_request_error', description: 'The customer is deleted, or the payment method is detached or belongs to another customer.' },
+  payment_method_unsupported: { status: 400, type: 'invalid_request_error', description: 'This kind of payment method cannot be charged through the merchant\'s partner.' },
   customer_locked: { status: 403, type: 'invalid_request_error', description: 'The customer entered 5 wrong PINs in a row and is locked until the merchant unlocks them.' },
   // 429
   rate_limited: { status: 429, type: 'rate_limit_error', description: 'Too many requests; wait for `Retry-After` seconds.' },

@@ -118,6 +118,8 @@ export interface Connector {
   refund(context: PartnerCallContext, request: RefundRequest): Promise<PartnerOutcome<{ partnerRefundId: string | null }>>;
   inquire(context: PartnerCallContext, request: InquiryRequest): Promise<PartnerOutcome<InquiryResult>>;
   tokenize(context: PartnerCallContext, request: TokenizeRequest): Promise<PartnerOutcome<TokenizeResult>>;
+  /** Revokes a token (billing key, payment method) at the partner. */
+  detach(context: PartnerCallContext, request: { readonly token: string }): Promise<PartnerOutcome<null>>;
 }
 
 export function cardLast4(number: string): string {

@@ -113,5 +113,6 @@ function protect(connector: Connector, hostPort: string, options: GatewayRegistr
     refund: guarded('refund', connector.refund.bind(connector)),
     inquire: guarded('inquire', connector.inquire.bind(connector)),
     tokenize: guarded('tokenize', connector.tokenize.bind(connector)),
+    detach: guarded('detach', connector.detach.bind(connector)),
   };
 }

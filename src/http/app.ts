@@ -21,6 +21,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerPaymentRoutes } from './routes/payments.js';
 import { registerRefundRoutes } from './routes/refunds.js';
 import { registerResilienceRoutes } from './routes/resilience.js';
+import { registerBrandPayRoutes } from '../brandpay/routes.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -132,6 +133,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerRefundRoutes(app, services);
   registerAdminRoutes(app, services);
   registerResilienceRoutes(app, services);
+  registerBrandPayRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

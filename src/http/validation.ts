@@ -42,11 +42,11 @@ export interface CardInputShape {
   readonly cvc: string;
 }
 
-export function checkCard(card: CardInputShape, now: Date = new Date()): { card: CardDetails; snapshot: PaymentMethodSnapshot } {
-  if (!luhnValid(card.number)) throw new KeelError('parameter_invalid', 'The card number is not valid.', { param: 'payment_method.card.number' });
+export function checkCard(card: CardInputShape, now: Date = new Date(), param = 'payment_method.card'): { card: CardDetails; snapshot: PaymentMethodSnapshot } {
+  if (!luhnValid(card.number)) throw new KeelError('parameter_invalid', 'The card number is not valid.', { param: `${param}.number` });
   const expiresAfter = card.exp_year * 12 + card.exp_month;
   if (expiresAfter < now.getUTCFullYear() * 12 + now.getUTCMonth() + 1) {
-    throw new KeelError('parameter_invalid', 'The card has expired.', { param: 'payment_method.card.exp_year' });
+    throw new KeelError('parameter_invalid', 'The card has expired.', { param: `${param}.exp_year` });
   }
   return {
     card: { number: card.number, expMonth: card.exp_month, expYear: card.exp_year, cvc: card.cvc },

@@ -58,6 +58,7 @@ export interface PaymentsTable {
   livemode: ColumnType<boolean, boolean | undefined, boolean>;
   partner_payment_id: string | null;
   correlation_id: string | null;
+  payment_method_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -55,6 +55,12 @@ export function createStripeConnector(http: PartnerHttpClient): Connector {
       });
     },
 
+    async detach(context, request) {
+      const answer = await send(context, 'POST', `/v1/payment_methods/${encodeURIComponent(request.token)}/detach`, {});
+      if (answer.kind === 'response' && answer.status === 404) return { kind: 'ok', value: null };
+      return mapStripeAnswer(answer, () => null);
+    },
+
     async authorize(context, request): Promise<PartnerOutcome<AuthorizeResult>> {
       const source =
         'card' in request.source

@@ -78,6 +78,13 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
 
     tokenize: issueBillingKey,
 
+    async detach(context, request) {
+      const answer = await send(context, 'DELETE', `/v1/billing/${encodeURIComponent(request.token)}`);
+      // Already gone at the partner is as good as revoked.
+      if (answer.kind === 'response' && answer.status === 404) return { kind: 'ok', value: null };
+      return mapAnswer(answer, () => null);
+    },
+
     async authorize(context, request): Promise<PartnerOutcome<AuthorizeResult>> {
       let billingKey: string;
       let card: AuthorizeResult['card'] = null;

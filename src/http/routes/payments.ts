@@ -6,8 +6,11 @@ import { capturePayment } from '../../payments/operations/capture.js';
 import { createPayment } from '../../payments/operations/create.js';
 import { findPayment, listPayments } from '../../payments/repository.js';
 import { paymentToApi } from '../../payments/serialize.js';
-import type { MerchantContext, Payment } from '../../payments/types.js';
-import { publicToUuid } from '../../storage/ids.js';
+import type { MerchantContext, Payment, PaymentMethodSnapshot } from '../../payments/types.js';
+import { publicToUuid, uuidToPublic } from '../../storage/ids.js';
+import { findCustomer } from '../../brandpay/customers.js';
+import { findMethod } from '../../brandpay/payment-methods.js';
+import type { PaymentSource } from '../../gateways/connector.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext } from '../app.js';
 import { runIdempotent } from '../idempotent-route.js';
@@ -33,7 +36,8 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       const body = request.body;
       const amount = checkAmount(body.amount, body.currency);
       const country = checkCountry(body.country ?? merchant.country);
-      const method = paymentMethodFrom(body.payment_method);
+      const method = await paymentMethodFrom(merchant, body.payment_method, body.customer);
+      const customerId = method?.customerId ?? (await customerIdFrom(merchant, body.customer));
       if (body.confirm === true && method === undefined) {
         throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
       }
@@ -50,8 +54,10 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
             orderId: body.order_id,
             country,
             captureMethod: body.capture_method ?? 'automatic',
-            card: method?.card,
+            source: method?.source,
             snapshot: method?.snapshot,
+            customerId,
+            paymentMethodId: method?.paymentMethodId,
             confirm: body.confirm === true,
             description: body.description,
             metadata: body.metadata ?? {},
@@ -63,8 +69,9 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
   app.post('/v1/payments/:id/confirm', { config: secret, schema: { params: IdParams, body: ConfirmBody, tags: ['payments'] } }, (request, reply) =>
     inContext(request, async () => {
       const merchant = request.merchant;
-      const method = paymentMethodFrom(request.body?.payment_method);
       const payment = await loadOr404(merchant, request.params.id);
+      const customer = payment.customerId === null ? undefined : uuidToPublic('customer', payment.customerId);
+      const method = await paymentMethodFrom(merchant, request.body?.payment_method, customer);
       return runIdempotent({
         request,
         reply,
@@ -74,7 +81,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
         operation: (context) =>
           authorizePayment(context, {
             paymentId: payment.id,
-            source: method === undefined ? undefined : { card: method.card },
+            source: method?.source,
             snapshot: method?.snapshot,
           }),
       });
@@ -123,12 +130,39 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       return { object: 'list', data: payments.map(paymentToApi), has_more: hasMore };
     }),
   );
-}
 
-function paymentMethodFrom(input: Static<typeof PaymentMethodInput> | undefined) {
-  if (input === undefined) return undefined;
-  if (typeof input === 'string') {
-    throw new KeelError('resource_missing', `No such payment method: ${input}.`, { param: 'payment_method' });
+  /** A card in the body, or a stored method of the named customer (a one-click payment the shopper approved). */
+  async function paymentMethodFrom(merchant: MerchantContext, input: Static<typeof PaymentMethodInput> | undefined, customer: string | undefined) {
+    if (input === undefined) return undefined;
+    if (typeof input !== 'string') {
+      const { card, snapshot } = checkCard(input.card);
+      return { source: { card } as PaymentSource, snapshot, customerId: undefined, paymentMethodId: undefined };
+    }
+    const methodId = publicToUuid('paymentMethod', input);
+    const method = methodId === undefined ? undefined : await findMethod(deps.db, merchant.id, methodId);
+    if (method === undefined) throw new KeelError('resource_missing', `No such payment method: ${input}.`, { param: 'payment_method' });
+    const customerId = customer === undefined ? undefined : publicToUuid('customer', customer);
+    if (customerId === undefined || method.customer_id !== customerId) {
+      throw new KeelError('customer_inactive', 'A stored payment method is used with the customer it belongs to (customer).', { param: 'customer' });
+    }
+    const owner = await findCustomer(deps.db, merchant.id, customerId);
+    if (owner?.status === 'locked') throw new KeelError('customer_locked', 'This customer is locked until the merchant unlocks them.');
+    if (owner?.status !== 'active' || method.status !== 'active' || method.token_encrypted === null) {
+      throw new KeelError('customer_inactive', 'The customer is deleted or the payment method is detached.', { param: 'payment_method' });
+    }
+    if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by the merchant\'s partners yet.', { param: 'payment_method' });
+    const snapshot: PaymentMethodSnapshot = {
+      type: 'card',
+      card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 },
+    };
+    return { source: { token: deps.cipher.decrypt(method.token_encrypted) } as PaymentSource, snapshot, customerId, paymentMethodId: method.id };
   }
-  return checkCard(input.card);
+
+  async function customerIdFrom(merchant: MerchantContext, customer: string | undefined): Promise<string | undefined> {
+    if (customer === undefined) return undefined;
+    const uuid = publicToUuid('customer', customer);
+    const found = uuid === undefined ? undefined : await findCustomer(deps.db, merchant.id, uuid);
+    if (found === undefined || found.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${customer}.`, { param: 'customer' });
+    return found.id;
+  }
 }

@@ -1,5 +1,5 @@
 import { KeelError } from '../../errors.js';
-import type { CardDetails } from '../../gateways/connector.js';
+import type { PaymentSource } from '../../gateways/connector.js';
 import { advanceKey, finishKey } from '../../http/idempotency.js';
 import { primaryGateway } from '../../merchants/merchants.js';
 import { isUniqueViolation } from '../../storage/database.js';
@@ -18,8 +18,10 @@ export interface CreatePaymentInput {
   readonly orderId: string;
   readonly country: string;
   readonly captureMethod: CaptureMethod;
-  readonly card: CardDetails | undefined;
+  readonly source: PaymentSource | undefined;
   readonly snapshot: PaymentMethodSnapshot | undefined;
+  readonly customerId: string | undefined;
+  readonly paymentMethodId: string | undefined;
   readonly confirm: boolean;
   readonly description: string | undefined;
   readonly metadata: Readonly<Record<string, string>>;
@@ -27,7 +29,7 @@ export interface CreatePaymentInput {
 
 export async function createPayment(context: OperationContext, input: CreatePaymentInput): Promise<OperationResult> {
   const { deps, merchant, key } = context;
-  const source = input.card === undefined ? undefined : { card: input.card };
+  const source = input.source;
   if (key?.paymentId != null) {
     // A resumed key: the payment exists; confirming resumes from the attempt the key records.
     if (input.confirm) return authorizePayment(context, { paymentId: key.paymentId, source, snapshot: input.snapshot });
@@ -60,13 +62,15 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
           amount: input.amount,
           currency: input.currency,
           country: input.country,
-          status: input.card === undefined ? 'requires_payment_method' : 'requires_confirmation',
+          status: input.source === undefined ? 'requires_payment_method' : 'requires_confirmation',
           capture_method: input.captureMethod,
           amount_capturable: 0n,
           amount_received: 0n,
           amount_refunded: 0n,
           gateway: primaryGateway(merchant),
           payment_method: input.snapshot === undefined ? null : JSON.stringify(input.snapshot),
+          customer_id: input.customerId ?? null,
+          payment_method_id: input.paymentMethodId ?? null,
           description: input.description ?? null,
           metadata: JSON.stringify(input.metadata),
           livemode: merchant.livemode,

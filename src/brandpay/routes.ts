@@ -1,0 +1,166 @@
+import { Type } from 'typebox';
+import { KeelError } from '../errors.js';
+import type { KeelApp, KeelServices } from '../http/app.js';
+import { inContext } from '../http/app.js';
+import { runIdempotent } from '../http/idempotent-route.js';
+import { CardInput } from '../http/schemas.js';
+import { checkCard } from '../http/validation.js';
+import { ok } from '../payments/operations/context.js';
+import type { MerchantContext } from '../payments/types.js';
+import { publicToUuid } from '../storage/ids.js';
+import { createCustomer, customerToApi, findCustomer, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
+import { attachBankAccount, attachCard, detachMethod, findMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
+
+/** `/v1/brandpay/…`: customers, PINs and stored payment methods (secret key). */
+
+const CustomerBody = Type.Object({ customer_key: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false });
+const PinBody = Type.Object({ pin: Type.String({ maxLength: 16 }), current_pin: Type.Optional(Type.String({ maxLength: 16 })) }, { additionalProperties: false });
+const MethodBody = Type.Union([
+  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('bank_account'),
+      bank_account: Type.Object(
+        {
+          bank_code: Type.String({ pattern: '^[0-9A-Z]{2,11}$' }),
+          account_number: Type.String({ pattern: '^[0-9]{6,20}$' }),
+          holder_name: Type.String({ minLength: 1, maxLength: 100 }),
+        },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+]);
+const CustomerParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const MethodParams = Type.Object({ id: Type.String({ maxLength: 64 }), pm: Type.String({ maxLength: 64 }) });
+const EmptyBody = Type.Object({}, { additionalProperties: false });
+
+export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): void {
+  const { deps, config } = services;
+  const secret = { auth: 'secret' } as const;
+  const lockTimeoutMs = config.idempotencyLockTimeoutMs;
+  const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
+
+  async function customerOr404(merchant: MerchantContext, publicId: string, options: { allowDeleted?: boolean } = {}): Promise<Customer> {
+    const uuid = publicToUuid('customer', publicId);
+    const customer = uuid === undefined ? undefined : await findCustomer(deps.db, merchant.id, uuid);
+    if (customer === undefined || (customer.status === 'deleted' && options.allowDeleted !== true)) {
+      throw new KeelError('resource_missing', `No such customer: ${publicId}.`, { param: 'id' });
+    }
+    return customer;
+  }
+
+  app.post('/v1/brandpay/customers', { config: secret, schema: { body: CustomerBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, () =>
+      runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs,
+        operation: async () => {
+          const { customer, created } = await createCustomer(deps.db, request.merchant.id, request.body.customer_key);
+          return ok(created ? 201 : 200, customerToApi(customer));
+        },
+      }),
+    ),
+  );
+
+  app.get('/v1/brandpay/customers/:id', { config: secret, schema: { params: CustomerParams, tags: ['brandpay'] } }, (request) =>
+    inContext(request, async () => customerToApi(await customerOr404(request.merchant, request.params.id, { allowDeleted: true }))),
+  );
+
+  app.post('/v1/brandpay/customers/:id/pin', { config: secret, schema: { params: CustomerParams, body: PinBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      return runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs,
+        operation: async () => ok(200, customerToApi(await setPin(deps.db, request.merchant.id, customer.id, request.body.pin, request.body.current_pin))),
+      });
+    }),
+  );
+
+  app.post('/v1/brandpay/customers/:id/unlock', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      return runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs,
+        operation: async () => ok(200, customerToApi(await unlockCustomer(deps.db, request.merchant.id, customer.id))),
+      });
+    }),
+  );
+
+  app.post('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, body: MethodBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      const body = request.body;
+      // Card rules are checked before the key is taken, so a bad card stores nothing.
+      const card = body.type === 'card' ? checkCard(body.card, new Date(), 'card').card : undefined;
+      return runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs,
+        operation: async () => {
+          const { method, created } =
+            body.type === 'bank_account'
+              ? await attachBankAccount(methodsDeps, customer, {
+                  bankCode: body.bank_account.bank_code,
+                  accountNumber: body.bank_account.account_number,
+                  holderName: body.bank_account.holder_name,
+                })
+              : await attachCard(methodsDeps, request.merchant, customer, card ?? checkCard(body.card).card);
+          return ok(created ? 201 : 200, paymentMethodToApi(method));
+        },
+      });
+    }),
+  );
+
+  app.get('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, tags: ['brandpay'] } }, (request) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      const methods = await listMethods(deps.db, customer);
+      return { object: 'list', data: methods.map(paymentMethodToApi), has_more: false };
+    }),
+  );
+
+  app.delete('/v1/brandpay/customers/:id/payment_methods/:pm', { config: secret, schema: { params: MethodParams, tags: ['brandpay'] } }, (request) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      const methodId = publicToUuid('paymentMethod', request.params.pm);
+      const method = methodId === undefined ? undefined : await findMethod(deps.db, request.merchant.id, methodId);
+      if (method === undefined || method.customer_id !== customer.id) {
+        throw new KeelError('resource_missing', `No such payment method: ${request.params.pm}.`, { param: 'pm' });
+      }
+      return paymentMethodToApi(await detachMethod(methodsDeps, request.merchant, method));
+    }),
+  );
+
+  app.post('/v1/brandpay/customers/:id/delete', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      const customer = await customerOr404(request.merchant, request.params.id);
+      return runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs,
+        operation: async () => {
+          // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
+          for (const method of await listMethods(deps.db, customer)) await detachMethod(methodsDeps, request.merchant, method);
+          return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
+        },
+      });
+    }),
+  );
+}
