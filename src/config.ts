@@ -35,6 +35,8 @@ export interface KeelConfig {
   /** A request's total budget: partner retries never wait past it. */
   readonly requestDeadlineMs: number;
   readonly shedding: SheddingOptions;
+  /** The base URL shoppers' browsers reach Keel at (hosted page links, the SDK). */
+  readonly publicUrl: string;
   /** Default API rate limit per key (a token bucket: `perSecond` refill, `burst` capacity). */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
 }
@@ -84,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     // No more calls in flight than the partner agent has sockets: a call never waits inside undici.
     bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], partnerHttpDefaults.connectionsMax, 'KEEL_PARTNER_BULKHEAD_MAX'),
     requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),
+    publicUrl: (optional(env['KEEL_PUBLIC_URL']) ?? `http://${optional(env['KEEL_HOST']) ?? '127.0.0.1'}:${integer(env['KEEL_PORT'], 4000, 'KEEL_PORT')}`).replace(/\/+$/, ''),
     shedding: {
       enabled: (optional(env['KEEL_SHEDDING']) ?? 'on') !== 'off',
       limit: {

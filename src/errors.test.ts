@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { errorCatalogue, errorTypes, KeelError } from './errors.js';
 
 const typeStatuses: Record<string, readonly number[]> = {
-  invalid_request_error: [400, 403, 404, 409, 413, 415, 422],
+  invalid_request_error: [400, 403, 404, 409, 410, 413, 415, 422],
   authentication_error: [401, 403],
   card_error: [402],
   idempotency_error: [409, 422],

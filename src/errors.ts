@@ -58,6 +58,8 @@ export const errorCatalogue = {
   pin_incorrect: { status: 403, type: 'invalid_request_error', description: 'The PIN is wrong; the message says how many tries remain before the customer is locked.' },
   customer_inactive: { status: 409, type: 'invalid_request_error', description: 'The customer is deleted, or the payment method is detached or belongs to another customer.' },
   payment_method_unsupported: { status: 400, type: 'invalid_request_error', description: 'This kind of payment method cannot be charged through the merchant\'s partner.' },
+  checkout_session_expired: { status: 410, type: 'invalid_request_error', description: 'The checkout session expired (30 minutes after it was created); create a new one.' },
+  checkout_session_used: { status: 409, type: 'invalid_request_error', description: 'The checkout session was already used for a payment; sessions are single use.' },
   customer_locked: { status: 403, type: 'invalid_request_error', description: 'The customer entered 5 wrong PINs in a row and is locked until the merchant unlocks them.' },
   // 429
   rate_limited: { status: 429, type: 'rate_limit_error', description: 'Too many requests; wait for `Retry-After` seconds.' },

@@ -22,6 +22,7 @@ import { registerPaymentRoutes } from './routes/payments.js';
 import { registerRefundRoutes } from './routes/refunds.js';
 import { registerResilienceRoutes } from './routes/resilience.js';
 import { registerBrandPayRoutes } from '../brandpay/routes.js';
+import { registerCheckoutRoutes } from '../brandpay/checkout-routes.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -134,6 +135,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerAdminRoutes(app, services);
   registerResilienceRoutes(app, services);
   registerBrandPayRoutes(app, services);
+  registerCheckoutRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -84,6 +84,8 @@ export const CreateMerchantBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100 }),
     brand_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    brand_color: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
+    brand_logo_url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000 })),
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
     gateway: Type.Optional(Type.Union([Type.Literal('toss'), Type.Literal('stripe')])),
     partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),

@@ -21,6 +21,9 @@ export interface NewMerchant {
   /** Partners in priority order; a payment goes to the next one when the first cannot be reached. */
   readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined }[] | undefined;
   readonly rateLimit?: { readonly perSecond: number; readonly burst: number } | undefined;
+  /** The hosted Brand Pay page's colour (`#rrggbb`) and logo URL. */
+  readonly brandColor?: string | undefined;
+  readonly brandLogoUrl?: string | undefined;
 }
 
 function testPartnerKey(gateway: GatewayName): string {
@@ -70,6 +73,8 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
         gateway: primary.gateway,
         partner_secret_key_encrypted: cipher.encrypt(primary.partnerSecretKey),
         livemode: false,
+        ...(input.brandColor === undefined ? {} : { brand_color: input.brandColor }),
+        brand_logo_url: input.brandLogoUrl ?? null,
         rate_limit_per_second: input.rateLimit?.perSecond ?? null,
         rate_limit_burst: input.rateLimit?.burst ?? null,
       })

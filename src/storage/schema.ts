@@ -177,7 +177,25 @@ export interface PaymentMethodsTable {
   detached_at: NullableTimestamp;
 }
 
+export interface CheckoutSessionsTable {
+  id: string;
+  merchant_id: string;
+  customer_id: string;
+  amount: Money;
+  currency: string;
+  order_id: string;
+  country: string;
+  success_url: string;
+  fail_url: string;
+  status: 'open' | 'approved' | 'completed' | 'expired';
+  payment_id: string | null;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface KeelDatabase {
+  checkout_sessions: CheckoutSessionsTable;
   customers: CustomersTable;
   payment_methods: PaymentMethodsTable;
   merchants: MerchantsTable;
@@ -201,3 +219,4 @@ export type MerchantRow = Selectable<MerchantsTable>;
 
 export type CustomerRow = Selectable<CustomersTable>;
 export type PaymentMethodRow = Selectable<PaymentMethodsTable>;
+export type CheckoutSessionRow = Selectable<CheckoutSessionsTable>;

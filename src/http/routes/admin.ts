@@ -20,6 +20,8 @@ export function registerAdminRoutes(app: KeelApp, services: KeelServices): void 
         const created = await createMerchant(services.database.db, services.deps.cipher, {
           name: body.name,
           brandName: body.brand_name,
+          brandColor: body.brand_color,
+          brandLogoUrl: body.brand_logo_url,
           country,
           gateway: body.gateway,
           partnerSecretKey: body.partner_secret_key,

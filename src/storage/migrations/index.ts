@@ -204,6 +204,29 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0005_checkout_sessions': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE checkout_sessions (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          customer_id uuid NOT NULL REFERENCES customers(id),
+          amount bigint NOT NULL CHECK (amount > 0),
+          currency char(3) NOT NULL,
+          order_id text NOT NULL,
+          country char(2) NOT NULL,
+          success_url text NOT NULL,
+          fail_url text NOT NULL,
+          status text NOT NULL CHECK (status IN ('open', 'approved', 'completed', 'expired')),
+          payment_id uuid REFERENCES payments(id),
+          expires_at timestamptz NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now(),
+          UNIQUE (merchant_id, order_id)
+        );
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,205 @@
+import { Type } from 'typebox';
+import { KeelError, isKeelError } from '../errors.js';
+import type { KeelApp, KeelServices } from '../http/app.js';
+import { errorBody, inContext } from '../http/app.js';
+import { runIdempotent } from '../http/idempotent-route.js';
+import { CardInput } from '../http/schemas.js';
+import { checkAmount, checkCard, checkCountry } from '../http/validation.js';
+import { loadMerchantContext } from '../merchants/merchants.js';
+import { currencyRule } from '../payments/money.js';
+import { ok } from '../payments/operations/context.js';
+import { publicToUuid } from '../storage/ids.js';
+import { approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi } from './checkout.js';
+import { customerToApi, findCustomer, setPin } from './customers.js';
+import { languageFrom, renderPayPage, renderSdk } from './page.js';
+import { attachBankAccount, attachCard, listMethods, paymentMethodToApi } from './payment-methods.js';
+import { PinAttemptLimiter } from './pin-limits.js';
+
+/**
+ * Checkout sessions and the merchant's confirm (`/v1/brandpay/…`), the hosted page and its calls (`/pay/…`,
+ * credentialed by the session id alone), and the browser SDK (`/v1/brandpay.js`).
+ */
+const url = Type.String({ pattern: '^https?://', maxLength: 2000 });
+const SessionBody = Type.Object(
+  {
+    customer: Type.String({ pattern: '^cus_[0-9A-Za-z]{26}$' }),
+    amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+    order_id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]+$' }),
+    country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
+    success_url: url,
+    fail_url: url,
+  },
+  { additionalProperties: false },
+);
+const ConfirmBody = Type.Object(
+  { payment_key: Type.String({ maxLength: 64 }), order_id: Type.String({ minLength: 1, maxLength: 64 }), amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) },
+  { additionalProperties: false },
+);
+const SessionParams = Type.Object({ session: Type.String({ maxLength: 64 }) });
+const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const ApproveBody = Type.Object({ payment_method: Type.String({ maxLength: 64 }), pin: Type.String({ maxLength: 16 }) }, { additionalProperties: false });
+const PagePinBody = Type.Object({ pin: Type.String({ maxLength: 16 }) }, { additionalProperties: false });
+const PageMethodBody = Type.Union([
+  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('bank_account'),
+      bank_account: Type.Object(
+        { bank_code: Type.String({ pattern: '^[0-9A-Z]{2,11}$' }), account_number: Type.String({ pattern: '^[0-9]{6,20}$' }), holder_name: Type.String({ minLength: 1, maxLength: 100 }) },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): void {
+  const { deps, config } = services;
+  const publicUrl = config.publicUrl;
+  const pinLimiter = new PinAttemptLimiter();
+  const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
+
+  app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      const body = request.body;
+      const merchant = request.merchant;
+      const amount = checkAmount(body.amount, body.currency);
+      const country = checkCountry(body.country ?? merchant.country);
+      const customerId = publicToUuid('customer', body.customer);
+      const customer = customerId === undefined ? undefined : await findCustomer(deps.db, merchant.id, customerId);
+      if (customer === undefined || customer.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${body.customer}.`, { param: 'customer' });
+      return runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant,
+        lockTimeoutMs: config.idempotencyLockTimeoutMs,
+        operation: async () => {
+          const session = await createSession(deps.db, {
+            merchantId: merchant.id,
+            customerId: customer.id,
+            amount,
+            currency: body.currency,
+            orderId: body.order_id,
+            country,
+            successUrl: body.success_url,
+            failUrl: body.fail_url,
+          });
+          return ok(200, sessionToApi(session, publicUrl));
+        },
+      });
+    }),
+  );
+
+  // Read by the browser SDK with the publishable key, from the shop's own origin.
+  app.options('/v1/brandpay/checkout_sessions/:id', { schema: { hide: true } }, async (_request, reply) =>
+    reply
+      .header('access-control-allow-origin', '*')
+      .header('access-control-allow-headers', 'authorization')
+      .header('access-control-allow-methods', 'GET')
+      .header('access-control-max-age', '600')
+      .status(204)
+      .send(),
+  );
+  app.get('/v1/brandpay/checkout_sessions/:id', { config: { auth: 'publishable' }, schema: { params: IdParams, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () => {
+      void reply.header('access-control-allow-origin', '*');
+      const session = await findSession(deps.db, request.params.id);
+      if (session.merchant_id !== request.merchant.id) throw new KeelError('resource_missing', 'No such checkout session.', { param: 'id' });
+      return sessionToApi(session, publicUrl);
+    }),
+  );
+
+  app.post('/v1/brandpay/payments/confirm', { config: { auth: 'secret' }, schema: { body: ConfirmBody, tags: ['brandpay'] } }, (request, reply) =>
+    inContext(request, async () =>
+      runIdempotent({
+        request,
+        reply,
+        deps,
+        merchant: request.merchant,
+        lockTimeoutMs: config.idempotencyLockTimeoutMs,
+        operation: (context) =>
+          confirmBrandPayPayment(context, { paymentKey: request.body.payment_key, orderId: request.body.order_id, amount: BigInt(request.body.amount) }),
+      }),
+    ),
+  );
+
+  app.get('/v1/brandpay.js', { schema: { hide: true } }, async (_request, reply) =>
+    reply.header('content-type', 'application/javascript; charset=utf-8').header('cache-control', 'public, max-age=300').send(renderSdk(publicUrl)),
+  );
+
+  // The hosted page. Errors here are answered in the envelope too, and the page shows their messages.
+  app.get('/pay/:session', { schema: { params: SessionParams, hide: true } }, async (request, reply) => {
+    const session = await findSession(deps.db, request.params.session);
+    const merchant = await deps.db.selectFrom('merchants').select(['brand_name', 'brand_color', 'brand_logo_url']).where('id', '=', session.merchant_id).executeTakeFirstOrThrow();
+    const query = request.query as { lang?: string };
+    const language = languageFrom(query.lang, request.headers['accept-language']);
+    return reply
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src https: http: data:; connect-src 'self'; base-uri 'none'; form-action 'self'")
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-store')
+      .send(renderPayPage(request.params.session, { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url }, language));
+  });
+
+  app.get('/pay/:session/session', { schema: { params: SessionParams, hide: true } }, async (request) => {
+    const session = await findSession(deps.db, request.params.session);
+    assertOpen(session);
+    const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
+    if (customer === undefined || customer.status === 'deleted') throw new KeelError('checkout_session_used', 'This checkout is no longer available.');
+    if (customer.status === 'locked') throw new KeelError('customer_locked', 'Payments are locked after 5 wrong PINs.');
+    const methods = await listMethods(deps.db, customer);
+    return {
+      object: 'checkout_session',
+      amount: Number(session.amount),
+      currency: session.currency,
+      exponent: currencyRule(session.currency)?.exponent ?? 0,
+      order_id: session.order_id,
+      has_pin: customer.hasPin,
+      methods: methods.map(paymentMethodToApi),
+      expires_at: new Date(session.expires_at).toISOString(),
+    };
+  });
+
+  app.post('/pay/:session/payment_methods', { schema: { params: SessionParams, body: PageMethodBody, hide: true } }, async (request, reply) => {
+    const session = await findSession(deps.db, request.params.session);
+    assertOpen(session);
+    const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
+    const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
+    if (merchant === undefined || customer === undefined || customer.status !== 'active') throw new KeelError('customer_inactive', 'This shopper cannot add payment methods now.');
+    const body = request.body;
+    const { method, created } =
+      body.type === 'bank_account'
+        ? await attachBankAccount(methodsDeps, customer, { bankCode: body.bank_account.bank_code, accountNumber: body.bank_account.account_number, holderName: body.bank_account.holder_name })
+        : await attachCard(methodsDeps, merchant, customer, checkCard(body.card, new Date(), 'card').card);
+    return reply.status(created ? 201 : 200).send(paymentMethodToApi(method));
+  });
+
+  app.post('/pay/:session/pin', { schema: { params: SessionParams, body: PagePinBody, hide: true } }, async (request) => {
+    const session = await findSession(deps.db, request.params.session);
+    assertOpen(session);
+    const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
+    // The page sets only a first PIN; changing one goes through the merchant with the current PIN.
+    if (customer === undefined || customer.hasPin) throw new KeelError('pin_required', 'This shopper already has a PIN.');
+    return customerToApi(await setPin(deps.db, session.merchant_id, customer.id, request.body.pin, undefined));
+  });
+
+  app.post('/pay/:session/approve', { schema: { params: SessionParams, body: ApproveBody, hide: true } }, (request, reply) =>
+    inContext(request, async () => {
+      const session = await findSession(deps.db, request.params.session);
+      await pinLimiter.admit(session.customer_id, request.ip);
+      const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
+      if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
+      try {
+        const approval = await approveSession({ deps, merchant, key: null }, request.params.session, request.body.payment_method, request.body.pin);
+        if ('error' in approval) throw approval.error;
+        return await reply.send({ redirect_url: approval.redirect });
+      } catch (error) {
+        if (!isKeelError(error)) throw error;
+        if (error.retryAfterSeconds !== undefined) void reply.header('retry-after', String(error.retryAfterSeconds));
+        return reply.status(error.status).send(errorBody(request, error));
+      }
+    }),
+  );
+}

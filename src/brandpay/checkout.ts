@@ -1,0 +1,182 @@
+import type { Kysely } from 'kysely';
+import { KeelError } from '../errors.js';
+import type { PaymentSource } from '../gateways/connector.js';
+import { capturePayment } from '../payments/operations/capture.js';
+import type { OperationContext, OperationResult } from '../payments/operations/context.js';
+import { ok } from '../payments/operations/context.js';
+import { createPayment } from '../payments/operations/create.js';
+import { findPayment } from '../payments/repository.js';
+import { paymentToApi } from '../payments/serialize.js';
+import type { PaymentMethodSnapshot } from '../payments/types.js';
+import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
+import type { CheckoutSessionRow, KeelDatabase } from '../storage/schema.js';
+import { verifyPin } from './customers.js';
+import { findMethod } from './payment-methods.js';
+
+/**
+ * Checkout sessions: the shopper's approval on the hosted page authorizes the payment with a stored method
+ * (after the PIN), and the merchant's server then confirms it with `payment_key`, `order_id` and `amount`; a
+ * changed amount is refused. Sessions expire after 30 minutes and are single use.
+ */
+export const checkoutSessionLifetimeMs = 30 * 60 * 1000;
+
+type Db = Kysely<KeelDatabase>;
+
+export function sessionToApi(row: CheckoutSessionRow, publicUrl: string): Record<string, unknown> {
+  const id = uuidToPublic('checkoutSession', row.id);
+  return {
+    id,
+    object: 'checkout_session',
+    url: `${publicUrl}/pay/${id}`,
+    status: effectiveStatus(row),
+    customer: uuidToPublic('customer', row.customer_id),
+    amount: Number(row.amount),
+    currency: row.currency,
+    order_id: row.order_id,
+    payment: row.payment_id === null ? null : uuidToPublic('payment', row.payment_id),
+    expires_at: new Date(row.expires_at).toISOString(),
+  };
+}
+
+function effectiveStatus(row: CheckoutSessionRow): CheckoutSessionRow['status'] {
+  return row.status === 'open' && new Date(row.expires_at).getTime() <= Date.now() ? 'expired' : row.status;
+}
+
+export interface NewSession {
+  readonly merchantId: string;
+  readonly customerId: string;
+  readonly amount: bigint;
+  readonly currency: string;
+  readonly orderId: string;
+  readonly country: string;
+  readonly successUrl: string;
+  readonly failUrl: string;
+}
+
+export async function createSession(db: Db, input: NewSession): Promise<CheckoutSessionRow> {
+  const taken = await db.selectFrom('payments').select('id').where('merchant_id', '=', input.merchantId).where('order_id', '=', input.orderId).executeTakeFirst();
+  if (taken !== undefined) throw new KeelError('order_id_taken', `This merchant already has a payment with order_id ${input.orderId}.`, { param: 'order_id' });
+  const row = await db
+    .insertInto('checkout_sessions')
+    .values({
+      id: newId('checkoutSession').uuid,
+      merchant_id: input.merchantId,
+      customer_id: input.customerId,
+      amount: input.amount,
+      currency: input.currency,
+      order_id: input.orderId,
+      country: input.country,
+      success_url: input.successUrl,
+      fail_url: input.failUrl,
+      status: 'open',
+      expires_at: new Date(Date.now() + checkoutSessionLifetimeMs),
+    })
+    .onConflict((conflict) => conflict.columns(['merchant_id', 'order_id']).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (row === undefined) throw new KeelError('order_id_taken', `A checkout session already exists for order_id ${input.orderId}.`, { param: 'order_id' });
+  return row;
+}
+
+/** The session a hosted-page request names; its id is the page's only credential (128 random bits). */
+export async function findSession(db: Db, publicId: string): Promise<CheckoutSessionRow> {
+  const uuid = publicToUuid('checkoutSession', publicId);
+  const row = uuid === undefined ? undefined : await db.selectFrom('checkout_sessions').selectAll().where('id', '=', uuid).executeTakeFirst();
+  if (row === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
+  return row;
+}
+
+export function assertOpen(row: CheckoutSessionRow): void {
+  const status = effectiveStatus(row);
+  if (status === 'expired') throw new KeelError('checkout_session_expired', 'This checkout session has expired. Start the payment again from the shop.');
+  if (status !== 'open') throw new KeelError('checkout_session_used', 'This checkout session was already used.');
+}
+
+export type Approval = { readonly redirect: string } | { readonly error: KeelError };
+
+/**
+ * The shopper approves with a stored method and the PIN. The session is claimed first (single use); the payment
+ * is created and authorized with capture deferred to the merchant's confirm. A partner that could not be
+ * reached gives the session back, so the shopper may try again.
+ */
+export async function approveSession(context: OperationContext, sessionId: string, methodPublicId: string, pin: string): Promise<Approval> {
+  const db = context.deps.db;
+  const session = await findSession(db, sessionId);
+  assertOpen(session);
+  await verifyPin(db, session.merchant_id, session.customer_id, pin);
+  const methodId = publicToUuid('paymentMethod', methodPublicId);
+  const method = methodId === undefined ? undefined : await findMethod(db, session.merchant_id, methodId);
+  if (method === undefined || method.customer_id !== session.customer_id || method.status !== 'active' || method.token_encrypted === null) {
+    throw new KeelError('resource_missing', 'Choose one of your stored payment methods.', { param: 'payment_method' });
+  }
+  if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by this shop\'s partners yet.');
+  const claimed = await db.updateTable('checkout_sessions').set({ status: 'approved', updated_at: new Date() }).where('id', '=', session.id).where('status', '=', 'open').returning('id').executeTakeFirst();
+  if (claimed === undefined) throw new KeelError('checkout_session_used', 'This checkout session was already used.');
+  const snapshot: PaymentMethodSnapshot = { type: 'card', card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 } };
+  const source: PaymentSource = { token: context.deps.cipher.decrypt(method.token_encrypted) };
+  let result: OperationResult;
+  try {
+    result = await createPayment(context, {
+    amount: BigInt(session.amount),
+    currency: session.currency,
+    orderId: session.order_id,
+    country: session.country,
+    captureMethod: 'manual',
+    source,
+    snapshot,
+    confirm: true,
+    description: 'Brand Pay',
+    metadata: { checkout_session: sessionId },
+    customerId: session.customer_id,
+    paymentMethodId: method.id,
+    });
+  } catch (error) {
+    // Nothing was created: give the session back before answering.
+    await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', session.id).execute();
+    throw error;
+  }
+  return finishApproval(db, session, result);
+}
+
+async function finishApproval(db: Db, session: CheckoutSessionRow, result: OperationResult): Promise<Approval> {
+  const body = result.body as { id?: string; status?: string; error?: { code: string; message: string; payment?: { id: string; status: string } } };
+  const payment = body.error?.payment ?? body;
+  const paymentId = payment.id === undefined ? undefined : publicToUuid('payment', payment.id);
+  if (result.status === 503 || paymentId === undefined) {
+    await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', session.id).execute();
+    return { error: new KeelError('gateway_unavailable', 'The payment could not be completed right now; nothing was charged. Please try again.', { retryAfterSeconds: 1 }) };
+  }
+  await db.updateTable('checkout_sessions').set({ payment_id: paymentId, updated_at: new Date() }).where('id', '=', session.id).execute();
+  if (result.status === 200 && payment.status === 'requires_capture') {
+    const query = new URLSearchParams({ paymentKey: payment.id ?? '', orderId: session.order_id, amount: String(session.amount) });
+    return { redirect: withQuery(session.success_url, query) };
+  }
+  const code = body.error?.code ?? (payment.status === 'processing' ? 'payment_processing' : 'payment_failed');
+  const message = body.error?.message ?? 'The payment is being processed; the shop will confirm it.';
+  return { redirect: withQuery(session.fail_url, new URLSearchParams({ code, message, orderId: session.order_id })) };
+}
+
+function withQuery(url: string, query: URLSearchParams): string {
+  return `${url}${url.includes('?') ? '&' : '?'}${query.toString()}`;
+}
+
+/**
+ * The merchant's confirm: the payment from the success redirect, checked against the order and the amount
+ * the merchant expects, then captured. Confirming an already confirmed payment answers it again.
+ */
+export async function confirmBrandPayPayment(context: OperationContext, input: { paymentKey: string; orderId: string; amount: bigint }): Promise<OperationResult> {
+  const { deps, merchant } = context;
+  const paymentId = publicToUuid('payment', input.paymentKey);
+  const payment = paymentId === undefined ? undefined : await findPayment(deps.db, merchant.id, paymentId);
+  if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${input.paymentKey}.`, { param: 'payment_key' });
+  if (payment.orderId !== input.orderId) throw new KeelError('parameter_invalid', 'order_id does not match the payment.', { param: 'order_id' });
+  if (payment.amount !== input.amount) {
+    throw new KeelError('amount_mismatch', `amount ${input.amount} differs from the payment's ${payment.amount}.`, { param: 'amount' });
+  }
+  if (payment.status === 'succeeded') return ok(200, paymentToApi(payment));
+  const result = await capturePayment(context, payment.id, payment.amount);
+  if (result.status === 200) {
+    await deps.db.updateTable('checkout_sessions').set({ status: 'completed', updated_at: new Date() }).where('merchant_id', '=', merchant.id).where('payment_id', '=', payment.id).execute();
+  }
+  return result;
+}

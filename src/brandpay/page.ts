@@ -1,0 +1,278 @@
+/**
+ * The hosted Brand Pay page, rendered on the server with inline styles and script: no external fonts,
+ * scripts or CDNs, and no cookies (the session id in the path is the page's credential). Korean or English by
+ * `?lang=` or Accept-Language. Every control has a label and works from the keyboard.
+ */
+
+export type Language = 'ko' | 'en';
+
+const text = {
+  ko: {
+    title: '결제하기',
+    amount: '결제 금액',
+    methods: '결제 수단',
+    noMethods: '등록된 결제 수단이 없습니다. 카드나 계좌를 등록해 주세요.',
+    addCard: '카드 등록',
+    cardNumber: '카드 번호',
+    expMonth: '유효기간 월',
+    expYear: '유효기간 연도',
+    cvc: 'CVC',
+    saveCard: '카드 등록하기',
+    addBank: '계좌 등록',
+    bankCode: '은행 코드',
+    accountNumber: '계좌 번호',
+    holderName: '예금주',
+    saveBank: '계좌 등록하기',
+    setPin: '결제 비밀번호 6자리를 정해 주세요',
+    enterPin: '결제 비밀번호 6자리',
+    pay: '결제하기',
+    clear: '지우기',
+    back: '하나 지우기',
+    expired: '결제 시간이 지났습니다. 쇼핑몰에서 다시 결제해 주세요.',
+    used: '이미 처리된 결제입니다.',
+    locked: '비밀번호를 5회 잘못 입력해 결제가 잠겼습니다. 쇼핑몰 고객센터에 문의해 주세요.',
+  },
+  en: {
+    title: 'Checkout',
+    amount: 'Amount',
+    methods: 'Payment method',
+    noMethods: 'No payment method yet. Add a card or a bank account.',
+    addCard: 'Add a card',
+    cardNumber: 'Card number',
+    expMonth: 'Expiry month',
+    expYear: 'Expiry year',
+    cvc: 'CVC',
+    saveCard: 'Save card',
+    addBank: 'Add a bank account',
+    bankCode: 'Bank code',
+    accountNumber: 'Account number',
+    holderName: 'Account holder',
+    saveBank: 'Save bank account',
+    setPin: 'Choose a 6-digit payment PIN',
+    enterPin: '6-digit payment PIN',
+    pay: 'Pay',
+    clear: 'Clear',
+    back: 'Delete one digit',
+    expired: 'This checkout has expired. Please start again from the shop.',
+    used: 'This checkout was already used.',
+    locked: 'Payments are locked after 5 wrong PINs. Please contact the shop.',
+  },
+} as const;
+
+export function languageFrom(query: string | undefined, acceptLanguage: string | undefined): Language {
+  if (query === 'ko' || query === 'en') return query;
+  return (acceptLanguage ?? '').toLowerCase().startsWith('ko') ? 'ko' : 'en';
+}
+
+function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char] ?? char);
+}
+
+export interface PageBrand {
+  readonly name: string;
+  readonly color: string;
+  readonly logoUrl: string | null;
+}
+
+export function renderPayPage(sessionId: string, brand: PageBrand, language: Language): string {
+  const t = text[language];
+  const color = /^#[0-9a-fA-F]{6}$/.test(brand.color) ? brand.color : '#1b64da';
+  const logo = brand.logoUrl !== null && /^https?:\/\//.test(brand.logoUrl) ? `<img src="${escapeHtml(brand.logoUrl)}" alt="" class="logo">` : '';
+  const digits = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '', '0', ''];
+  const pad = digits
+    .map((digit, index) =>
+      digit === ''
+        ? index === 9
+          ? `<button type="button" class="key" data-action="clear">${t.clear}</button>`
+          : `<button type="button" class="key" data-action="back" aria-label="${t.back}">⌫</button>`
+        : `<button type="button" class="key" data-digit="${digit}">${digit}</button>`,
+    )
+    .join('');
+  return `<!doctype html>
+<html lang="${language}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(brand.name)} · ${t.title}</title>
+<style>
+  :root { --brand: ${color}; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", "Apple SD Gothic Neo", "Noto Sans KR", sans-serif; background: #f2f4f6; color: #191f28; }
+  main { max-width: 420px; margin: 0 auto; padding: 24px 20px 40px; }
+  header { display: flex; align-items: center; gap: 10px; margin-bottom: 20px; }
+  header h1 { font-size: 20px; margin: 0; color: var(--brand); }
+  .logo { height: 32px; }
+  section { background: #fff; border-radius: 16px; padding: 18px; margin-bottom: 14px; }
+  h2 { font-size: 15px; margin: 0 0 12px; }
+  .amount { font-size: 28px; font-weight: 700; }
+  .method { display: flex; align-items: center; gap: 10px; padding: 10px; border: 1px solid #e5e8eb; border-radius: 12px; margin-bottom: 8px; }
+  label { display: block; font-size: 13px; margin: 8px 0 4px; color: #4e5968; }
+  input[type=text], input[type=password], input[type=number] { width: 100%; padding: 10px; border: 1px solid #d1d6db; border-radius: 10px; font-size: 16px; }
+  button { font: inherit; }
+  .primary { width: 100%; padding: 14px; border: 0; border-radius: 12px; background: var(--brand); color: #fff; font-size: 17px; font-weight: 600; margin-top: 12px; cursor: pointer; }
+  .secondary { padding: 10px 14px; border: 1px solid var(--brand); border-radius: 10px; background: #fff; color: var(--brand); margin-top: 10px; cursor: pointer; }
+  .pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; margin-top: 10px; }
+  .key { padding: 14px 0; font-size: 20px; border: 0; border-radius: 10px; background: #f2f4f6; cursor: pointer; }
+  .key:focus-visible, .primary:focus-visible, .secondary:focus-visible, input:focus-visible { outline: 3px solid var(--brand); outline-offset: 2px; }
+  .dots { letter-spacing: 8px; font-size: 24px; text-align: center; min-height: 32px; }
+  #message { min-height: 20px; color: #d22030; font-weight: 600; }
+  details summary { cursor: pointer; color: var(--brand); font-weight: 600; }
+  [hidden] { display: none !important; }
+</style>
+</head>
+<body>
+<main>
+  <header>${logo}<h1>${escapeHtml(brand.name)}</h1></header>
+  <p id="message" role="alert" aria-live="assertive"></p>
+  <div id="checkout">
+    <section>
+      <h2>${t.amount}</h2>
+      <div class="amount" id="amount">…</div>
+    </section>
+    <section>
+      <h2 id="methods-title">${t.methods}</h2>
+      <div id="methods" role="radiogroup" aria-labelledby="methods-title"></div>
+      <p id="no-methods" hidden>${t.noMethods}</p>
+      <details id="add-card">
+        <summary>${t.addCard}</summary>
+        <form id="card-form">
+          <label for="card-number">${t.cardNumber}</label>
+          <input id="card-number" name="number" type="text" inputmode="numeric" autocomplete="cc-number" required>
+          <label for="card-exp-month">${t.expMonth}</label>
+          <input id="card-exp-month" name="exp_month" type="number" min="1" max="12" autocomplete="cc-exp-month" required>
+          <label for="card-exp-year">${t.expYear}</label>
+          <input id="card-exp-year" name="exp_year" type="number" min="2024" max="2100" autocomplete="cc-exp-year" required>
+          <label for="card-cvc">${t.cvc}</label>
+          <input id="card-cvc" name="cvc" type="password" inputmode="numeric" autocomplete="cc-csc" required>
+          <button class="secondary" type="submit">${t.saveCard}</button>
+        </form>
+      </details>
+      <details id="add-bank">
+        <summary>${t.addBank}</summary>
+        <form id="bank-form">
+          <label for="bank-code">${t.bankCode}</label>
+          <input id="bank-code" name="bank_code" type="text" required>
+          <label for="bank-account">${t.accountNumber}</label>
+          <input id="bank-account" name="account_number" type="text" inputmode="numeric" required>
+          <label for="bank-holder">${t.holderName}</label>
+          <input id="bank-holder" name="holder_name" type="text" required>
+          <button class="secondary" type="submit">${t.saveBank}</button>
+        </form>
+      </details>
+    </section>
+    <section>
+      <h2 id="pin-title">${t.enterPin}</h2>
+      <label for="pin" class="visually-hidden">${t.enterPin}</label>
+      <input id="pin" type="password" inputmode="numeric" maxlength="6" autocomplete="off" aria-describedby="pin-title">
+      <div class="pad" aria-label="PIN pad">${pad}</div>
+      <button class="primary" id="pay" type="button">${t.pay}</button>
+    </section>
+  </div>
+</main>
+<script>
+(() => {
+  const sessionId = ${JSON.stringify(sessionId)};
+  const lang = ${JSON.stringify(language)};
+  const t = ${JSON.stringify({ setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked })};
+  const base = '/pay/' + encodeURIComponent(sessionId);
+  const $ = (id) => document.getElementById(id);
+  let state = null;
+  const say = (text) => { $('message').textContent = text; };
+  async function call(path, body) {
+    const response = await fetch(base + path + '?lang=' + lang, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await response.json();
+    if (!response.ok) throw json.error || { message: 'error' };
+    return json;
+  }
+  function render() {
+    $('amount').textContent = new Intl.NumberFormat(lang === 'ko' ? 'ko-KR' : 'en-US', { style: 'currency', currency: state.currency }).format(state.amount / Math.pow(10, state.exponent));
+    const list = $('methods');
+    list.textContent = '';
+    state.methods.forEach((method, index) => {
+      const row = document.createElement('label');
+      row.className = 'method';
+      const radio = document.createElement('input');
+      radio.type = 'radio'; radio.name = 'method'; radio.value = method.id; radio.checked = index === 0;
+      row.appendChild(radio);
+      row.appendChild(document.createTextNode(method.card ? method.card.brand.toUpperCase() + ' •••• ' + method.card.last4 : method.bank_account.bank_code + ' •••• ' + method.bank_account.last4));
+      list.appendChild(row);
+    });
+    $('no-methods').hidden = state.methods.length > 0;
+    $('pin-title').textContent = state.has_pin ? t.enterPin : t.setPin;
+  }
+  function stop(code) {
+    $('checkout').hidden = true;
+    say(code === 'checkout_session_expired' ? t.expired : code === 'customer_locked' ? t.locked : t.used);
+  }
+  async function load() {
+    try { state = await call('/session'); render(); } catch (error) { if (error.code) stop(error.code); else say(error.message); }
+  }
+  document.querySelectorAll('.key').forEach((key) => key.addEventListener('click', () => {
+    const pin = $('pin');
+    if (key.dataset.digit && pin.value.length < 6) pin.value += key.dataset.digit;
+    if (key.dataset.action === 'back') pin.value = pin.value.slice(0, -1);
+    if (key.dataset.action === 'clear') pin.value = '';
+  }));
+  $('card-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    try {
+      await call('/payment_methods', { type: 'card', card: { number: String(form.get('number')).replace(/\\s/g, ''), exp_month: Number(form.get('exp_month')), exp_year: Number(form.get('exp_year')), cvc: String(form.get('cvc')) } });
+      event.target.reset(); $('add-card').open = false; say(''); await load();
+    } catch (error) { say(error.message); }
+  });
+  $('bank-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    try {
+      await call('/payment_methods', { type: 'bank_account', bank_account: { bank_code: String(form.get('bank_code')), account_number: String(form.get('account_number')), holder_name: String(form.get('holder_name')) } });
+      event.target.reset(); $('add-bank').open = false; say(''); await load();
+    } catch (error) { say(error.message); }
+  });
+  $('pay').addEventListener('click', async () => {
+    const chosen = document.querySelector('input[name=method]:checked');
+    const pin = $('pin').value;
+    if (!chosen) { say(state && state.methods.length === 0 ? ${JSON.stringify(t.noMethods)} : ''); return; }
+    try {
+      if (!state.has_pin) { await call('/pin', { pin }); state.has_pin = true; }
+      const result = await call('/approve', { payment_method: chosen.value, pin });
+      window.location.assign(result.redirect_url);
+    } catch (error) {
+      $('pin').value = '';
+      if (error.code === 'customer_locked' || error.code === 'checkout_session_expired' || error.code === 'checkout_session_used') stop(error.code);
+      else say(error.message);
+    }
+  });
+  load();
+})();
+</script>
+</body>
+</html>`;
+}
+
+/** The browser SDK served at /v1/brandpay.js: `KeelPay(publishableKey).requestPayment({ checkoutSession })`. */
+export function renderSdk(apiBase: string): string {
+  return `/* Keel Brand Pay SDK: opens the shop's branded checkout. Uses only the publishable key. */
+(function (global) {
+  'use strict';
+  var apiBase = ${JSON.stringify(apiBase)};
+  function KeelPay(publishableKey) {
+    if (typeof publishableKey !== 'string' || publishableKey.indexOf('pk_') !== 0) throw new Error('KeelPay needs a publishable key (pk_...)');
+    return {
+      requestPayment: function (options) {
+        var session = options && options.checkoutSession;
+        if (typeof session !== 'string') return Promise.reject(new Error('requestPayment needs { checkoutSession: "cs_..." }'));
+        return fetch(apiBase + '/v1/brandpay/checkout_sessions/' + encodeURIComponent(session), { headers: { authorization: 'Bearer ' + publishableKey } })
+          .then(function (response) { return response.json().then(function (body) { if (!response.ok) throw new Error(body.error ? body.error.message : 'request failed'); return body; }); })
+          .then(function (body) { var url = body.url + (options.lang ? '?lang=' + encodeURIComponent(options.lang) : ''); global.location.assign(url); return body; });
+      },
+    };
+  }
+  global.KeelPay = KeelPay;
+})(window);
+`;
+}

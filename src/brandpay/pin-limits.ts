@@ -1,0 +1,25 @@
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { KeelError } from '../errors.js';
+
+/**
+ * PIN attempts are limited per customer and per client IP, on top of the lockout after five wrong PINs in a
+ * row: a script cannot spread guesses across many customers from one address, nor hammer one customer.
+ */
+export const pinAttemptsPerCustomerPerMinute = 10;
+export const pinAttemptsPerIpPerMinute = 30;
+
+export class PinAttemptLimiter {
+  readonly #perCustomer = new RateLimiterMemory({ keyPrefix: 'pin_customer', points: pinAttemptsPerCustomerPerMinute, duration: 60 });
+  readonly #perIp = new RateLimiterMemory({ keyPrefix: 'pin_ip', points: pinAttemptsPerIpPerMinute, duration: 60 });
+
+  async admit(customerId: string, ip: string): Promise<void> {
+    try {
+      await this.#perIp.consume(ip);
+      await this.#perCustomer.consume(customerId);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      const seconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+      throw new KeelError('rate_limited', `Too many PIN attempts; try again in ${seconds} s.`, { retryAfterSeconds: seconds });
+    }
+  }
+}
