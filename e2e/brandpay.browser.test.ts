@@ -1,0 +1,157 @@
+// Drives Brand Pay in a real browser (Debian's Chromium through playwright-core), as a shopper would, against
+// a demo shop that uses the SDK and confirms on its server: register a card and a PIN, pay, return to the
+// shop's success page; pay again with one PIN entry; then five wrong PINs and the locked message. Screenshots of
+// each step go to docs/img/brandpay/, and the steps counted (screens, fields, keystrokes) to steps.json there.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startTestKeel, uniqueKey, type TestKeel } from '../src/testing/harness.js';
+import { startDemoShop, type DemoShop } from './demo-shop.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const available = existsSync(chromiumPath);
+if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error(`${chromiumPath} is missing; .ci/run installs Debian's chromium`);
+const screenshots = new URL('../docs/img/brandpay/', import.meta.url).pathname;
+
+let keel: TestKeel;
+let shop: DemoShop;
+let browser: Browser;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+before(async () => {
+  if (!available) return;
+  const port = await freePort();
+  keel = await startTestKeel({ config: { port, publicUrl: `http://127.0.0.1:${port}` } });
+  await keel.keel.listen();
+  shop = await startDemoShop({
+    keelUrl: `http://127.0.0.1:${port}`,
+    secretKey: keel.merchant.secret_key,
+    publishableKey: keel.merchant.publishable_key,
+    customerKey: uniqueKey('shopper'),
+    amount: 29000,
+  });
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  mkdirSync(screenshots, { recursive: true });
+});
+after(async () => {
+  await browser?.close();
+  await shop?.close();
+  await keel?.close();
+});
+
+/** What the shopper did, counted as they did it. */
+class Steps {
+  screens = new Set<string>();
+  fields = 0;
+  keystrokes = 0;
+  clicks = 0;
+
+  async type(page: Page, label: string, text: string): Promise<void> {
+    await page.getByLabel(label, { exact: true }).pressSequentially(text);
+    this.fields += 1;
+    this.keystrokes += text.length;
+  }
+
+  async click(page: Page, selector: string): Promise<void> {
+    await page.locator(selector).first().click();
+    this.clicks += 1;
+  }
+
+  async pin(page: Page, pin: string): Promise<void> {
+    for (const digit of pin) await this.click(page, `.key[data-digit="${digit}"]`);
+    this.fields += 1;
+    this.keystrokes += pin.length;
+  }
+
+  seen(page: Page): void {
+    this.screens.add(new URL(page.url()).pathname.startsWith('/pay/') ? 'keel-pay' : new URL(page.url()).pathname);
+  }
+
+  summary(): Record<string, number> {
+    return { screens: this.screens.size, fields: this.fields, keystrokes: this.keystrokes, clicks: this.clicks };
+  }
+}
+
+async function startCheckout(page: Page, steps: Steps): Promise<void> {
+  await page.goto(shop.url);
+  steps.seen(page);
+  await steps.click(page, '#buy');
+  await page.waitForURL(/\/pay\/cs_/);
+  steps.seen(page);
+}
+
+test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
+  const page = await browser.newPage({ viewport: { width: 430, height: 900 } });
+
+  // First purchase: register a card, choose a PIN, pay, return to the shop, confirmed on its server.
+  const first = new Steps();
+  await startCheckout(page, first);
+  await page.getByText('No payment method yet').waitFor();
+  await page.screenshot({ path: `${screenshots}01-first-visit.png`, fullPage: true });
+  await first.click(page, '#add-card summary');
+  await first.type(page, 'Card number', '4242424242424242');
+  await first.type(page, 'Expiry month', '12');
+  await first.type(page, 'Expiry year', '2034');
+  await first.type(page, 'CVC', '123');
+  await page.screenshot({ path: `${screenshots}02-add-card.png`, fullPage: true });
+  await first.click(page, '#card-form button[type=submit]');
+  await page.getByText('VISA •••• 4242').waitFor();
+  await page.getByText('Choose a 6-digit payment PIN').waitFor();
+  await first.pin(page, '135790');
+  await page.screenshot({ path: `${screenshots}03-set-pin.png`, fullPage: true });
+  await first.click(page, '#pay');
+  await page.waitForURL(/\/success\?/);
+  first.seen(page);
+  await page.getByText('Payment complete').waitFor();
+  assert.match(await page.textContent('body') ?? '', /succeeded/);
+  await page.screenshot({ path: `${screenshots}04-success.png`, fullPage: true });
+
+  // Repeat purchase: the stored card is chosen; one PIN entry.
+  const repeat = new Steps();
+  await startCheckout(page, repeat);
+  await page.getByText('VISA •••• 4242').waitFor();
+  await page.getByText('6-digit payment PIN').first().waitFor();
+  await repeat.pin(page, '135790');
+  await page.screenshot({ path: `${screenshots}05-repeat-pin.png`, fullPage: true });
+  await repeat.click(page, '#pay');
+  await page.waitForURL(/\/success\?/);
+  repeat.seen(page);
+  await page.getByText('Payment complete').waitFor();
+  await page.screenshot({ path: `${screenshots}06-repeat-success.png`, fullPage: true });
+
+  // Five wrong PINs: the fifth locks the customer and the page says so.
+  const lockout = new Steps();
+  await startCheckout(page, lockout);
+  await page.getByText('VISA •••• 4242').waitFor();
+  for (let attempt = 1; attempt <= 5; attempt += 1) {
+    await lockout.pin(page, '482913');
+    await lockout.click(page, '#pay');
+    if (attempt < 5) await page.getByText(/tr(y|ies) remain/).waitFor();
+  }
+  await page.getByText('Payments are locked after 5 wrong PINs').waitFor();
+  await page.screenshot({ path: `${screenshots}07-locked.png`, fullPage: true });
+
+  // The plain card form a shop would show instead: every purchase types the card again.
+  const plainCardForm = { screens: 3, fields: 4, keystrokes: '4242424242424242'.length + '12'.length + '2034'.length + '123'.length, clicks: 2 };
+  const measured = { first_purchase: first.summary(), repeat_purchase: repeat.summary(), plain_card_form_each_purchase: plainCardForm };
+  writeFileSync(`${screenshots}steps.json`, `${JSON.stringify(measured, null, 2)}\n`);
+  console.log(`brandpay steps ${JSON.stringify(measured)}`);
+  assert.equal(repeat.summary()['keystrokes'], 6, 'a repeat purchase is one PIN entry');
+  assert.ok((repeat.summary()['keystrokes'] ?? Infinity) < plainCardForm.keystrokes);
+
+  const payments = await keel.keel.database.db.selectFrom('payments').select('status').execute();
+  assert.deepEqual(payments.map((payment) => payment.status).sort(), ['succeeded', 'succeeded']);
+  const locked = await keel.keel.database.db.selectFrom('customers').select('status').execute();
+  assert.deepEqual(locked.map((customer) => customer.status), ['locked']);
+});
