@@ -152,9 +152,11 @@ describe('payment methods', () => {
       body: { amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), customer: stranger.id, payment_method: method.id, confirm: true },
     });
     assert.equal(wrongOwner.status, 409);
+    const tokensAtPartner = keel.keel.simulator?.state.cards.size ?? 0;
     const detached = await keel.request('DELETE', `/v1/brandpay/customers/${customer.id}/payment_methods/${method.id}`);
     assert.equal(detached.status, 200);
     assert.equal(detached.body.status, 'detached');
+    assert.equal(keel.keel.simulator?.state.cards.size, tokensAtPartner - 1, 'the billing key was revoked at the partner');
     const after = await keel.request('POST', '/v1/payments', {
       body: { amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), customer: customer.id, payment_method: method.id, confirm: true },
     });
