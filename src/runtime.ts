@@ -8,6 +8,9 @@ import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import type { PartnerHttpOptions } from './gateways/http.js';
 import { createGatewayRegistry, retryDefaults } from './gateways/registry.js';
 import { ResourceRegistry } from './resilience/resources.js';
+import { createMemoryBus, type EventBus } from './events/bus.js';
+import { createJetStreamBus } from './events/bus-jetstream.js';
+import { relayOnce, runRelay } from './events/relay.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
@@ -44,6 +47,8 @@ export interface KeelOptions {
 }
 
 export interface KeelJobs {
+  /** One round of the outbox relay; resolves to how many events it published. */
+  relay(): Promise<number>;
   janitor(): Promise<JanitorReport>;
   completer(): Promise<{ completed: number }>;
   reaper(): Promise<number>;
@@ -58,6 +63,7 @@ export interface Keel {
   readonly jobs: KeelJobs;
   readonly faults: FaultPoints;
   readonly logger: Logger;
+  readonly bus: EventBus;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -126,12 +132,16 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     },
   };
   const app = await buildApp(services);
+  const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
+  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger);
   const jobs: KeelJobs = {
+    relay: () => relayOnce(database.db, bus, relayHolder),
     janitor: () => runJanitor(deps),
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     reaper: () => reapExpiredKeys(database.db, config.idempotencyTtlHours, reaperBatchSizeMax),
   };
   const timers: NodeJS.Timeout[] = [];
+  const relayStop = new AbortController();
   if (options.runJobTimers === true && options.role !== 'api') {
     const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {
       let running = false;
@@ -150,6 +160,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('janitor', config.janitorIntervalMs, jobs.janitor);
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('reaper', jobIntervalsMs.reaper, jobs.reaper);
+    void runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
   }
 
   return {
@@ -162,10 +173,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     faults,
     logger,
     listen: () => app.listen({ port: config.port, host: config.host }),
+    bus,
     close: async () => {
+      relayStop.abort();
       for (const timer of timers) clearInterval(timer);
       await app.close();
       await gateways.close();
+      await bus.close();
       await simulator?.close();
       await database.close();
       redis?.disconnect();

@@ -194,7 +194,21 @@ export interface CheckoutSessionsTable {
   updated_at: Timestamp;
 }
 
+export interface InboxTable {
+  consumer: string;
+  event_id: string;
+  processed_at: Timestamp;
+}
+
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at: Timestamp;
+}
+
 export interface KeelDatabase {
+  leases: LeasesTable;
+  inbox: InboxTable;
   checkout_sessions: CheckoutSessionsTable;
   customers: CustomersTable;
   payment_methods: PaymentMethodsTable;

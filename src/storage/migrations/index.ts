@@ -227,6 +227,23 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0006_inbox': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE inbox (
+          consumer text NOT NULL,
+          event_id uuid NOT NULL,
+          processed_at timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (consumer, event_id)
+        );
+        CREATE TABLE leases (
+          name text PRIMARY KEY,
+          holder text NOT NULL,
+          expires_at timestamptz NOT NULL
+        );
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,67 @@
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { nanos, type NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { EventBus, EventHandler, KeelEvent } from './bus.js';
+
+/**
+ * NATS JetStream: stream `KEEL_EVENTS` on subjects `keel.<type>`, created if missing, with a de-duplication
+ * window keyed by event id (`Nats-Msg-Id`), so a relay that publishes an event again after a crash stores it
+ * once. Consumers are durable, explicitly acknowledged after their handler commits.
+ */
+export const streamName = 'KEEL_EVENTS';
+export const duplicateWindowMs = 120_000;
+
+export async function createJetStreamBus(url: string, logger: Logger): Promise<EventBus> {
+  const connection: NatsConnection = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'keel' });
+  const manager: JetStreamManager = await jetstreamManager(connection);
+  await ensureStream(manager);
+  const client: JetStreamClient = jetstream(connection);
+  const loops: Promise<void>[] = [];
+  let closing = false;
+
+  return {
+    async publish(event: KeelEvent) {
+      await client.publish(`keel.${event.type}`, JSON.stringify(event), { msgID: event.id, timeout: 2_000 });
+    },
+    async subscribe(consumer: string, handler: EventHandler) {
+      const durable = consumer.replace(/[^A-Za-z0-9_-]/g, '_');
+      await manager.consumers.add(streamName, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) });
+      const subscription = await client.consumers.get(streamName, durable);
+      loops.push(
+        (async () => {
+          while (!closing) {
+            try {
+              const messages = await subscription.consume({ max_messages: 100 });
+              for await (const message of messages) {
+                try {
+                  await handler(message.json<KeelEvent>());
+                  message.ack();
+                } catch (error) {
+                  logger.warn({ err: error, consumer }, 'event handler failed; the event will be redelivered');
+                  message.nak(1_000);
+                }
+                if (closing) break;
+              }
+            } catch (error) {
+              if (!closing) logger.warn({ err_message: String(error), consumer }, 'event consumer interrupted; resuming');
+              await new Promise((resolve) => setTimeout(resolve, 500));
+            }
+          }
+        })(),
+      );
+    },
+    async close() {
+      closing = true;
+      await connection.drain().catch(() => undefined);
+    },
+  };
+}
+
+async function ensureStream(manager: JetStreamManager): Promise<void> {
+  try {
+    await manager.streams.info(streamName);
+  } catch {
+    await manager.streams.add({ name: streamName, subjects: ['keel.>'], duplicate_window: nanos(duplicateWindowMs) });
+  }
+}
