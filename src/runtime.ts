@@ -11,6 +11,7 @@ import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
+import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
@@ -49,6 +50,8 @@ export interface KeelOptions {
 export interface KeelJobs {
   /** One round of the outbox relay; resolves to how many events it published. */
   relay(): Promise<number>;
+  /** One round of webhook deliveries; resolves to how many it attempted. */
+  webhooks(): Promise<number>;
   janitor(): Promise<JanitorReport>;
   completer(): Promise<{ completed: number }>;
   reaper(): Promise<number>;
@@ -68,7 +71,7 @@ export interface Keel {
   close(): Promise<void>;
 }
 
-export const jobIntervalsMs = { completer: 10_000, reaper: 60_000 } as const;
+export const jobIntervalsMs = { completer: 10_000, reaper: 60_000, webhooks: 1_000 } as const;
 export const reaperBatchSizeMax = 1_000;
 export const completerBatchSizeMax = 100;
 
@@ -133,15 +136,19 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   };
   const app = await buildApp(services);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
+  const deliveryAgent = createDeliveryAgent();
   const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger);
   const jobs: KeelJobs = {
     relay: () => relayOnce(database.db, bus, relayHolder),
+    webhooks: () => runDeliveries({ db: database.db, cipher, logger, agent: deliveryAgent }),
     janitor: () => runJanitor(deps),
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     reaper: () => reapExpiredKeys(database.db, config.idempotencyTtlHours, reaperBatchSizeMax),
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
+  // Workers consume events; the API role only writes them.
+  if (options.role !== 'api') await bus.subscribe('webhooks', webhookConsumer(database.db));
   if (options.runJobTimers === true && options.role !== 'api') {
     const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {
       let running = false;
@@ -160,6 +167,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('janitor', config.janitorIntervalMs, jobs.janitor);
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('reaper', jobIntervalsMs.reaper, jobs.reaper);
+    every('webhooks', jobIntervalsMs.webhooks, jobs.webhooks);
     void runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
   }
 
@@ -180,6 +188,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       await app.close();
       await gateways.close();
       await bus.close();
+      await deliveryAgent.close();
       await simulator?.close();
       await database.close();
       redis?.disconnect();

@@ -23,6 +23,7 @@ import { registerRefundRoutes } from './routes/refunds.js';
 import { registerResilienceRoutes } from './routes/resilience.js';
 import { registerBrandPayRoutes } from '../brandpay/routes.js';
 import { registerCheckoutRoutes } from '../brandpay/checkout-routes.js';
+import { registerWebhookRoutes } from '../webhooks/routes.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -136,6 +137,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerResilienceRoutes(app, services);
   registerBrandPayRoutes(app, services);
   registerCheckoutRoutes(app, services);
+  registerWebhookRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -22,6 +22,8 @@ export const idPrefixes = {
   apiKey: 'key',
   checkoutSession: 'cs',
   anomaly: 'anm',
+  webhookEndpoint: 'we',
+  webhookDelivery: 'whd',
 } as const;
 export type IdKind = keyof typeof idPrefixes;
 

@@ -206,7 +206,35 @@ export interface LeasesTable {
   expires_at: Timestamp;
 }
 
+export interface WebhookEndpointsTable {
+  id: string;
+  merchant_id: string;
+  url: string;
+  events: Json<string[]>;
+  secret_encrypted: string;
+  created_at: Timestamp;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  merchant_id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  payload: string;
+  status: 'pending' | 'succeeded' | 'failed';
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: NullableTimestamp;
+  last_status_code: number | null;
+  last_latency_ms: number | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface KeelDatabase {
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
   leases: LeasesTable;
   inbox: InboxTable;
   checkout_sessions: CheckoutSessionsTable;
@@ -234,3 +262,5 @@ export type MerchantRow = Selectable<MerchantsTable>;
 export type CustomerRow = Selectable<CustomersTable>;
 export type PaymentMethodRow = Selectable<PaymentMethodsTable>;
 export type CheckoutSessionRow = Selectable<CheckoutSessionsTable>;
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;
+export type WebhookEndpointRow = Selectable<WebhookEndpointsTable>;

@@ -244,6 +244,39 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0007_webhooks': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE webhook_endpoints (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          url text NOT NULL,
+          events jsonb NOT NULL,
+          secret_encrypted text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX webhook_endpoints_merchant ON webhook_endpoints (merchant_id);
+        CREATE TABLE webhook_deliveries (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          endpoint_id uuid NOT NULL REFERENCES webhook_endpoints(id),
+          event_id uuid NOT NULL,
+          event_type text NOT NULL,
+          payload text NOT NULL,
+          status text NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+          attempts integer NOT NULL DEFAULT 0,
+          next_attempt_at timestamptz,
+          last_status_code integer,
+          last_latency_ms integer,
+          last_error text,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id DESC);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
