@@ -3,10 +3,12 @@
 // injects an outage, latency spikes, hangs and error bursts per country. After the faults clear and the
 // janitor has run, it checks and prints: every charge at the partner belongs to exactly one Keel payment and no
 // order is charged twice; every payment Keel answered 200 or 202 for exists and none is left processing; one
-// country's breaker opened while another country's payments kept succeeding; refunds never exceed receipts.
+// country's breaker opened while another country's payments kept succeeding; refunds never exceed receipts; the
+// double-entry ledger balances and agrees with the payments.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
+import { verifyLedger } from '../src/ledger/ledger.js';
 import type { CreatedMerchant } from '../src/merchants/merchants.js';
 import { createRandom } from '../src/simulator/latency.js';
 import { startTestKeel, testCard, uniqueKey, type TestKeel, type TestResponse } from '../src/testing/harness.js';
@@ -184,6 +186,11 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   for (const payment of payments) assert.ok(BigInt(payment.amount_refunded) <= BigInt(payment.amount_received), `payment ${payment.id}`);
   for (const charge of live) assert.ok(charge.refunded_amount <= charge.captured_amount, `charge ${charge.id}`);
 
+  // 5. The double-entry ledger agrees with the payments and every journal transaction balances.
+  const ledger = await verifyLedger(db);
+  assert.deepEqual(ledger.unbalanced, [], 'every journal transaction sums to zero');
+  assert.deepEqual(ledger.differences, [], 'balances match payments and refunds');
+
   const statuses = observed.reduce<Record<string, number>>((counts, entry) => {
     const name = `${entry.operation} ${entry.response.status}`;
     counts[name] = (counts[name] ?? 0) + 1;
@@ -196,6 +203,7 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
     partner_charges: live.length,
     declined_at_partner: charges.length - live.length,
     breaker_openings: opened.length,
+    ledger_transactions: ledger.transactions,
     other_countries_succeeded_while_kr_open: othersDuring.length,
     answers: statuses,
   };

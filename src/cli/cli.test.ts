@@ -126,6 +126,9 @@ test('after it stops, the CLI opens the embedded database itself and the data is
   assert.match(migrate.stdout, /up to date/);
   const created = await run(['merchant', 'create', '--name', 'Offline Shop', '--json']);
   assert.equal(created.code, 0, created.stderr);
+  const verified = await run(['ledger', 'verify']);
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.match(verified.stdout, /1 transactions checked: the ledger verifies/);
   await startServer();
   const merchant = JSON.parse(created.stdout) as { secret_key: string };
   const list = await fetch(`http://127.0.0.1:${apiPort}/v1/payments`, { headers: { authorization: `Bearer ${merchant.secret_key}` } });

@@ -10,6 +10,7 @@ import { startSimulator } from '../simulator/server.js';
 import { migrateToLatest, openDatabase } from '../storage/database.js';
 import { FieldCipher } from '../storage/encryption.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
+import { verifyLedger } from '../ledger/ledger.js';
 
 /** The `keel` command: start, serve, migrate, merchant create, gateway-sim. */
 
@@ -67,6 +68,32 @@ merchant
     });
     if (options.json === true) console.log(JSON.stringify(created));
     else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
+  });
+
+const ledger = program.command('ledger').description('the double-entry journal');
+ledger
+  .command('verify')
+  .description('recompute balances from the journal and from payments and refunds; exit 1 on any difference')
+  .action(async () => {
+    const config = loadConfig();
+    if (config.databaseUrl === undefined && runningKeel(config.dataDir) !== undefined) {
+      console.error(`Keel is running on ${config.dataDir}; stop it to verify the embedded database (PGlite admits one process).`);
+      process.exitCode = 2;
+      return;
+    }
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+    try {
+      const report = await verifyLedger(database.db);
+      for (const id of report.unbalanced) console.error(`unbalanced transaction ${id}`);
+      for (const difference of report.differences) {
+        console.error(`merchant ${difference.merchant} ${difference.currency}: journal ${difference.journal}, payments ${difference.payments}`);
+      }
+      const clean = report.unbalanced.length === 0 && report.differences.length === 0;
+      console.log(`${report.transactions} transactions checked: ${clean ? 'the ledger verifies' : 'DIFFERENCES FOUND'}`);
+      if (!clean) process.exitCode = 1;
+    } finally {
+      await database.close();
+    }
   });
 
 program

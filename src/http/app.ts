@@ -24,6 +24,7 @@ import { registerResilienceRoutes } from './routes/resilience.js';
 import { registerBrandPayRoutes } from '../brandpay/routes.js';
 import { registerCheckoutRoutes } from '../brandpay/checkout-routes.js';
 import { registerWebhookRoutes } from '../webhooks/routes.js';
+import { registerLedgerRoutes } from '../ledger/routes.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -138,6 +139,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerBrandPayRoutes(app, services);
   registerCheckoutRoutes(app, services);
   registerWebhookRoutes(app, services);
+  registerLedgerRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

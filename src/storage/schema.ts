@@ -232,7 +232,27 @@ export interface WebhookDeliveriesTable {
   updated_at: Timestamp;
 }
 
+export interface LedgerTransactionsTable {
+  id: string;
+  merchant_id: string;
+  kind: 'capture' | 'refund' | 'capture_reversal' | 'settlement';
+  payment_id: string | null;
+  refund_id: string | null;
+  created_at: Timestamp;
+}
+
+export interface LedgerEntriesTable {
+  id: Generated<string>;
+  transaction_id: string;
+  merchant_id: string;
+  account: string;
+  currency: string;
+  amount: Money;
+}
+
 export interface KeelDatabase {
+  ledger_transactions: LedgerTransactionsTable;
+  ledger_entries: LedgerEntriesTable;
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   leases: LeasesTable;

@@ -1,4 +1,5 @@
 import { KeelError } from '../../errors.js';
+import { capturePostings, postTransaction } from '../../ledger/ledger.js';
 import type { AuthorizeResult, PaymentSource } from '../../gateways/connector.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import { liveAttempts, updatePayment } from '../repository.js';
@@ -85,6 +86,7 @@ export function authorizePlan(context: OperationContext, input: Omit<AuthorizeIn
             failure_code: null,
             failure_message: null,
           });
+          if (captured) await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(attempt.gateway, updated.amountReceived) });
           return emitted(trx, updated, captured ? 'payment.succeeded' : 'payment.requires_capture', 200);
         }
         case 'declined': {

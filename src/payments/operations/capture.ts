@@ -1,4 +1,5 @@
 import { KeelError } from '../../errors.js';
+import { capturePostings, postTransaction } from '../../ledger/ledger.js';
 import { appendEvent } from '../../events/outbox.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import { latestTokenForPayment, liveAttempts, updatePayment } from '../repository.js';
@@ -52,6 +53,7 @@ export function capturePlan(context: OperationContext, requestedAmount: bigint |
             amount_capturable: 0n,
             partner_payment_id: outcome.value.partnerPaymentId ?? payment.partnerPaymentId,
           });
+          await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(updated.gateway, attempt.amount) });
           return emitted(trx, updated, 'payment.succeeded', 200);
         }
         case 'declined': {

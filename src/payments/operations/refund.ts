@@ -1,4 +1,5 @@
 import { KeelError } from '../../errors.js';
+import { postTransaction, refundPostings } from '../../ledger/ledger.js';
 import { appendEvent } from '../../events/outbox.js';
 import type { Kysely } from 'kysely';
 import { newId, uuidToPublic } from '../../storage/ids.js';
@@ -66,6 +67,7 @@ export function refundPlan(context: OperationContext, input: RefundInput): Attem
         case 'ok': {
           await setAttempt(trx, attempt, 'succeeded');
           await updatePayment(trx, payment, payment.status, { amount_refunded: payment.amountRefunded + refund.amount });
+          await postTransaction(trx, { merchantId: payment.merchantId, currency: payment.currency, kind: 'refund', paymentId: payment.id, refundId: refund.id, postings: refundPostings(payment.gateway, refund.amount) });
           return finishRefund(trx, payment, refund, 'succeeded', null);
         }
         case 'unknown':

@@ -277,6 +277,31 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0008_ledger': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE ledger_transactions (
+          id uuid PRIMARY KEY,
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          kind text NOT NULL CHECK (kind IN ('capture', 'refund', 'capture_reversal', 'settlement')),
+          payment_id uuid REFERENCES payments(id),
+          refund_id uuid REFERENCES refunds(id),
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ledger_transactions_merchant ON ledger_transactions (merchant_id, id);
+        CREATE TABLE ledger_entries (
+          id bigserial PRIMARY KEY,
+          transaction_id uuid NOT NULL REFERENCES ledger_transactions(id),
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          account text NOT NULL,
+          currency char(3) NOT NULL,
+          amount bigint NOT NULL CHECK (amount <> 0)
+        );
+        CREATE INDEX ledger_entries_account ON ledger_entries (merchant_id, account, currency);
+        CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

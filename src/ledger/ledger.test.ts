@@ -1,0 +1,64 @@
+// Proves the double-entry ledger: captures (automatic and partial manual) and refunds post balanced journal
+// transactions in the same database transaction as the state change; /v1/balance reads them per currency;
+// verifyLedger agrees with the payments, and catches an entry changed behind its back and an unbalanced one.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { capturePostings, postTransaction, verifyLedger } from './ledger.js';
+
+let keel: TestKeel;
+before(async () => {
+  keel = await startTestKeel();
+});
+after(async () => {
+  await keel.close();
+});
+
+const pay = (body: Record<string, unknown>, secretKey: string) =>
+  keel.request('POST', '/v1/payments', { body: { order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true, ...body }, secretKey });
+
+test('balances follow captures and refunds, per currency, and the ledger verifies', async () => {
+  const merchant = await keel.createMerchant({ name: 'Ledgered' });
+  await pay({ amount: 30000, currency: 'KRW' }, merchant.secret_key);
+  const manual = await pay({ amount: 20000, currency: 'KRW', capture_method: 'manual' }, merchant.secret_key);
+  await keel.request('POST', `/v1/payments/${manual.body.id}/capture`, { body: { amount: 15000 }, secretKey: merchant.secret_key });
+  const usd = await pay({ amount: 1999, currency: 'USD' }, merchant.secret_key);
+  await keel.request('POST', '/v1/refunds', { body: { payment: usd.body.id, amount: 500 }, secretKey: merchant.secret_key });
+  await pay({ amount: 5000, currency: 'KRW', payment_method: testCard('4000000000000002') }, merchant.secret_key);
+
+  const balance = await keel.request('GET', '/v1/balance', { secretKey: merchant.secret_key });
+  assert.equal(balance.status, 200);
+  assert.deepEqual(balance.body, {
+    object: 'balance',
+    pending: [
+      { amount: 45000, currency: 'KRW' },
+      { amount: 1499, currency: 'USD' },
+    ],
+    available: [],
+  });
+  const report = await verifyLedger(keel.keel.database.db);
+  assert.deepEqual(report.unbalanced, []);
+  assert.deepEqual(report.differences, []);
+  assert.equal(report.transactions >= 4, true);
+});
+
+test('every transaction sums to zero before it is written', async () => {
+  await assert.rejects(
+    keel.keel.database.db.transaction().execute((trx) =>
+      postTransaction(trx, { merchantId: '00000000-0000-7000-8000-000000000000', currency: 'KRW', kind: 'capture', postings: [{ account: 'merchant_pending', amount: -5n }] }),
+    ),
+    /sum to zero/,
+  );
+  assert.deepEqual(capturePostings('toss', 10n).reduce((sum, posting) => sum + posting.amount, 0n), 0n);
+});
+
+test('verify catches an entry changed behind the journal\'s back', async () => {
+  const merchant = await keel.createMerchant({ name: 'Tampered' });
+  await pay({ amount: 7000, currency: 'KRW' }, merchant.secret_key);
+  const entry = await keel.keel.database.db.selectFrom('ledger_entries').select('id').where('account', '=', 'merchant_pending').orderBy('id', 'desc').executeTakeFirstOrThrow();
+  await keel.keel.database.db.updateTable('ledger_entries').set({ amount: -6000n }).where('id', '=', entry.id).execute();
+  const report = await verifyLedger(keel.keel.database.db);
+  assert.equal(report.unbalanced.length, 1);
+  assert.equal(report.differences.length, 1);
+  assert.deepEqual([report.differences[0]?.journal, report.differences[0]?.payments], ['6000', '7000']);
+});
