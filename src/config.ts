@@ -11,6 +11,8 @@ export interface KeelConfig {
   readonly port: number;
   readonly host: string;
   readonly databaseUrl: string | undefined;
+  /** The PostgreSQL schema Keel's tables live in (created if missing); unset: the default search path. */
+  readonly databaseSchema: string | undefined;
   readonly dataDir: string;
   readonly gatewayUrl: string | undefined;
   readonly gatewaySimPort: number;
@@ -57,6 +59,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     port: integer(env['KEEL_PORT'], 4000, 'KEEL_PORT'),
     host: optional(env['KEEL_HOST']) ?? '127.0.0.1',
     databaseUrl: optional(env['KEEL_DATABASE_URL']),
+    databaseSchema: optional(env['KEEL_DATABASE_SCHEMA']),
     dataDir: optional(env['KEEL_DATA_DIR']) ?? './.keel',
     gatewayUrl: optional(env['KEEL_GATEWAY_URL']),
     gatewaySimPort: integer(env['KEEL_GATEWAY_SIM_PORT'], 4100, 'KEEL_GATEWAY_SIM_PORT'),

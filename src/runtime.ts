@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
 import type { KeelConfig } from './config.js';
@@ -73,6 +74,8 @@ export interface Keel {
 
 export const jobIntervalsMs = { completer: 10_000, reaper: 60_000, webhooks: 1_000 } as const;
 export const reaperBatchSizeMax = 1_000;
+/** How long a shutting-down process waits for its background jobs in flight. */
+export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
 
 export async function createKeel(options: KeelOptions): Promise<Keel> {
@@ -89,8 +92,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
-    schema: options.databaseSchema,
-    applicationName: options.databaseSchema === undefined ? `keel_${options.role}` : options.databaseSchema,
+    schema: options.databaseSchema ?? config.databaseSchema,
+    applicationName: options.databaseSchema ?? `keel_${options.role}`,
   });
   await migrateToLatest(database);
   const cipher = FieldCipher.fromSecret(config.encryptionKey ?? localSecret(config, persistent, 'encryption-key', FieldCipher.generateSecret));
@@ -137,7 +140,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const app = await buildApp(services);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
   const deliveryAgent = createDeliveryAgent();
-  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger);
+  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, database.schema ?? 'keel');
   const jobs: KeelJobs = {
     relay: () => relayOnce(database.db, bus, relayHolder),
     webhooks: () => runDeliveries({ db: database.db, cipher, logger, agent: deliveryAgent }),
@@ -147,6 +150,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
+  const inFlightJobs = new Set<Promise<unknown>>();
   // Workers consume events; the API role only writes them.
   if (options.role !== 'api') await bus.subscribe('webhooks', webhookConsumer(database.db));
   if (options.runJobTimers === true && options.role !== 'api') {
@@ -155,11 +159,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       const timer = setInterval(() => {
         if (running) return;
         running = true;
-        job()
+        const run = job()
           .catch((error: unknown) => logger.error({ err: error, job: name }, 'background job failed'))
           .finally(() => {
             running = false;
+            inFlightJobs.delete(run);
           });
+        inFlightJobs.add(run);
       }, intervalMs);
       timer.unref();
       timers.push(timer);
@@ -168,7 +174,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('reaper', jobIntervalsMs.reaper, jobs.reaper);
     every('webhooks', jobIntervalsMs.webhooks, jobs.webhooks);
-    void runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
+    const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
+    inFlightJobs.add(relay);
   }
 
   return {
@@ -183,9 +190,11 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     listen: () => app.listen({ port: config.port, host: config.host }),
     bus,
     close: async () => {
+      // Stop taking work, let requests and jobs in flight finish (within a bound), then close the engines.
       relayStop.abort();
       for (const timer of timers) clearInterval(timer);
       await app.close();
+      await Promise.race([Promise.allSettled([...inFlightJobs]), sleep(shutdownJobsWaitMs)]);
       await gateways.close();
       await bus.close();
       await deliveryAgent.close();

@@ -41,7 +41,7 @@ program
       console.log(`Keel (pid ${running.pid}) is running on ${config.dataDir} and applied every migration when it started; nothing to do.`);
       return;
     }
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
     try {
       const applied = await migrateToLatest(database);
       console.log(applied.length === 0 ? 'Database is up to date.' : `Applied: ${applied.join(', ')}`);
@@ -81,7 +81,7 @@ ledger
       process.exitCode = 2;
       return;
     }
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
     try {
       const report = await verifyLedger(database.db);
       for (const id of report.unbalanced) console.error(`unbalanced transaction ${id}`);
@@ -153,7 +153,7 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
     if (response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
     return (await response.json()) as CreatedMerchant;
   }
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config) });
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
   try {
     await migrateToLatest(database);
     return await createMerchant(database.db, cipherFor(config), input);

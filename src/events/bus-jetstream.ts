@@ -12,7 +12,13 @@ import type { EventBus, EventHandler, KeelEvent } from './bus.js';
 export const streamName = 'KEEL_EVENTS';
 export const duplicateWindowMs = 120_000;
 
-export async function createJetStreamBus(url: string, logger: Logger): Promise<EventBus> {
+/**
+ * `namespace` names this deployment's durable consumers (`<namespace>_<consumer>`), so deployments (or test
+ * schemas) sharing one NATS server never take each other's deliveries. A consumer created for the first time
+ * starts at the stream's end: in Keel's topology the relay runs only in workers, and a worker subscribes before
+ * its relay starts, so no event of its own deployment precedes its consumers.
+ */
+export async function createJetStreamBus(url: string, logger: Logger, namespace = 'keel'): Promise<EventBus> {
   const connection: NatsConnection = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'keel' });
   const manager: JetStreamManager = await jetstreamManager(connection);
   await ensureStream(manager);
@@ -25,8 +31,12 @@ export async function createJetStreamBus(url: string, logger: Logger): Promise<E
       await client.publish(`keel.${event.type}`, JSON.stringify(event), { msgID: event.id, timeout: 2_000 });
     },
     async subscribe(consumer: string, handler: EventHandler) {
-      const durable = consumer.replace(/[^A-Za-z0-9_-]/g, '_');
-      await manager.consumers.add(streamName, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000) });
+      const durable = `${namespace}_${consumer}`.replace(/[^A-Za-z0-9_-]/g, '_');
+      try {
+        await manager.consumers.info(streamName, durable);
+      } catch {
+        await manager.consumers.add(streamName, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, ack_wait: nanos(30_000) });
+      }
       const subscription = await client.consumers.get(streamName, durable);
       loops.push(
         (async () => {

@@ -132,7 +132,7 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
 
     // Two relays at once, each with its own broker connection, over the same outbox.
     for (let index = 0; index < 3; index += 1) await pay(keel);
-    const second = await createJetStreamBus(proxy.url, pino({ level: 'silent' }));
+    const second = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), keel.keel.database.schema ?? 'keel');
     try {
       await Promise.all([keel.keel.jobs.relay(), relayOnce(keel.keel.database.db, second, 'relay_second_instance')]);
       await relayUntilEmpty(20_000);
