@@ -127,7 +127,10 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === 'overload') {
+if (process.argv[2] === 'worker') {
+  const { runWorkerBench } = await import('./worker.js');
+  await runWorkerBench();
+} else if (process.argv[2] === 'overload') {
   const { runOverload } = await import('./overload.js');
   await runOverload();
 } else {
