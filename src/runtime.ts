@@ -130,6 +130,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
+    tossUrl: config.partnerUrls.toss ?? gatewayUrl,
     concurrencyLimit: { current: undefined },
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };

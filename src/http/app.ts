@@ -39,6 +39,8 @@ export interface KeelServices {
   readonly logger: Logger;
   readonly adminToken: string;
   readonly rateLimiter: ApiRateLimiter;
+  /** The Toss partner's base URL (settlement reports). */
+  readonly tossUrl: string;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
   readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
   /** Checks every engine this process depends on; `/readyz` reports each. */

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { publicToUuid } from '../storage/ids.js';
 import { capturePostings, postTransaction, verifyLedger } from './ledger.js';
 
 let keel: TestKeel;
@@ -61,4 +62,30 @@ test('verify catches an entry changed behind the journal\'s back', async () => {
   assert.equal(report.unbalanced.length, 1);
   assert.equal(report.differences.length, 1);
   assert.deepEqual([report.differences[0]?.journal, report.differences[0]?.payments], ['6000', '7000']);
+});
+
+test('importing the partner\'s settlement report moves pending to available less fees, once', async () => {
+  const merchant = await keel.createMerchant({ name: 'Settled' });
+  await pay({ amount: 40000, currency: 'KRW' }, merchant.secret_key);
+  await pay({ amount: 20000, currency: 'KRW' }, merchant.secret_key);
+  const today = new Date().toISOString().slice(0, 10);
+  const run = () =>
+    keel.request('POST', '/admin/settlements/import', { body: { start_date: today, end_date: today }, secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } });
+  const first = await run();
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  const mine = first.body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+  assert.deepEqual([mine.settled, mine.already_settled, mine.unmatched], [2, 0, 0]);
+  const again = (await run()).body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+  assert.deepEqual([again.settled, again.already_settled], [0, 2], 'a second import records nothing');
+  const balance = await keel.request('GET', '/v1/balance', { secretKey: merchant.secret_key });
+  // Fees are 2.5% plus 10% VAT on the fee: 1,100 on 40,000 and 550 on 20,000.
+  assert.deepEqual(balance.body.pending, [{ amount: 0, currency: 'KRW' }]);
+  assert.deepEqual(balance.body.available, [{ amount: 40000 - 1100 + 20000 - 550, currency: 'KRW' }]);
+  // The ledger still verifies for this merchant (the test above tampered with another merchant's entry).
+  const report = await verifyLedger(keel.keel.database.db);
+  const merchantUuid = publicToUuid('merchant', merchant.id);
+  assert.deepEqual(report.differences.filter((difference) => difference.merchant === merchantUuid), []);
+  const settlements = await keel.keel.database.db.selectFrom('ledger_transactions').select('id').where('merchant_id', '=', merchantUuid ?? '').where('kind', '=', 'settlement').execute();
+  assert.equal(settlements.length, 2);
+  assert.equal(report.unbalanced.some((id) => settlements.some((settlement) => settlement.id === id)), false);
 });

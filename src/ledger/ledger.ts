@@ -12,7 +12,7 @@ import type { KeelDatabase, LedgerTransactionsTable } from '../storage/schema.js
  * - `partner_receivable:<partner>` (asset): what the partner owes for captured payments;
  * - `merchant_pending` (liability): what is owed to the merchant and not yet settled;
  * - `merchant_available` (liability): settled and available to the merchant;
- * - `fees`: the partner's fees, booked when a settlement report is imported (reconciliation, a later issue).
+ * - `fees`: the partner's fees, booked when its settlement report is imported.
  */
 export type LedgerKind = LedgerTransactionsTable['kind'];
 
@@ -27,6 +27,8 @@ export interface JournalTransaction {
   readonly kind: LedgerKind;
   readonly paymentId?: string;
   readonly refundId?: string;
+  /** The partner's reference (a settlement's transaction key): a transaction is recorded once per reference. */
+  readonly externalReference?: string;
   readonly postings: readonly Posting[];
 }
 
@@ -41,7 +43,14 @@ export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: Jo
   const uuid = uuidv7();
   await trx
     .insertInto('ledger_transactions')
-    .values({ id: uuid, merchant_id: transaction.merchantId, kind: transaction.kind, payment_id: transaction.paymentId ?? null, refund_id: transaction.refundId ?? null })
+    .values({
+      id: uuid,
+      merchant_id: transaction.merchantId,
+      kind: transaction.kind,
+      payment_id: transaction.paymentId ?? null,
+      refund_id: transaction.refundId ?? null,
+      external_reference: transaction.externalReference ?? null,
+    })
     .execute();
   await trx
     .insertInto('ledger_entries')
@@ -63,6 +72,16 @@ export function refundPostings(gateway: string, amount: bigint): Posting[] {
   return [
     { account: 'merchant_pending', amount },
     { account: receivable(gateway), amount: -amount },
+  ];
+}
+
+/** A settlement: the partner pays out the sale less its fee; what was pending becomes available. */
+export function settlementPostings(gross: bigint, payout: bigint): Posting[] {
+  const fee = gross - payout;
+  return [
+    { account: 'merchant_pending', amount: gross },
+    { account: 'merchant_available', amount: -payout },
+    ...(fee === 0n ? [] : [{ account: 'fees', amount: -fee }]),
   ];
 }
 
@@ -92,8 +111,9 @@ export interface VerifyReport {
 }
 
 /**
- * Recomputes from two sides: every transaction must sum to zero, and each merchant's pending balance must equal
- * what its payments and refunds say (received less refunded, before settlement).
+ * Recomputes from two sides: every transaction must sum to zero, and what each merchant is owed or was paid
+ * (pending + available + the fees taken from it) must equal what its payments and refunds say (received less
+ * refunded).
  */
 export async function verifyLedger(db: Kysely<KeelDatabase>): Promise<VerifyReport> {
   const sums = await sql<{ transaction_id: string; total: string }>`
@@ -101,7 +121,7 @@ export async function verifyLedger(db: Kysely<KeelDatabase>): Promise<VerifyRepo
   const unbalanced = sums.rows.filter((row) => BigInt(row.total) !== 0n).map((row) => row.transaction_id);
   const journal = await sql<{ merchant_id: string; currency: string; total: string }>`
     SELECT merchant_id, currency, (-sum(amount))::text AS total FROM ledger_entries
-    WHERE account IN ('merchant_pending', 'merchant_available') GROUP BY merchant_id, currency`.execute(db);
+    WHERE account IN ('merchant_pending', 'merchant_available', 'fees') GROUP BY merchant_id, currency`.execute(db);
   const settled = await sql<{ merchant_id: string; currency: string; total: string }>`
     SELECT merchant_id, currency, sum(amount_received - amount_refunded)::text AS total FROM payments
     WHERE amount_received > 0 GROUP BY merchant_id, currency`.execute(db);

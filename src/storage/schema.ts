@@ -238,6 +238,7 @@ export interface LedgerTransactionsTable {
   kind: 'capture' | 'refund' | 'capture_reversal' | 'settlement';
   payment_id: string | null;
   refund_id: string | null;
+  external_reference: string | null;
   created_at: Timestamp;
 }
 

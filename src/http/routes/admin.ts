@@ -1,4 +1,7 @@
-import { createMerchant } from '../../merchants/merchants.js';
+import { Type } from 'typebox';
+import { importTossSettlements } from '../../ledger/settlements.js';
+import { createMerchant, loadMerchantContext } from '../../merchants/merchants.js';
+import { uuidToPublic } from '../../storage/ids.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext, sendError } from '../app.js';
 import { checkAdminToken } from '../auth.js';
@@ -10,7 +13,33 @@ import { checkCountry } from '../validation.js';
  * Operator endpoints (`Authorization: Bearer <KEEL_ADMIN_TOKEN>`). `POST /admin/merchants` is how
  * `keel merchant create` reaches a running embedded Keel, whose PGlite database only one process may open.
  */
+const SettlementBody = Type.Object(
+  { start_date: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }), end_date: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }) },
+  { additionalProperties: false },
+);
+
 export function registerAdminRoutes(app: KeelApp, services: KeelServices): void {
+  // Imports every Toss merchant's settlement report for the period into the ledger (idempotent).
+  app.post('/admin/settlements/import', { schema: { body: SettlementBody, hide: true } }, (request, reply) =>
+    inContext(request, async () => {
+      try {
+        checkAdminToken(request.headers.authorization, services.adminToken);
+      } catch (error) {
+        if (isKeelError(error)) return sendError(request, reply, error);
+        throw error;
+      }
+      const merchants = await services.database.db.selectFrom('merchant_partners').select('merchant_id').where('gateway', '=', 'toss').execute();
+      const data = [];
+      for (const { merchant_id: merchantId } of merchants) {
+        const merchant = await loadMerchantContext(services.database.db, services.deps.cipher, merchantId);
+        if (merchant === undefined) continue;
+        const result = await importTossSettlements(services.database.db, merchant, services.tossUrl, { startDate: request.body.start_date, endDate: request.body.end_date }, services.logger);
+        data.push({ merchant: uuidToPublic('merchant', merchantId), settled: result.settled, already_settled: result.alreadySettled, unmatched: result.unmatched });
+      }
+      return reply.send({ object: 'list', data, has_more: false });
+    }),
+  );
+
   app.post('/admin/merchants', { schema: { body: CreateMerchantBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
       try {

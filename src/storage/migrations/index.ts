@@ -302,6 +302,14 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0009_settlements': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        ALTER TABLE ledger_transactions ADD COLUMN external_reference text;
+        CREATE UNIQUE INDEX ledger_transactions_external ON ledger_transactions (merchant_id, external_reference) WHERE external_reference IS NOT NULL;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
