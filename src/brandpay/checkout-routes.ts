@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { KeelError, isKeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { errorBody, inContext } from '../http/app.js';
-import { runIdempotent } from '../http/idempotent-route.js';
+import { idempotent } from '../http/idempotent-route.js';
 import { CardInput } from '../http/schemas.js';
 import { checkAmount, checkCard, checkCountry } from '../http/validation.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
@@ -69,13 +69,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       const customerId = publicToUuid('customer', body.customer);
       const customer = customerId === undefined ? undefined : await findCustomer(deps.db, merchant.id, customerId);
       if (customer === undefined || customer.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${body.customer}.`, { param: 'customer' });
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant,
-        lockTimeoutMs: config.idempotencyLockTimeoutMs,
-        operation: async () => {
+      return idempotent(services, request, reply, async () => {
           const session = await createSession(deps.db, {
             merchantId: merchant.id,
             customerId: customer.id,
@@ -87,8 +81,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
             failUrl: body.fail_url,
           });
           return ok(200, sessionToApi(session, publicUrl));
-        },
-      });
+        });
     }),
   );
 
@@ -113,15 +106,8 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
 
   app.post('/v1/brandpay/payments/confirm', { config: { auth: 'secret' }, schema: { body: ConfirmBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () =>
-      runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs: config.idempotencyLockTimeoutMs,
-        operation: (context) =>
-          confirmBrandPayPayment(context, { paymentKey: request.body.payment_key, orderId: request.body.order_id, amount: BigInt(request.body.amount) }),
-      }),
+      idempotent(services, request, reply, (context) =>
+          confirmBrandPayPayment(context, { paymentKey: request.body.payment_key, orderId: request.body.order_id, amount: BigInt(request.body.amount) })),
     ),
   );
 

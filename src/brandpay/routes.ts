@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
-import { runIdempotent } from '../http/idempotent-route.js';
+import { idempotent } from '../http/idempotent-route.js';
 import { CardInput } from '../http/schemas.js';
 import { checkCard } from '../http/validation.js';
 import { ok } from '../payments/operations/context.js';
@@ -37,9 +37,8 @@ const MethodParams = Type.Object({ id: Type.String({ maxLength: 64 }), pm: Type.
 const EmptyBody = Type.Object({}, { additionalProperties: false });
 
 export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): void {
-  const { deps, config } = services;
+  const { deps } = services;
   const secret = { auth: 'secret' } as const;
-  const lockTimeoutMs = config.idempotencyLockTimeoutMs;
   const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
 
   async function customerOr404(merchant: MerchantContext, publicId: string, options: { allowDeleted?: boolean } = {}): Promise<Customer> {
@@ -53,17 +52,10 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
 
   app.post('/v1/brandpay/customers', { config: secret, schema: { body: CustomerBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, () =>
-      runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs,
-        operation: async () => {
+      idempotent(services, request, reply, async () => {
           const { customer, created } = await createCustomer(deps.db, request.merchant.id, request.body.customer_key);
           return ok(created ? 201 : 200, customerToApi(customer));
-        },
-      }),
+        }),
     ),
   );
 
@@ -74,28 +66,14 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/v1/brandpay/customers/:id/pin', { config: secret, schema: { params: CustomerParams, body: PinBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () => {
       const customer = await customerOr404(request.merchant, request.params.id);
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs,
-        operation: async () => ok(200, customerToApi(await setPin(deps.db, request.merchant.id, customer.id, request.body.pin, request.body.current_pin))),
-      });
+      return idempotent(services, request, reply, async () => ok(200, customerToApi(await setPin(deps.db, request.merchant.id, customer.id, request.body.pin, request.body.current_pin))));
     }),
   );
 
   app.post('/v1/brandpay/customers/:id/unlock', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () => {
       const customer = await customerOr404(request.merchant, request.params.id);
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs,
-        operation: async () => ok(200, customerToApi(await unlockCustomer(deps.db, request.merchant.id, customer.id))),
-      });
+      return idempotent(services, request, reply, async () => ok(200, customerToApi(await unlockCustomer(deps.db, request.merchant.id, customer.id))));
     }),
   );
 
@@ -105,13 +83,7 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       const body = request.body;
       // Card rules are checked before the key is taken, so a bad card stores nothing.
       const card = body.type === 'card' ? checkCard(body.card, new Date(), 'card').card : undefined;
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs,
-        operation: async () => {
+      return idempotent(services, request, reply, async () => {
           const { method, created } =
             body.type === 'bank_account'
               ? await attachBankAccount(methodsDeps, customer, {
@@ -121,8 +93,7 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
                 })
               : await attachCard(methodsDeps, request.merchant, customer, card ?? checkCard(body.card).card);
           return ok(created ? 201 : 200, paymentMethodToApi(method));
-        },
-      });
+        });
     }),
   );
 
@@ -149,18 +120,11 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/v1/brandpay/customers/:id/delete', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () => {
       const customer = await customerOr404(request.merchant, request.params.id);
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs,
-        operation: async () => {
+      return idempotent(services, request, reply, async () => {
           // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
           for (const method of await listMethods(deps.db, customer)) await detachMethod(methodsDeps, request.merchant, method);
           return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
-        },
-      });
+        });
     }),
   );
 }

@@ -55,6 +55,16 @@ export async function runIdempotent(run: IdempotentRun): Promise<FastifyReply> {
   }
 }
 
+/** The common case: a route's request for its authenticated merchant, under the configured lock timeout. */
+export function idempotent(
+  services: { readonly deps: PaymentsDeps; readonly config: { readonly idempotencyLockTimeoutMs: number } },
+  request: FastifyRequest,
+  reply: FastifyReply,
+  operation: (context: OperationContext) => Promise<OperationResult>,
+): Promise<FastifyReply> {
+  return runIdempotent({ request, reply, deps: services.deps, merchant: request.merchant, lockTimeoutMs: services.config.idempotencyLockTimeoutMs, operation });
+}
+
 async function execute(run: IdempotentRun, key: IdempotencyKey): Promise<FastifyReply> {
   const { request, reply, deps, merchant } = run;
   let result: OperationResult;

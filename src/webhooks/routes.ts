@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
-import { runIdempotent } from '../http/idempotent-route.js';
+import { idempotent } from '../http/idempotent-route.js';
 import { ok } from '../payments/operations/context.js';
 import { publicToUuid } from '../storage/ids.js';
 import { toKeelEvent } from '../events/relay.js';
@@ -17,19 +17,12 @@ const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const EmptyBody = Type.Object({}, { additionalProperties: false });
 
 export function registerWebhookRoutes(app: KeelApp, services: KeelServices): void {
-  const { deps, config } = services;
+  const { deps } = services;
   const secret = { auth: 'secret' } as const;
 
   app.post('/v1/webhook_endpoints', { config: secret, schema: { body: EndpointBody, tags: ['webhooks'] } }, (request, reply) =>
     inContext(request, async () =>
-      runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs: config.idempotencyLockTimeoutMs,
-        operation: async () => ok(200, await createEndpoint(deps.db, deps.cipher, request.merchant, request.body.url, request.body.events)),
-      }),
+      idempotent(services, request, reply, async () => ok(200, await createEndpoint(deps.db, deps.cipher, request.merchant, request.body.url, request.body.events))),
     ),
   );
 
@@ -55,17 +48,10 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
 
   app.post('/v1/events/:id/redeliver', { config: secret, schema: { params: IdParams, body: EmptyBody, tags: ['webhooks'] } }, (request, reply) =>
     inContext(request, async () =>
-      runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant: request.merchant,
-        lockTimeoutMs: config.idempotencyLockTimeoutMs,
-        operation: async () => {
+      idempotent(services, request, reply, async () => {
           const rows = await redeliver(deps.db, request.merchant.id, request.params.id);
           return ok(200, { object: 'list', data: rows.map(deliveryToApi), has_more: false });
-        },
-      }),
+        }),
     ),
   );
 }

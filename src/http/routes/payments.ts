@@ -13,14 +13,13 @@ import { findMethod } from '../../brandpay/payment-methods.js';
 import type { PaymentSource } from '../../gateways/connector.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext } from '../app.js';
-import { runIdempotent } from '../idempotent-route.js';
+import { idempotent } from '../idempotent-route.js';
 import { CancelBody, CaptureBody, ConfirmBody, CreatePaymentBody, IdParams, ListPaymentsQuery, type PaymentMethodInput } from '../schemas.js';
 import { checkAmount, checkCard, checkCountry } from '../validation.js';
 
 /** `/v1/payments`: create (and confirm), confirm, capture, cancel, retrieve, list. */
 export function registerPaymentRoutes(app: KeelApp, services: KeelServices): void {
-  const { deps, config } = services;
-  const lockTimeoutMs = config.idempotencyLockTimeoutMs;
+  const { deps } = services;
   const secret = { auth: 'secret' } as const;
 
   async function loadOr404(merchant: MerchantContext, publicId: string): Promise<Payment> {
@@ -41,13 +40,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       if (body.confirm === true && method === undefined) {
         throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
       }
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant,
-        lockTimeoutMs,
-        operation: (context) =>
+      return idempotent(services, request, reply, (context) =>
           createPayment(context, {
             amount,
             currency: body.currency,
@@ -61,8 +54,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
             confirm: body.confirm === true,
             description: body.description,
             metadata: body.metadata ?? {},
-          }),
-      });
+          }));
     }),
   );
 
@@ -72,19 +64,12 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       const payment = await loadOr404(merchant, request.params.id);
       const customer = payment.customerId === null ? undefined : uuidToPublic('customer', payment.customerId);
       const method = await paymentMethodFrom(merchant, request.body?.payment_method, customer);
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant,
-        lockTimeoutMs,
-        operation: (context) =>
+      return idempotent(services, request, reply, (context) =>
           authorizePayment(context, {
             paymentId: payment.id,
             source: method?.source,
             snapshot: method?.snapshot,
-          }),
-      });
+          }));
     }),
   );
 
@@ -93,7 +78,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       const merchant = request.merchant;
       const payment = await loadOr404(merchant, request.params.id);
       const amount = request.body?.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-      return runIdempotent({ request, reply, deps, merchant, lockTimeoutMs, operation: (context) => capturePayment(context, payment.id, amount) });
+      return idempotent(services, request, reply, (context) => capturePayment(context, payment.id, amount));
     }),
   );
 
@@ -101,7 +86,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
     inContext(request, async () => {
       const merchant = request.merchant;
       const payment = await loadOr404(merchant, request.params.id);
-      return runIdempotent({ request, reply, deps, merchant, lockTimeoutMs, operation: (context) => cancelPayment(context, payment.id, request.body?.reason) });
+      return idempotent(services, request, reply, (context) => cancelPayment(context, payment.id, request.body?.reason));
     }),
   );
 

@@ -5,13 +5,13 @@ import { refundToApi } from '../../payments/serialize.js';
 import { publicToUuid } from '../../storage/ids.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext } from '../app.js';
-import { runIdempotent } from '../idempotent-route.js';
+import { idempotent } from '../idempotent-route.js';
 import { CreateRefundBody, IdParams } from '../schemas.js';
 import { checkAmount } from '../validation.js';
 
 /** `/v1/refunds`: create (partial or full) and retrieve. */
 export function registerRefundRoutes(app: KeelApp, services: KeelServices): void {
-  const { deps, config } = services;
+  const { deps } = services;
   const secret = { auth: 'secret' } as const;
 
   app.post('/v1/refunds', { config: secret, schema: { body: CreateRefundBody, tags: ['refunds'] } }, (request, reply) =>
@@ -21,14 +21,7 @@ export function registerRefundRoutes(app: KeelApp, services: KeelServices): void
       const payment = paymentId === undefined ? undefined : await findPayment(deps.db, merchant.id, paymentId);
       if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${request.body.payment}.`, { param: 'payment' });
       const amount = request.body.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-      return runIdempotent({
-        request,
-        reply,
-        deps,
-        merchant,
-        lockTimeoutMs: config.idempotencyLockTimeoutMs,
-        operation: (context) => createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason }),
-      });
+      return idempotent(services, request, reply, (context) => createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason }));
     }),
   );
 
