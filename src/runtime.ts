@@ -12,6 +12,7 @@ import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
+import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { Redis } from 'ioredis';
@@ -153,7 +154,12 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const relayStop = new AbortController();
   const inFlightJobs = new Set<Promise<unknown>>();
   // Workers consume events; the API role only writes them.
-  if (options.role !== 'api') await bus.subscribe('webhooks', webhookConsumer(database.db));
+  if (options.role !== 'api') {
+    // A read model met for the first time (a new deployment, or an upgrade that adds it) is built from the outbox.
+    await rebuildProjections(database.db, { onlyIfNeverBuilt: true });
+    await bus.subscribe('webhooks', webhookConsumer(database.db));
+    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db));
+  }
   if (options.runJobTimers === true && options.role !== 'api') {
     const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {
       let running = false;

@@ -15,7 +15,7 @@ import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import { registerShedding } from './shedding.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
-import { Authenticator } from './auth.js';
+import { Authenticator, checkAdminToken } from './auth.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerPaymentRoutes } from './routes/payments.js';
@@ -25,6 +25,7 @@ import { registerBrandPayRoutes } from '../brandpay/routes.js';
 import { registerCheckoutRoutes } from '../brandpay/checkout-routes.js';
 import { registerWebhookRoutes } from '../webhooks/routes.js';
 import { registerLedgerRoutes } from '../ledger/routes.js';
+import { registerReportRoutes } from '../reports/routes.js';
 
 /**
  * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
@@ -58,8 +59,8 @@ declare module 'fastify' {
     merchant: MerchantContext;
   }
   interface FastifyContextConfig {
-    /** Which API keys open the route: secret keys only, or publishable keys too. */
-    auth?: 'secret' | 'publishable';
+    /** Which credential opens the route: secret keys only, publishable keys too, or the operator token. */
+    auth?: 'secret' | 'publishable' | 'operator';
   }
 }
 
@@ -109,7 +110,16 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   // costs no parsing, no validation and no transaction.
   app.addHook('onRequest', async (request, reply) => {
     const auth = request.routeOptions.config.auth;
-    if (auth === undefined) return;
+    if (auth === undefined) return undefined;
+    if (auth === 'operator') {
+      try {
+        checkAdminToken(request.headers.authorization, services.adminToken);
+        return undefined;
+      } catch (error) {
+        if (isKeelError(error)) return sendError(request, reply, error);
+        throw error;
+      }
+    }
     const authenticated = await inContext(request, () => authenticator.authenticate(request.headers.authorization, auth === 'publishable'));
     request.merchant = authenticated.merchant;
     const policy = authenticated.merchant.rateLimit ?? services.config.rateLimit;
@@ -142,6 +152,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   registerCheckoutRoutes(app, services);
   registerWebhookRoutes(app, services);
   registerLedgerRoutes(app, services);
+  registerReportRoutes(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -10,6 +10,10 @@ type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefine
 /** bigint columns come back as strings from both drivers; repositories convert them to bigint. */
 type Money = ColumnType<string, bigint | string, bigint | string>;
 type Json<T> = ColumnType<T, string, string>;
+/** Counters of the read models: bigint, read as strings, written as numbers or bigints. */
+type Counter = ColumnType<string, bigint | number | undefined, bigint | number>;
+/** `date` columns: read them as text (`to_char`), the drivers turn bare dates into local-midnight Dates. */
+type Day = ColumnType<unknown, string, string>;
 
 export interface MerchantsTable {
   id: string;
@@ -251,7 +255,44 @@ export interface LedgerEntriesTable {
   amount: Money;
 }
 
+export interface ReportPaymentsDailyTable {
+  merchant_id: string;
+  day: Day;
+  currency: string;
+  country: string;
+  gateway: string;
+  shard: number;
+  created: Counter;
+  authorized: Counter;
+  failed: Counter;
+  canceled: Counter;
+  captured: Counter;
+  amount_captured: Counter;
+  refunds: Counter;
+  amount_refunded: Counter;
+}
+
+export interface ReportPaymentFailuresTable {
+  merchant_id: string;
+  day: Day;
+  currency: string;
+  country: string;
+  gateway: string;
+  failure_code: string;
+  shard: number;
+  count: Counter;
+}
+
+export interface ProjectionsTable {
+  name: string;
+  rebuilt_at: Timestamp;
+  events_replayed: Counter;
+}
+
 export interface KeelDatabase {
+  report_payments_daily: ReportPaymentsDailyTable;
+  report_payment_failures: ReportPaymentFailuresTable;
+  projections: ProjectionsTable;
   ledger_transactions: LedgerTransactionsTable;
   ledger_entries: LedgerEntriesTable;
   webhook_endpoints: WebhookEndpointsTable;

@@ -3,9 +3,8 @@ import { importTossSettlements } from '../../ledger/settlements.js';
 import { createMerchant, loadMerchantContext } from '../../merchants/merchants.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import type { KeelApp, KeelServices } from '../app.js';
-import { inContext, sendError } from '../app.js';
-import { checkAdminToken } from '../auth.js';
-import { isKeelError } from '../../errors.js';
+import { inContext } from '../app.js';
+import { paymentsProjection, rebuildProjections } from '../../reports/projection.js';
 import { CreateMerchantBody } from '../schemas.js';
 import { checkCountry } from '../validation.js';
 
@@ -19,15 +18,10 @@ const SettlementBody = Type.Object(
 );
 
 export function registerAdminRoutes(app: KeelApp, services: KeelServices): void {
+  const operator = { auth: 'operator' } as const;
   // Imports every Toss merchant's settlement report for the period into the ledger (idempotent).
-  app.post('/admin/settlements/import', { schema: { body: SettlementBody, hide: true } }, (request, reply) =>
+  app.post('/admin/settlements/import', { config: operator, schema: { body: SettlementBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
-      try {
-        checkAdminToken(request.headers.authorization, services.adminToken);
-      } catch (error) {
-        if (isKeelError(error)) return sendError(request, reply, error);
-        throw error;
-      }
       const merchants = await services.database.db.selectFrom('merchant_partners').select('merchant_id').where('gateway', '=', 'toss').execute();
       const data = [];
       for (const { merchant_id: merchantId } of merchants) {
@@ -40,27 +34,29 @@ export function registerAdminRoutes(app: KeelApp, services: KeelServices): void 
     }),
   );
 
-  app.post('/admin/merchants', { schema: { body: CreateMerchantBody, hide: true } }, (request, reply) =>
+  // Recomputes the read models from the outbox (after an upgrade that adds one, or to repair one).
+  app.post('/admin/projections/rebuild', { config: operator, schema: { hide: true } }, (request) =>
     inContext(request, async () => {
-      try {
-        checkAdminToken(request.headers.authorization, services.adminToken);
-        const body = request.body;
-        const country = checkCountry(body.country ?? 'KR');
-        const created = await createMerchant(services.database.db, services.deps.cipher, {
-          name: body.name,
-          brandName: body.brand_name,
-          brandColor: body.brand_color,
-          brandLogoUrl: body.brand_logo_url,
-          country,
-          gateway: body.gateway,
-          partnerSecretKey: body.partner_secret_key,
-          partners: body.partners?.map((partner) => ({ gateway: partner.gateway, partnerSecretKey: partner.partner_secret_key })),
-        });
-        return reply.status(201).send(created);
-      } catch (error) {
-        if (isKeelError(error)) return sendError(request, reply, error);
-        throw error;
-      }
+      const report = await rebuildProjections(services.database.db);
+      return { object: 'projection_rebuild', name: paymentsProjection, events_replayed: report?.events ?? 0 };
+    }),
+  );
+
+  app.post('/admin/merchants', { config: operator, schema: { body: CreateMerchantBody, hide: true } }, (request, reply) =>
+    inContext(request, async () => {
+      const body = request.body;
+      const country = checkCountry(body.country ?? 'KR');
+      const created = await createMerchant(services.database.db, services.deps.cipher, {
+        name: body.name,
+        brandName: body.brand_name,
+        brandColor: body.brand_color,
+        brandLogoUrl: body.brand_logo_url,
+        country,
+        gateway: body.gateway,
+        partnerSecretKey: body.partner_secret_key,
+        partners: body.partners?.map((partner) => ({ gateway: partner.gateway, partnerSecretKey: partner.partner_secret_key })),
+      });
+      return reply.status(201).send(created);
     }),
   );
 }

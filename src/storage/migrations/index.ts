@@ -310,6 +310,45 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0010_reports': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE report_payments_daily (
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          day date NOT NULL,
+          currency char(3) NOT NULL,
+          country char(2) NOT NULL,
+          gateway text NOT NULL,
+          shard smallint NOT NULL,
+          created bigint NOT NULL DEFAULT 0,
+          authorized bigint NOT NULL DEFAULT 0,
+          failed bigint NOT NULL DEFAULT 0,
+          canceled bigint NOT NULL DEFAULT 0,
+          captured bigint NOT NULL DEFAULT 0,
+          amount_captured bigint NOT NULL DEFAULT 0,
+          refunds bigint NOT NULL DEFAULT 0,
+          amount_refunded bigint NOT NULL DEFAULT 0,
+          PRIMARY KEY (merchant_id, day, currency, country, gateway, shard)
+        );
+        CREATE TABLE report_payment_failures (
+          merchant_id uuid NOT NULL REFERENCES merchants(id),
+          day date NOT NULL,
+          currency char(3) NOT NULL,
+          country char(2) NOT NULL,
+          gateway text NOT NULL,
+          failure_code text NOT NULL,
+          shard smallint NOT NULL,
+          count bigint NOT NULL DEFAULT 0,
+          PRIMARY KEY (merchant_id, day, currency, country, gateway, failure_code, shard)
+        );
+        CREATE TABLE projections (
+          name text PRIMARY KEY,
+          rebuilt_at timestamptz NOT NULL,
+          events_replayed bigint NOT NULL
+        );
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

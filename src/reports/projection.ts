@@ -1,0 +1,204 @@
+import { sql, type Kysely } from 'kysely';
+import type { EventHandler, KeelEvent } from '../events/bus.js';
+import { deduplicated, toKeelEvent } from '../events/relay.js';
+import { publicToUuid } from '../storage/ids.js';
+import type { KeelDatabase } from '../storage/schema.js';
+
+/**
+ * The payments read model (CQRS): daily counters per merchant, currency, country and partner, built only from
+ * events by the `projections` consumer that workers run. Each event adds to counters, and additions commute,
+ * so the model comes out the same whatever order at-least-once delivery brings the events in, and the inbox
+ * makes each event count once. Payment outcomes are counted on the day the payment was created (so a day's
+ * approval rate compares like with like); refunds on the day of the refund.
+ *
+ * Counters are spread over `counterShards` rows per key (chosen by the payment or refund id), so consumers on
+ * several workers do not queue on one hot row; reports sum the shards.
+ *
+ * The model can be rebuilt from the outbox, which keeps every event: `rebuildProjections` replaces the
+ * counters and the consumer's inbox in one transaction under an exclusive advisory lock, while live consumers
+ * hold the same lock shared, so an event is counted either by the rebuild or by the consumer, never both.
+ */
+export const projectionConsumer = 'projections';
+export const paymentsProjection = 'payments_daily';
+export const counterShards = 8;
+export const rebuildBatchSize = 500;
+
+export const counterNames = ['created', 'authorized', 'failed', 'canceled', 'captured', 'amount_captured', 'refunds', 'amount_refunded'] as const;
+export type CounterName = (typeof counterNames)[number];
+
+/** The event types that change the model; others are acknowledged without a transaction. */
+export const projectedEventTypes: ReadonlySet<string> = new Set([
+  'payment.created',
+  'payment.requires_capture',
+  'payment.succeeded',
+  'payment.failed',
+  'payment.canceled',
+  'refund.succeeded',
+]);
+
+type Db = Kysely<KeelDatabase>;
+
+interface Increment {
+  readonly merchantId: string;
+  readonly day: string;
+  readonly currency: string;
+  readonly country: string;
+  /** The partner on the payment when the event was written (creation: the first in the merchant's order). */
+  readonly gateway: string;
+  readonly shard: number;
+  readonly counters: Partial<Record<CounterName, bigint>>;
+  readonly failureCode?: string;
+}
+
+/** The advisory lock key of this schema's read models (tests run many schemas in one database). */
+const lockKey = sql<number>`hashtext(current_schema() || '.keel.projections')`;
+
+function shardOf(id: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < id.length; index += 1) hash = Math.imul(hash ^ id.charCodeAt(index), 0x01000193) >>> 0;
+  return hash % counterShards;
+}
+
+function text(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '') throw new Error(`event object has no ${field}`);
+  return value;
+}
+
+function amount(value: unknown, field: string): bigint {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new Error(`event object has no integer ${field}`);
+  return BigInt(value);
+}
+
+/** What one payment event adds: a pure function of the event. */
+export function paymentIncrement(event: KeelEvent): Increment | undefined {
+  const object = event.data.object;
+  const merchantId = publicToUuid('merchant', event.merchant);
+  if (merchantId === undefined) throw new Error(`not a merchant id: ${event.merchant}`);
+  const key = {
+    merchantId,
+    day: text(object['created_at'], 'created_at').slice(0, 10),
+    currency: text(object['currency'], 'currency'),
+    country: text(object['country'], 'country'),
+    gateway: typeof object['gateway'] === 'string' ? object['gateway'] : '',
+    shard: shardOf(text(object['id'], 'id')),
+  };
+  switch (event.type) {
+    case 'payment.created':
+      return { ...key, counters: { created: 1n } };
+    case 'payment.requires_capture':
+      return { ...key, counters: { authorized: 1n } };
+    case 'payment.succeeded':
+      // A manual-capture payment was counted as authorized when it reached requires_capture.
+      return {
+        ...key,
+        counters: { ...(object['capture_method'] === 'manual' ? {} : { authorized: 1n }), captured: 1n, amount_captured: amount(object['amount_received'], 'amount_received') },
+      };
+    case 'payment.failed':
+      return { ...key, counters: { failed: 1n }, failureCode: typeof object['failure_code'] === 'string' ? object['failure_code'] : 'unknown' };
+    case 'payment.canceled':
+      return { ...key, counters: { canceled: 1n } };
+    default:
+      return undefined;
+  }
+}
+
+/** A refund counts under its payment's country and partner, which the refund object does not carry. */
+async function refundIncrement(trx: Db, event: KeelEvent): Promise<Increment> {
+  const object = event.data.object;
+  const merchantId = publicToUuid('merchant', event.merchant);
+  const paymentId = publicToUuid('payment', text(object['payment'], 'payment'));
+  if (merchantId === undefined || paymentId === undefined) throw new Error(`refund event ${event.id} names no merchant or payment`);
+  const payment = await trx
+    .selectFrom('payments')
+    .select(['country', 'gateway'])
+    .where('merchant_id', '=', merchantId)
+    .where('id', '=', paymentId)
+    .executeTakeFirstOrThrow();
+  return {
+    merchantId,
+    day: text(object['created_at'], 'created_at').slice(0, 10),
+    currency: text(object['currency'], 'currency'),
+    country: payment.country,
+    gateway: payment.gateway ?? '',
+    shard: shardOf(text(object['id'], 'id')),
+    counters: { refunds: 1n, amount_refunded: amount(object['amount'], 'amount') },
+  };
+}
+
+async function addIncrement(trx: Db, increment: Increment): Promise<void> {
+  const names = counterNames.filter((name) => increment.counters[name] !== undefined);
+  const key = [increment.merchantId, increment.day, increment.currency, increment.country, increment.gateway, increment.shard];
+  await sql`
+    INSERT INTO report_payments_daily (merchant_id, day, currency, country, gateway, shard, ${sql.join(names.map((name) => sql.ref(name)))})
+    VALUES (${sql.join(key)}, ${sql.join(names.map((name) => increment.counters[name] as bigint))})
+    ON CONFLICT (merchant_id, day, currency, country, gateway, shard) DO UPDATE SET
+      ${sql.join(names.map((name) => sql`${sql.ref(name)} = report_payments_daily.${sql.ref(name)} + EXCLUDED.${sql.ref(name)}`))}`.execute(trx);
+  if (increment.failureCode !== undefined) {
+    await sql`
+      INSERT INTO report_payment_failures (merchant_id, day, currency, country, gateway, failure_code, shard, count)
+      VALUES (${sql.join(key.slice(0, 5))}, ${increment.failureCode}, ${increment.shard}, 1)
+      ON CONFLICT (merchant_id, day, currency, country, gateway, failure_code, shard) DO UPDATE SET count = report_payment_failures.count + 1`.execute(trx);
+  }
+}
+
+/** Applies one event to the read model (within the caller's transaction). */
+export async function applyEvent(trx: Db, event: KeelEvent): Promise<void> {
+  if (!projectedEventTypes.has(event.type)) return;
+  const increment = event.type === 'refund.succeeded' ? await refundIncrement(trx, event) : paymentIncrement(event);
+  if (increment !== undefined) await addIncrement(trx, increment);
+}
+
+/** The worker's consumer: each projected event applied once, under the shared side of the rebuild lock. */
+export function projectionsConsumer(db: Db): EventHandler {
+  const handler = deduplicated(db, projectionConsumer, applyEvent, {
+    before: async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock_shared(${lockKey})`.execute(trx);
+    },
+  });
+  return async (event) => {
+    if (projectedEventTypes.has(event.type)) await handler(event);
+  };
+}
+
+export interface RebuildReport {
+  readonly events: number;
+}
+
+/**
+ * Recomputes the read model from every event in the outbox, in one transaction: counters and the consumer's
+ * inbox are replaced together, so the live consumer skips exactly the events the rebuild counted.
+ */
+export async function rebuildProjections(db: Db, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport | undefined> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(${lockKey})`.execute(trx);
+    if (options.onlyIfNeverBuilt === true) {
+      const built = await trx.selectFrom('projections').select('name').where('name', '=', paymentsProjection).executeTakeFirst();
+      if (built !== undefined) return undefined;
+    }
+    await trx.deleteFrom('report_payment_failures').execute();
+    await trx.deleteFrom('report_payments_daily').execute();
+    await trx.deleteFrom('inbox').where('consumer', '=', projectionConsumer).execute();
+    let events = 0;
+    let after: string | undefined;
+    for (;;) {
+      let query = trx.selectFrom('outbox').selectAll().where('type', 'in', [...projectedEventTypes]).orderBy('id').limit(rebuildBatchSize);
+      if (after !== undefined) query = query.where('id', '>', after);
+      const rows = await query.execute();
+      if (rows.length === 0) break;
+      for (const row of rows) await applyEvent(trx, toKeelEvent(row));
+      await trx
+        .insertInto('inbox')
+        .values(rows.map((row) => ({ consumer: projectionConsumer, event_id: row.id })))
+        .onConflict((conflict) => conflict.columns(['consumer', 'event_id']).doNothing())
+        .execute();
+      events += rows.length;
+      after = rows[rows.length - 1]?.id;
+    }
+    await trx
+      .insertInto('projections')
+      .values({ name: paymentsProjection, rebuilt_at: new Date(), events_replayed: events })
+      .onConflict((conflict) => conflict.column('name').doUpdateSet({ rebuilt_at: new Date(), events_replayed: events }))
+      .execute();
+    return { events };
+  });
+}
