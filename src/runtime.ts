@@ -123,6 +123,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const faults = new FaultPoints();
   const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
+  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, database.schema ?? 'keel');
   const services: KeelServices = {
     config,
     database,
@@ -136,13 +137,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };
       if (redis !== undefined) checks['redis'] = await redis.ping().then(() => 'ok', (error: unknown) => String(error));
+      if (config.natsUrl !== undefined) checks['nats'] = await bus.ping().then(() => 'ok', (error: unknown) => String(error));
       return checks;
     },
   };
   const app = await buildApp(services);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
   const deliveryAgent = createDeliveryAgent();
-  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, database.schema ?? 'keel');
   const jobs: KeelJobs = {
     relay: () => relayOnce(database.db, bus, relayHolder),
     webhooks: () => runDeliveries({ db: database.db, cipher, logger, agent: deliveryAgent }),

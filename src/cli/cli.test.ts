@@ -1,7 +1,7 @@
 // Proves the `keel` command on the embedded engine, as a shop engineer uses it: `start` seeds a demo merchant
 // and serves payments; while it runs, `merchant create` goes through its API and a second `start` refuses
 // (PGlite admits one process per data directory); after it stops, `merchant create` opens the database itself
-// and the data survives; `gateway-sim` serves the benchmark gateway alone.
+// and the data survives; `projections rebuild` works both ways; `gateway-sim` serves the benchmark gateway alone.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -117,6 +117,10 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   assert.match(migrate.stdout, /nothing to do/);
   const badCountry = await run(['merchant', 'create', '--name', 'X', '--country', 'ZZ', '--json']);
   assert.notEqual(badCountry.code, 0);
+  // The demo payment's two events (created, succeeded) are the read model's whole history.
+  const rebuilt = await run(['projections', 'rebuild']);
+  assert.equal(rebuilt.code, 0, rebuilt.stderr);
+  assert.match(rebuilt.stdout, /^2 events replayed/);
 });
 
 test('after it stops, the CLI opens the embedded database itself and the data is intact', async () => {
@@ -129,6 +133,9 @@ test('after it stops, the CLI opens the embedded database itself and the data is
   const verified = await run(['ledger', 'verify']);
   assert.equal(verified.code, 0, verified.stderr);
   assert.match(verified.stdout, /1 transactions checked: the ledger verifies/);
+  const rebuilt = await run(['projections', 'rebuild']);
+  assert.equal(rebuilt.code, 0, rebuilt.stderr);
+  assert.match(rebuilt.stdout, /^2 events replayed/);
   await startServer();
   const merchant = JSON.parse(created.stdout) as { secret_key: string };
   const list = await fetch(`http://127.0.0.1:${apiPort}/v1/payments`, { headers: { authorization: `Bearer ${merchant.secret_key}` } });

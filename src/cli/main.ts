@@ -11,6 +11,7 @@ import { migrateToLatest, openDatabase } from '../storage/database.js';
 import { FieldCipher } from '../storage/encryption.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
+import { rebuildProjections } from '../reports/projection.js';
 
 /** The `keel` command: start, serve, migrate, merchant create, gateway-sim. */
 
@@ -96,6 +97,27 @@ ledger
     }
   });
 
+const projections = program.command('projections').description('the read models built from events (reports)');
+projections
+  .command('rebuild')
+  .description('recompute the read models from every event in the outbox (safe while workers run)')
+  .action(async () => {
+    const config = loadConfig();
+    const answer = (await askRunningKeel(config, '/admin/projections/rebuild', {})) as { events_replayed: number } | undefined;
+    if (answer !== undefined) {
+      console.log(`${answer.events_replayed} events replayed into the read models`);
+      return;
+    }
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
+    try {
+      await migrateToLatest(database);
+      const report = await rebuildProjections(database.db);
+      console.log(`${report?.events ?? 0} events replayed into the read models`);
+    } finally {
+      await database.close();
+    }
+  });
+
 program
   .command('gateway-sim')
   .description('run the benchmark gateway alone (port KEEL_GATEWAY_SIM_PORT, default 4100)')
@@ -135,24 +157,13 @@ function embeddedDataDir(config: KeelConfig): string | undefined {
 
 async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchant> {
   const config = loadConfig();
-  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
-  if (running !== undefined) {
-    // The running Keel holds the embedded database: ask it.
-    const token = config.adminToken ?? readAdminToken(config.dataDir);
-    if (token === undefined) throw new Error(`Keel (pid ${running.pid}) is running but its admin token is not in ${config.dataDir}`);
-    const response = await fetch(`${running.url}/admin/merchants`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: input.name,
-        brand_name: input.brandName,
-        country: input.country,
-        partners: input.partners?.map((partner) => ({ gateway: partner.gateway })),
-      }),
-    });
-    if (response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
-    return (await response.json()) as CreatedMerchant;
-  }
+  const answer = await askRunningKeel(config, '/admin/merchants', {
+    name: input.name,
+    brand_name: input.brandName,
+    country: input.country,
+    partners: input.partners?.map((partner) => ({ gateway: partner.gateway })),
+  });
+  if (answer !== undefined) return answer as CreatedMerchant;
   const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
   try {
     await migrateToLatest(database);
@@ -160,6 +171,24 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
   } finally {
     await database.close();
   }
+}
+
+/**
+ * An embedded Keel that is running holds the PGlite database (one process only): the CLI then asks it through
+ * its operator endpoint. Undefined when no embedded Keel runs on this data directory.
+ */
+async function askRunningKeel(config: KeelConfig, path: string, body: unknown): Promise<unknown> {
+  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+  if (running === undefined) return undefined;
+  const token = config.adminToken ?? readAdminToken(config.dataDir);
+  if (token === undefined) throw new Error(`Keel (pid ${running.pid}) is running but its admin token is not in ${config.dataDir}`);
+  const response = await fetch(`${running.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 200 && response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
+  return response.json();
 }
 
 function cipherFor(config: KeelConfig): FieldCipher {

@@ -11,6 +11,8 @@ import type { EventBus, EventHandler, KeelEvent } from './bus.js';
  */
 export const streamName = 'KEEL_EVENTS';
 export const duplicateWindowMs = 120_000;
+/** Readiness: how long a round trip to NATS may take before the instance reports it unreachable. */
+export const pingTimeoutMs = 1_000;
 
 /**
  * `namespace` names this deployment's durable consumers (`<namespace>_<consumer>`), so deployments (or test
@@ -60,6 +62,18 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
           }
         })(),
       );
+    },
+    async ping() {
+      if (connection.isClosed()) throw new Error('NATS connection closed');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`NATS did not answer within ${pingTimeoutMs} ms`)), pingTimeoutMs);
+      });
+      try {
+        await Promise.race([connection.rtt(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     async close() {
       closing = true;

@@ -19,6 +19,8 @@ export interface EventBus {
   publish(event: KeelEvent): Promise<void>;
   /** A durable subscription named `consumer`: every event reaches it at least once, in publish order. */
   subscribe(consumer: string, handler: EventHandler): Promise<void>;
+  /** Resolves when the broker answers a round trip (readiness); rejects otherwise. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export function createMemoryBus(): EventBus {
     async subscribe(consumer, handler) {
       subscribers.set(consumer, handler);
     },
+    async ping() {},
     async close() {
       subscribers.clear();
     },

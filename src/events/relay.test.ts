@@ -1,6 +1,7 @@
 // Proves the outbox relay and at-least-once consumers: every state change's event is published in order, once
 // per relay round, and applied once per consumer (inbox); against the real NATS JetStream, a broker cut off
-// while payments continue loses nothing (the events wait in the outbox and arrive once after it returns), and two
+// while payments continue loses nothing (the events wait in the outbox and arrive once after it returns; /readyz
+// reports it meanwhile), and two
 // relays running at once never publish an event twice.
 import assert from 'node:assert/strict';
 import { connect as connectSocket, createServer, type Server, type Socket } from 'node:net';
@@ -125,10 +126,17 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
     await proxy.cut();
     for (let index = 0; index < 3; index += 1) assert.equal((await pay(keel)).status, 200, 'payments continue without the broker');
     await assert.rejects(keel.keel.jobs.relay(), 'publishing fails while the broker is away');
+    const unready = await keel.request('GET', '/readyz', { secretKey: null });
+    assert.equal(unready.status, 503, 'the instance reports the broker unreachable');
+    assert.equal(unready.body.checks.database, 'ok');
+    assert.notEqual(unready.body.checks.nats, 'ok');
     const waiting = await keel.keel.database.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
     assert.equal(waiting.length, 6, 'the events wait in the outbox');
     await proxy.restore();
     await relayUntilEmpty(30_000);
+    const ready = await keel.request('GET', '/readyz', { secretKey: null });
+    assert.equal(ready.status, 200);
+    assert.equal(ready.body.checks.nats, 'ok');
 
     // Two relays at once, each with its own broker connection, over the same outbox.
     for (let index = 0; index < 3; index += 1) await pay(keel);
