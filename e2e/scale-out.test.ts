@@ -1,7 +1,8 @@
 // Runs Keel as a distributed deployment on loopback: two `keel serve --role api` and two `--role worker`
 // processes on PostgreSQL, NATS JetStream and Redis, with the benchmark gateway standalone. Payments and refunds
 // go through both APIs while one worker is stopped mid-run (SIGTERM: it finishes its work in flight and exits).
-// Then every event must have reached the merchant's webhook exactly once, and `keel ledger verify` must pass.
+// Then every event must have reached the merchant's webhook exactly once, `keel ledger verify` must pass, and
+// the payments report (the workers' read model) must count every payment and refund once.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -168,6 +169,19 @@ test('two APIs and two workers: every event reaches the webhook exactly once, a 
     const verified = await run(['ledger', 'verify']);
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stdout, /the ledger verifies/);
+
+    // The read model the workers' projections consumer built counts every payment and refund once.
+    const wanted = { created: 30, authorized: 30, captured: 30, amount_captured: 30 * 1000 + (29 * 30) / 2, refunds: 10, amount_refunded: 3000 };
+    let counted: Record<string, unknown> = {};
+    for (let waited = 0; waited < 40; waited += 1) {
+      const report = await call(waited, 'GET', '/v1/reports/payments?group_by=gateway');
+      assert.equal(report.status, 200, JSON.stringify(report.body));
+      const row = (report.body['data'] as Record<string, unknown>[])[0] ?? {};
+      counted = Object.fromEntries(Object.keys(wanted).map((key) => [key, row[key]]));
+      if (JSON.stringify(counted) === JSON.stringify(wanted)) break;
+      await sleep(250);
+    }
+    assert.deepEqual(counted, wanted);
   } finally {
     await new Promise<void>((resolve) => hooks.close(() => resolve()));
   }
