@@ -78,6 +78,8 @@ export const reaperBatchSizeMax = 1_000;
 /** How long a shutting-down process waits for its background jobs in flight. */
 export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
+/** Projection events handled at once per worker: their effects commute, so order does not matter. */
+export const projectionConcurrency = 8;
 
 export async function createKeel(options: KeelOptions): Promise<Keel> {
   const { config } = options;
@@ -157,9 +159,9 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   // Workers consume events; the API role only writes them.
   if (options.role !== 'api') {
     // A read model met for the first time (a new deployment, or an upgrade that adds it) is built from the outbox.
-    await rebuildProjections(database.db, { onlyIfNeverBuilt: true });
+    await rebuildProjections(database.db, logger, { onlyIfNeverBuilt: true });
     await bus.subscribe('webhooks', webhookConsumer(database.db));
-    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db));
+    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db, logger), { concurrency: projectionConcurrency });
   }
   if (options.runJobTimers === true && options.role !== 'api') {
     const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {

@@ -12,6 +12,7 @@ import { FieldCipher } from '../storage/encryption.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { rebuildProjections } from '../reports/projection.js';
+import { createLogger } from '../observability/logger.js';
 
 /** The `keel` command: start, serve, migrate, merchant create, gateway-sim. */
 
@@ -111,7 +112,7 @@ projections
     const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
     try {
       await migrateToLatest(database);
-      const report = await rebuildProjections(database.db);
+      const report = await rebuildProjections(database.db, createLogger({ level: config.logLevel }));
       console.log(`${report?.events ?? 0} events replayed into the read models`);
     } finally {
       await database.close();

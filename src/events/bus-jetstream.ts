@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { EventBus, EventHandler, KeelEvent } from './bus.js';
+import type { EventBus, EventHandler, KeelEvent, SubscribeOptions } from './bus.js';
 
 /**
  * NATS JetStream: stream `KEEL_EVENTS` on subjects `keel.<type>`, created if missing, with a de-duplication
@@ -32,7 +32,8 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
     async publish(event: KeelEvent) {
       await client.publish(`keel.${event.type}`, JSON.stringify(event), { msgID: event.id, timeout: 2_000 });
     },
-    async subscribe(consumer: string, handler: EventHandler) {
+    async subscribe(consumer: string, handler: EventHandler, options: SubscribeOptions = {}) {
+      const concurrency = Math.max(1, options.concurrency ?? 1);
       const durable = `${namespace}_${consumer}`.replace(/[^A-Za-z0-9_-]/g, '_');
       try {
         await manager.consumers.info(streamName, durable);
@@ -45,16 +46,21 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
           while (!closing) {
             try {
               const messages = await subscription.consume({ max_messages: 100 });
+              const inFlight = new Set<Promise<void>>();
               for await (const message of messages) {
-                try {
-                  await handler(message.json<KeelEvent>());
-                  message.ack();
-                } catch (error) {
-                  logger.warn({ err: error, consumer }, 'event handler failed; the event will be redelivered');
-                  message.nak(1_000);
-                }
+                const handled = handler(message.json<KeelEvent>()).then(
+                  () => message.ack(),
+                  (error: unknown) => {
+                    logger.warn({ err: error, consumer }, 'event handler failed; the event will be redelivered');
+                    message.nak(1_000);
+                  },
+                );
+                inFlight.add(handled);
+                void handled.finally(() => inFlight.delete(handled));
+                if (inFlight.size >= concurrency) await Promise.race(inFlight);
                 if (closing) break;
               }
+              await Promise.all(inFlight);
             } catch (error) {
               if (!closing) logger.warn({ err_message: String(error), consumer }, 'event consumer interrupted; resuming');
               await new Promise((resolve) => setTimeout(resolve, 500));

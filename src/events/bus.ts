@@ -14,11 +14,18 @@ export interface KeelEvent {
 
 export type EventHandler = (event: KeelEvent) => Promise<void>;
 
+export interface SubscribeOptions {
+  readonly concurrency?: number;
+}
+
 export interface EventBus {
   /** Publishes one event; resolves once the bus holds it (JetStream: the stream acknowledged it). */
   publish(event: KeelEvent): Promise<void>;
-  /** A durable subscription named `consumer`: every event reaches it at least once, in publish order. */
-  subscribe(consumer: string, handler: EventHandler): Promise<void>;
+  /**
+   * A durable subscription named `consumer`: every event reaches it at least once, in publish order unless
+   * `concurrency` above 1 lets that many events be handled at once (for consumers whose effects commute).
+   */
+  subscribe(consumer: string, handler: EventHandler, options?: SubscribeOptions): Promise<void>;
   /** Resolves when the broker answers a round trip (readiness); rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -11,7 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import type { KeelEvent } from './bus.js';
 import { createJetStreamBus } from './bus-jetstream.js';
-import { deduplicated, relayOnce } from './relay.js';
+import { publicToUuid } from '../storage/ids.js';
+import { acquireLease, deduplicated, relayLeaseMs, relayLeaseName, relayOnce, releaseLease } from './relay.js';
 
 const pay = (keel: TestKeel) =>
   keel.request('POST', '/v1/payments', { body: { amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true } });
@@ -45,6 +46,39 @@ describe('in-process bus', () => {
     assert.equal(applied, 2);
     const unpublished = await keel.keel.database.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
     assert.equal(unpublished.length, 0);
+  });
+
+  test('a partition another relay holds waits for it; the rest publish, each payment in order', async () => {
+    const db = keel.keel.database.db;
+    const seen: KeelEvent[] = [];
+    await keel.keel.bus.subscribe('partition-recorder', async (event) => {
+      seen.push(event);
+    });
+    const merchants = await Promise.all(Array.from({ length: 6 }, (_, index) => keel.createMerchant({ name: `Partitioned ${index}` })));
+    for (const merchant of merchants) {
+      for (let index = 0; index < 2; index += 1) {
+        const response = await keel.request('POST', '/v1/payments', {
+          body: { amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true },
+          secretKey: merchant.secret_key,
+        });
+        assert.equal(response.status, 200);
+      }
+    }
+    const heldMerchant = publicToUuid('merchant', merchants[0]?.id ?? '') ?? '';
+    const held = (await db.selectFrom('outbox').select('relay_partition').where('merchant_id', '=', heldMerchant).executeTakeFirstOrThrow()).relay_partition;
+    assert.ok(await acquireLease(db, relayLeaseName(held), 'relay_elsewhere', relayLeaseMs));
+
+    while ((await keel.keel.jobs.relay()) > 0);
+    const waiting = await db.selectFrom('outbox').select(['relay_partition', 'merchant_id']).where('published_at', 'is', null).execute();
+    assert.ok(waiting.length >= 4, 'the held merchant\'s four events wait');
+    assert.deepEqual([...new Set(waiting.map((row) => row.relay_partition))], [held], 'only the held partition waits');
+
+    await releaseLease(db, relayLeaseName(held), 'relay_elsewhere');
+    while ((await keel.keel.jobs.relay()) > 0);
+    assert.equal(seen.length, 6 * 2 * 2, 'every event published once');
+    const byPayment = new Map<string, string[]>();
+    for (const event of seen) byPayment.set(String(event.data.object['id']), [...(byPayment.get(String(event.data.object['id'])) ?? []), event.type]);
+    for (const types of byPayment.values()) assert.deepEqual(types, ['payment.created', 'payment.succeeded']);
   });
 });
 

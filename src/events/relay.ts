@@ -7,18 +7,22 @@ import type { KeelDatabase, OutboxTable } from '../storage/schema.js';
 import type { EventBus, EventHandler, KeelEvent } from './bus.js';
 
 /**
- * The outbox relay: publishes unpublished outbox rows in id order, then marks them published. One relay
- * publishes at a time: it holds a lease (a row in `leases`, renewed every round, taken over when it expires),
- * which keeps every payment's events in order even with several workers running. No transaction is held while
- * publishing, so an in-process consumer may write to the database as it receives an event (PGlite has one
- * connection). If the broker is down the publish fails and nothing is marked; the relay retries with backoff,
- * so no event is lost or reordered. A crash between publishing and marking publishes the event again, which
- * JetStream's de-duplication window (keyed by event id) and the consumers' inbox absorb.
+ * The outbox relay: publishes unpublished outbox rows in id order, then marks them published. The outbox is
+ * split into `relayPartitions` partitions by merchant (a generated column), and a partition is published by
+ * one relay at a time: a relay takes the partition's lease (a row in `leases`), publishes one batch, marks it,
+ * and gives the lease back, so relays on several workers share the partitions round by round while every
+ * payment's events (one merchant, one partition) stay in order. A relay that dies holding a lease loses it when
+ * it expires. No transaction is held while publishing, so an in-process consumer may write to the database as
+ * it receives an event (PGlite has one connection). If the broker is down the publish fails and nothing is
+ * marked; the relay retries with backoff, so no event is lost or reordered. A crash between publishing and
+ * marking publishes the event again, which JetStream's de-duplication window (keyed by event id) and the
+ * consumers' inbox absorb.
  */
 export const relayBatchSizeMax = 100;
 export const relayIdleDelayMs = 100;
 export const relayBackoffMaxMs = 5_000;
 export const relayLeaseMs = 10_000;
+export const relayPartitions = 16;
 
 export function toKeelEvent(row: Selectable<OutboxTable>): KeelEvent {
   return {
@@ -41,13 +45,66 @@ export async function acquireLease(db: Kysely<KeelDatabase>, name: string, holde
   return result.rows[0]?.holder === holder;
 }
 
-/** One round: publishes up to a batch; returns how many were published (0 when idle or another relay holds the lease). */
+/** Gives a lease back at once (only if `holder` still has it). */
+export async function releaseLease(db: Kysely<KeelDatabase>, name: string, holder: string): Promise<void> {
+  await db.updateTable('leases').set({ expires_at: new Date(0) }).where('name', '=', name).where('holder', '=', holder).execute();
+}
+
+export const relayLeaseName = (partition: number) => `outbox_relay:${partition}`;
+
+/** The partitions with unpublished events: one index probe each. */
+async function pendingPartitions(db: Kysely<KeelDatabase>): Promise<number[]> {
+  const result = await sql<{ partition: number }>`
+    SELECT partition FROM generate_series(0, ${relayPartitions - 1}) AS partition
+    WHERE EXISTS (SELECT 1 FROM outbox WHERE relay_partition = partition AND published_at IS NULL)`.execute(db);
+  return result.rows.map((row) => Number(row.partition));
+}
+
+/**
+ * One round: one batch from every partition with waiting events whose lease this relay can take; resolves to
+ * how many it published (0 when idle or when other relays hold every busy partition). A partition whose
+ * publishing failed keeps its unpublished rows; the others' batches are marked, and the round then throws.
+ */
 export async function relayOnce(db: Kysely<KeelDatabase>, bus: EventBus, holder: string): Promise<number> {
-  if (!(await acquireLease(db, 'outbox_relay', holder, relayLeaseMs))) return 0;
-  const rows = await db.selectFrom('outbox').selectAll().where('published_at', 'is', null).orderBy('id').limit(relayBatchSizeMax).execute();
+  const partitions = await pendingPartitions(db);
+  // A random order, so relays starting together do not all queue for the same partition first.
+  for (let index = partitions.length - 1; index > 0; index -= 1) {
+    const other = Math.floor(Math.random() * (index + 1));
+    [partitions[index], partitions[other]] = [partitions[other] as number, partitions[index] as number];
+  }
+  // Partitions publish concurrently: each is in order on its own, and a broker round trip per event is what
+  // bounds one partition.
+  const outcomes = await Promise.allSettled(
+    partitions.map(async (partition) => {
+      const lease = relayLeaseName(partition);
+      if (!(await acquireLease(db, lease, holder, relayLeaseMs))) return 0;
+      try {
+        return await publishBatch(db, bus, partition);
+      } finally {
+        await releaseLease(db, lease, holder);
+      }
+    }),
+  );
+  const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
+  return outcomes.reduce((total, outcome) => total + (outcome.status === 'fulfilled' ? outcome.value : 0), 0);
+}
+
+async function publishBatch(db: Kysely<KeelDatabase>, bus: EventBus, partition: number): Promise<number> {
+  // Stop well before the lease could expire, so no other relay ever publishes this partition alongside.
+  const stopAt = Date.now() + relayLeaseMs / 2;
+  const rows = await db
+    .selectFrom('outbox')
+    .selectAll()
+    .where('relay_partition', '=', partition)
+    .where('published_at', 'is', null)
+    .orderBy('id')
+    .limit(relayBatchSizeMax)
+    .execute();
   const published: string[] = [];
   try {
     for (const row of rows) {
+      if (Date.now() > stopAt) break;
       await bus.publish(toKeelEvent(row));
       published.push(row.id);
     }

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
 import type { EventHandler, KeelEvent } from '../events/bus.js';
 import { deduplicated, toKeelEvent } from '../events/relay.js';
 import { publicToUuid } from '../storage/ids.js';
@@ -59,13 +60,16 @@ function shardOf(id: string): number {
   return hash % counterShards;
 }
 
+/** An event the model cannot count (a bug upstream): logged and acknowledged, never retried forever. */
+export class MalformedEventError extends Error {}
+
 function text(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value === '') throw new Error(`event object has no ${field}`);
+  if (typeof value !== 'string' || value === '') throw new MalformedEventError(`event object has no ${field}`);
   return value;
 }
 
 function amount(value: unknown, field: string): bigint {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new Error(`event object has no integer ${field}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new MalformedEventError(`event object has no integer ${field}`);
   return BigInt(value);
 }
 
@@ -73,7 +77,7 @@ function amount(value: unknown, field: string): bigint {
 export function paymentIncrement(event: KeelEvent): Increment | undefined {
   const object = event.data.object;
   const merchantId = publicToUuid('merchant', event.merchant);
-  if (merchantId === undefined) throw new Error(`not a merchant id: ${event.merchant}`);
+  if (merchantId === undefined) throw new MalformedEventError(`not a merchant id: ${event.merchant}`);
   const key = {
     merchantId,
     day: text(object['created_at'], 'created_at').slice(0, 10),
@@ -107,13 +111,14 @@ async function refundIncrement(trx: Db, event: KeelEvent): Promise<Increment> {
   const object = event.data.object;
   const merchantId = publicToUuid('merchant', event.merchant);
   const paymentId = publicToUuid('payment', text(object['payment'], 'payment'));
-  if (merchantId === undefined || paymentId === undefined) throw new Error(`refund event ${event.id} names no merchant or payment`);
+  if (merchantId === undefined || paymentId === undefined) throw new MalformedEventError(`refund event ${event.id} names no merchant or payment`);
   const payment = await trx
     .selectFrom('payments')
     .select(['country', 'gateway'])
     .where('merchant_id', '=', merchantId)
     .where('id', '=', paymentId)
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  if (payment === undefined) throw new MalformedEventError(`refund event ${event.id} names a payment Keel does not have`);
   return {
     merchantId,
     day: text(object['created_at'], 'created_at').slice(0, 10),
@@ -141,16 +146,26 @@ async function addIncrement(trx: Db, increment: Increment): Promise<void> {
   }
 }
 
-/** Applies one event to the read model (within the caller's transaction). */
-export async function applyEvent(trx: Db, event: KeelEvent): Promise<void> {
+/**
+ * Applies one event to the read model (within the caller's transaction). A malformed event is logged and left
+ * out; a database error propagates, so the event is delivered again.
+ */
+export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger): Promise<void> {
   if (!projectedEventTypes.has(event.type)) return;
-  const increment = event.type === 'refund.succeeded' ? await refundIncrement(trx, event) : paymentIncrement(event);
+  let increment: Increment | undefined;
+  try {
+    increment = event.type === 'refund.succeeded' ? await refundIncrement(trx, event) : paymentIncrement(event);
+  } catch (error) {
+    if (!(error instanceof MalformedEventError)) throw error;
+    logger.error({ event_id: event.id, event_type: event.type, err_message: error.message }, 'event left out of the read model');
+    return;
+  }
   if (increment !== undefined) await addIncrement(trx, increment);
 }
 
 /** The worker's consumer: each projected event applied once, under the shared side of the rebuild lock. */
-export function projectionsConsumer(db: Db): EventHandler {
-  const handler = deduplicated(db, projectionConsumer, applyEvent, {
+export function projectionsConsumer(db: Db, logger: Logger): EventHandler {
+  const handler = deduplicated(db, projectionConsumer, (trx, event) => applyEvent(trx, event, logger), {
     before: async (trx) => {
       await sql`SELECT pg_advisory_xact_lock_shared(${lockKey})`.execute(trx);
     },
@@ -168,7 +183,7 @@ export interface RebuildReport {
  * Recomputes the read model from every event in the outbox, in one transaction: counters and the consumer's
  * inbox are replaced together, so the live consumer skips exactly the events the rebuild counted.
  */
-export async function rebuildProjections(db: Db, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport | undefined> {
+export async function rebuildProjections(db: Db, logger: Logger, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport | undefined> {
   return db.transaction().execute(async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(${lockKey})`.execute(trx);
     if (options.onlyIfNeverBuilt === true) {
@@ -185,7 +200,7 @@ export async function rebuildProjections(db: Db, options: { readonly onlyIfNever
       if (after !== undefined) query = query.where('id', '>', after);
       const rows = await query.execute();
       if (rows.length === 0) break;
-      for (const row of rows) await applyEvent(trx, toKeelEvent(row));
+      for (const row of rows) await applyEvent(trx, toKeelEvent(row), logger);
       await trx
         .insertInto('inbox')
         .values(rows.map((row) => ({ consumer: projectionConsumer, event_id: row.id })))

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { toKeelEvent } from '../events/relay.js';
+import { newId } from '../storage/ids.js';
 import { startTestKeel, testCard, uniqueKey, type TestKeel, type TestResponse } from '../testing/harness.js';
 import { projectionConsumer, projectionsConsumer } from './projection.js';
 
@@ -119,7 +120,7 @@ describe('payments report', () => {
     await db.deleteFrom('report_payment_failures').execute();
     await db.deleteFrom('report_payments_daily').execute();
     await db.deleteFrom('inbox').where('consumer', '=', projectionConsumer).execute();
-    const consume = projectionsConsumer(db);
+    const consume = projectionsConsumer(db, keel.keel.logger);
     for (const row of [...merchantRows].reverse()) await consume(toKeelEvent(row));
     assert.deepEqual((await report(merchant.secret_key)).body.data, counted.body.data);
   });
@@ -146,6 +147,15 @@ describe('payments report', () => {
     assert.equal(rebuilt.status, 200);
     await relayAll();
     assert.deepEqual((await report(racer.secret_key)).body.data, counted.body.data);
+  });
+
+  test('a malformed event is logged and left out, never retried forever', async () => {
+    const consume = projectionsConsumer(keel.keel.database.db, keel.keel.logger);
+    const before = (await report(merchant.secret_key)).body.data;
+    const malformed = { id: newId('event').publicId, type: 'payment.succeeded', created_at: new Date().toISOString(), merchant: keel.merchant.id, correlation_id: null, data: { object: { id: 'pay_x' } } };
+    await consume(malformed);
+    assert.ok(keel.logs.some((line) => line.includes('event left out of the read model') && line.includes(malformed.id)));
+    assert.deepEqual((await report(merchant.secret_key)).body.data, before);
   });
 
   test('reports are the merchant\'s own', async () => {

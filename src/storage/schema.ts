@@ -137,6 +137,8 @@ export interface OutboxTable {
   correlation_id: string | null;
   published_at: NullableTimestamp;
   created_at: Timestamp;
+  /** Generated from merchant_id by the database. */
+  relay_partition: ColumnType<number, never, never>;
 }
 
 export interface AnomaliesTable {

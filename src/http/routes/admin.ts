@@ -37,7 +37,7 @@ export function registerAdminRoutes(app: KeelApp, services: KeelServices): void 
   // Recomputes the read models from the outbox (after an upgrade that adds one, or to repair one).
   app.post('/admin/projections/rebuild', { config: operator, schema: { hide: true } }, (request) =>
     inContext(request, async () => {
-      const report = await rebuildProjections(services.database.db);
+      const report = await rebuildProjections(services.database.db, services.logger);
       return { object: 'projection_rebuild', name: paymentsProjection, events_replayed: report?.events ?? 0 };
     }),
   );
