@@ -134,7 +134,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
-    tossUrl: config.partnerUrls.toss ?? gatewayUrl,
+    partnerUrls: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
     concurrencyLimit: { current: undefined },
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };

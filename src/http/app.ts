@@ -5,6 +5,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { KeelConfig } from '../config.js';
+import type { GatewayName } from '../gateways/connector.js';
 import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
 import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context.js';
@@ -40,8 +41,8 @@ export interface KeelServices {
   readonly logger: Logger;
   readonly adminToken: string;
   readonly rateLimiter: ApiRateLimiter;
-  /** The Toss partner's base URL (settlement reports). */
-  readonly tossUrl: string;
+  /** Each partner's base URL (settlement reports). */
+  readonly partnerUrls: Readonly<Record<GatewayName, string>>;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
   readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
   /** Checks every engine this process depends on; `/readyz` reports each. */

@@ -89,3 +89,34 @@ test('importing the partner\'s settlement report moves pending to available less
   assert.equal(settlements.length, 2);
   assert.equal(report.unbalanced.some((id) => settlements.some((settlement) => settlement.id === id)), false);
 });
+
+const importSettlements = (day: string) =>
+  keel.request('POST', '/admin/settlements/import', { body: { start_date: day, end_date: day }, secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } });
+
+for (const gateway of ['toss', 'stripe'] as const) {
+  test(`${gateway}: a refund comes out of the payout, leaving nothing pending and the ledger verifying`, async () => {
+    const merchant = await keel.createMerchant({ name: `Refunded ${gateway}`, gateway });
+    const currency = gateway === 'toss' ? 'KRW' : 'USD';
+    const sold = await pay({ amount: 40000, currency }, merchant.secret_key);
+    assert.equal(sold.body.gateway, gateway);
+    await pay({ amount: 1999, currency }, merchant.secret_key);
+    assert.equal((await keel.request('POST', '/v1/refunds', { body: { payment: sold.body.id, amount: 10000 }, secretKey: merchant.secret_key })).status, 200);
+
+    const today = new Date().toISOString().slice(0, 10);
+    const first = await importSettlements(today);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const mine = first.body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+    assert.deepEqual([mine.gateway, mine.settled, mine.already_settled, mine.unmatched, mine.pending], [gateway, 3, 0, 0, 0], 'two sales and a refund');
+    const again = (await importSettlements(today)).body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+    assert.deepEqual([again.settled, again.already_settled], [0, 3]);
+
+    // Toss: 2.5% plus 10% VAT on the fee. Stripe (benchmark gateway): 2.9% plus 30 cents.
+    const fee = (amount: number) => (gateway === 'toss' ? Math.round(amount * 0.025) + Math.round(Math.round(amount * 0.025) * 0.1) : Math.round(amount * 0.029) + 30);
+    const balance = await keel.request('GET', '/v1/balance', { secretKey: merchant.secret_key });
+    assert.deepEqual(balance.body.pending, [{ amount: 0, currency }]);
+    assert.deepEqual(balance.body.available, [{ amount: 40000 - fee(40000) + 1999 - fee(1999) - 10000, currency }]);
+    const merchantUuid = publicToUuid('merchant', merchant.id);
+    const report = await verifyLedger(keel.keel.database.db);
+    assert.deepEqual(report.differences.filter((difference) => difference.merchant === merchantUuid), []);
+  });
+}

@@ -1,6 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { request } from 'undici';
+import type { GatewayName } from '../gateways/connector.js';
+import type { StripeBalanceTransaction, StripeList } from '../gateways/stripe/wire.js';
 import type { TossSettlement } from '../gateways/toss/wire.js';
 import type { MerchantContext } from '../payments/types.js';
 import { isUniqueViolation } from '../storage/database.js';
@@ -8,43 +10,67 @@ import type { KeelDatabase } from '../storage/schema.js';
 import { postTransaction, settlementPostings } from './ledger.js';
 
 /**
- * Imports a partner's settlement report (Toss Payments' `/v1/settlements`, the shape the benchmark gateway also
- * serves) into the journal: each sale row settles its payment (pending → available, less the fee). Rows are
- * recorded once by their transaction key, so importing the same day twice changes nothing. Refund rows were
- * booked when the refund happened; rows that match no payment are counted for reconciliation.
+ * Imports partners' settlement reports into the journal. A sale row settles its payment: pending becomes
+ * available, less the partner's fee. A refund row (negative) is the refund coming out of the payout: the refund
+ * was booked against pending when it happened, and now moves from available back to pending, so after both a
+ * refunded sale leaves exactly its payout (gross − fee − refund) available and nothing pending. Rows are recorded
+ * once by the partner's transaction id, so importing the same period twice changes nothing; rows that match no
+ * payment are counted for reconciliation.
+ *
+ * - Toss Payments: `GET /v1/settlements?startDate&endDate` (the shape the benchmark gateway also serves), matched
+ *   by `paymentKey`; a refund row carries the cancel's `transactionKey`.
+ * - Stripe: `GET /v1/balance_transactions?created[gte]&created[lte]&expand[]=data.source`, paged, charge and
+ *   refund rows matched by their source's `payment_intent`; rows still `pending` at Stripe wait for a later
+ *   import.
  */
 export interface SettlementImport {
   readonly settled: number;
   readonly alreadySettled: number;
   readonly unmatched: number;
+  /** Rows the partner has not made available yet (Stripe's `pending`). */
+  readonly pending: number;
 }
 
-export async function importTossSettlements(
+export interface SettlementPeriod {
+  readonly startDate: string;
+  readonly endDate: string;
+}
+
+/** A sale as the partner reports it: its own id, the partner's payment id, gross and net amounts. */
+interface SettlementRow {
+  readonly reference: string;
+  readonly partnerPaymentId: string;
+  readonly gross: bigint;
+  readonly net: bigint;
+}
+
+const reportTimeoutMs = 10_000;
+export const stripePageSize = 100;
+const settledTypes: ReadonlySet<string> = new Set(['charge', 'payment', 'refund', 'payment_refund']);
+
+export async function importSettlements(
   db: Kysely<KeelDatabase>,
   merchant: MerchantContext,
+  gateway: GatewayName,
   partnerBaseUrl: string,
-  period: { readonly startDate: string; readonly endDate: string },
+  period: SettlementPeriod,
   logger: Logger,
 ): Promise<SettlementImport> {
-  const toss = merchant.partners.find((partner) => partner.gateway === 'toss');
-  if (toss === undefined) return { settled: 0, alreadySettled: 0, unmatched: 0 };
-  const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate });
-  const response = await request(`${partnerBaseUrl.replace(/\/+$/, '')}/v1/settlements?${query.toString()}`, {
-    headers: { authorization: `Basic ${Buffer.from(`${toss.partnerSecretKey}:`).toString('base64')}` },
-    headersTimeout: 10_000,
-    bodyTimeout: 10_000,
-  });
-  if (response.statusCode !== 200) throw new Error(`settlement report answered ${response.statusCode}`);
-  const rows = (await response.body.json()) as TossSettlement[];
+  const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
+  if (partner === undefined) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
+  const base = partnerBaseUrl.replace(/\/+$/, '');
+  const { rows, pending } =
+    gateway === 'toss' ? { rows: await tossRows(base, partner.partnerSecretKey, period), pending: 0 } : await stripeRows(base, partner.partnerSecretKey, period);
   let settled = 0;
   let alreadySettled = 0;
   let unmatched = 0;
-  for (const row of rows.filter((candidate) => candidate.amount > 0)) {
+  for (const row of rows) {
     const payment = await db
       .selectFrom('payments')
       .select(['id', 'currency'])
       .where('merchant_id', '=', merchant.id)
-      .where('partner_payment_id', '=', row.paymentKey)
+      .where('gateway', '=', gateway)
+      .where('partner_payment_id', '=', row.partnerPaymentId)
       .executeTakeFirst();
     if (payment === undefined) {
       unmatched += 1;
@@ -57,8 +83,8 @@ export async function importTossSettlements(
           currency: payment.currency.trim(),
           kind: 'settlement',
           paymentId: payment.id,
-          externalReference: `toss:${row.transactionKey}`,
-          postings: settlementPostings(BigInt(row.amount), BigInt(row.payOutAmount)),
+          externalReference: `${gateway}:${row.reference}`,
+          postings: settlementPostings(row.gross, row.net),
         }),
       );
       settled += 1;
@@ -67,6 +93,53 @@ export async function importTossSettlements(
       alreadySettled += 1;
     }
   }
-  logger.info({ merchant_id: merchant.id, settled, already_settled: alreadySettled, unmatched }, 'settlement report imported');
-  return { settled, alreadySettled, unmatched };
+  logger.info({ merchant_id: merchant.id, gateway, settled, already_settled: alreadySettled, unmatched, pending }, 'settlement report imported');
+  return { settled, alreadySettled, unmatched, pending };
+}
+
+async function fetchJson(url: string, authorization: string): Promise<unknown> {
+  const response = await request(url, { headers: { authorization }, headersTimeout: reportTimeoutMs, bodyTimeout: reportTimeoutMs });
+  if (response.statusCode !== 200) {
+    await response.body.dump();
+    throw new Error(`settlement report answered ${response.statusCode}`);
+  }
+  return response.body.json();
+}
+
+async function tossRows(base: string, secretKey: string, period: SettlementPeriod): Promise<SettlementRow[]> {
+  const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate });
+  const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, `Basic ${Buffer.from(`${secretKey}:`).toString('base64')}`)) as TossSettlement[];
+  return report
+    .filter((row) => row.amount !== 0)
+    .map((row) => ({ reference: row.transactionKey, partnerPaymentId: row.paymentKey, gross: BigInt(row.amount), net: BigInt(row.payOutAmount) }));
+}
+
+async function stripeRows(base: string, secretKey: string, period: SettlementPeriod): Promise<{ rows: SettlementRow[]; pending: number }> {
+  const since = Math.floor(Date.parse(`${period.startDate}T00:00:00Z`) / 1000);
+  const until = Math.floor(Date.parse(`${period.endDate}T23:59:59Z`) / 1000);
+  const rows: SettlementRow[] = [];
+  let pending = 0;
+  let startingAfter: string | undefined;
+  for (;;) {
+    const query = new URLSearchParams({ 'created[gte]': String(since), 'created[lte]': String(until), limit: String(stripePageSize) });
+    query.append('expand[]', 'data.source');
+    if (startingAfter !== undefined) query.set('starting_after', startingAfter);
+    const page = (await fetchJson(`${base}/v1/balance_transactions?${query.toString()}`, `Bearer ${secretKey}`)) as StripeList<StripeBalanceTransaction>;
+    for (const transaction of page.data) {
+      // Payouts, adjustments and Stripe's own fees are not a payment's money.
+      if (!settledTypes.has(transaction.type)) continue;
+      const source = transaction.source;
+      const paymentIntent = typeof source === 'object' && source !== null ? source.payment_intent : null;
+      if (transaction.status === 'pending') {
+        pending += 1;
+        continue;
+      }
+      // A charge without a PaymentIntent was not made through Keel: it stays unmatched.
+      rows.push({ reference: transaction.id, partnerPaymentId: paymentIntent ?? '', gross: BigInt(transaction.amount), net: BigInt(transaction.net) });
+    }
+    const last = page.data.at(-1);
+    if (!page.has_more || last === undefined) break;
+    startingAfter = last.id;
+  }
+  return { rows, pending };
 }

@@ -52,6 +52,7 @@ const routes: readonly { method: string; pattern: RegExp; dialect: 'toss' | 'str
   { method: 'POST', pattern: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, dialect: 'stripe', handle: (call, m) => stripe.stripeCancel(call, decode(m[1])) },
   { method: 'POST', pattern: /^\/v1\/refunds$/, dialect: 'stripe', handle: (call) => stripe.stripeRefund(call) },
   { method: 'GET', pattern: /^\/v1\/refunds$/, dialect: 'stripe', handle: (call) => stripe.stripeListRefunds(call) },
+  { method: 'GET', pattern: /^\/v1\/balance_transactions$/, dialect: 'stripe', handle: (call) => stripe.stripeBalanceTransactions(call) },
   { method: 'POST', pattern: /^\/v1\/payment_methods$/, dialect: 'stripe', handle: (call) => stripe.stripeCreatePaymentMethod(call) },
   { method: 'POST', pattern: /^\/v1\/payment_methods\/([^/]+)\/detach$/, dialect: 'stripe', handle: (call, m) => stripe.stripeDetachPaymentMethod(call, decode(m[1])) },
 ];

@@ -152,6 +152,37 @@ describe('Stripe dialect', () => {
     assert.deepEqual(found.data.map((item) => item.id), [created.body['id']]);
   });
 
+  test('balance transactions: charges less fees and refunds, newest first, paged, sources expanded', async () => {
+    const key = 'sk_test_balance';
+    const charge = (amount: number) =>
+      fetch(`${sim.url}/v1/payment_intents`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: `amount=${amount}&currency=usd&confirm=true&payment_method_data[type]=card&payment_method_data[card][number]=4242424242424242`,
+      }).then((response) => response.json() as Promise<{ id: string }>);
+    const first = await charge(1000);
+    await charge(2000);
+    await fetch(`${sim.url}/v1/refunds`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }, body: `payment_intent=${first.id}&amount=300` });
+    const list = async (query: string) => {
+      const response = await fetch(`${sim.url}/v1/balance_transactions?${query}`, { headers: { authorization: `Bearer ${key}` } });
+      return (await response.json()) as { data: { id: string; type: string; amount: number; fee: number; net: number; source: unknown }[]; has_more: boolean };
+    };
+    const page = await list('limit=2&expand[]=data.source');
+    assert.equal(page.has_more, true);
+    const rest = await list(`limit=2&starting_after=${page.data[1]?.id}`);
+    assert.equal(rest.has_more, false);
+    const all = [...page.data, ...rest.data];
+    assert.deepEqual(all.map((row) => [row.type, row.amount, row.fee, row.net]).sort(), [
+      ['charge', 1000, 59, 941],
+      ['charge', 2000, 88, 1912],
+      ['refund', -300, 0, -300],
+    ]);
+    assert.deepEqual((page.data[0]?.source as { payment_intent?: string }).payment_intent?.startsWith('pi_'), true);
+    assert.equal(typeof rest.data[0]?.source, 'string', 'unexpanded, the source is an id');
+    assert.equal((await list('type=refund')).data.length, 1);
+    assert.equal((await list('created[gte]=4102444800')).data.length, 0, 'nothing after 2100-01-01');
+  });
+
   test('a decline is 402 card_error with the decline code', async () => {
     const declined = await stripe('/v1/payment_intents', 'amount=5000&currency=usd&confirm=true&payment_method_data[type]=card&payment_method_data[card][number]=4000000000000002');
     assert.equal(declined.status, 402);

@@ -1,5 +1,5 @@
 import { cardBrand } from '../gateways/connector.js';
-import type { StripePaymentIntent, StripeRefund } from '../gateways/stripe/wire.js';
+import type { StripeBalanceTransaction, StripePaymentIntent, StripeRefund } from '../gateways/stripe/wire.js';
 import { cardBehaviour, simId, type SimCharge } from './model.js';
 import { recordCharge, type SimAnswer, type SimCall } from './toss.js';
 
@@ -202,4 +202,66 @@ export function stripeDetachPaymentMethod(call: SimCall, id: string): SimAnswer 
   }
   call.state.cards.delete(id);
   return { status: 200, body: { id, object: 'payment_method', type: 'card', customer: null } };
+}
+
+/** Fees the benchmark gateway charges in its Stripe dialect: 2.9%, plus 30 minor units outside zero-decimal currencies. */
+export const stripeFeeRate = 0.029;
+export const stripeFixedFee = 30;
+const zeroDecimalCurrencies = new Set(['KRW', 'JPY', 'VND', 'CLP', 'ISK', 'XOF', 'XAF', 'UGX']);
+const balanceListLimitMax = 100;
+
+/**
+ * `GET /v1/balance_transactions`: one `charge` row per captured PaymentIntent (less the fee) and one `refund`
+ * row per refund, newest first, filtered by `created[gte]`/`created[lte]` (Unix seconds) and `type`, paged by
+ * `limit` and `starting_after`. Funds are available at once (the benchmark gateway has no payout delay).
+ */
+export function stripeBalanceTransactions(call: SimCall): SimAnswer {
+  const since = Number(call.query.get('created[gte]') ?? 0);
+  const until = Number(call.query.get('created[lte]') ?? Number.MAX_SAFE_INTEGER);
+  const type = call.query.get('type');
+  const limit = Math.min(balanceListLimitMax, Math.max(1, Number(call.query.get('limit') ?? 10)));
+  const expand = call.query.getAll('expand[]').includes('data.source');
+  const rows: StripeBalanceTransaction[] = [];
+  for (const charge of call.state.charges.values()) {
+    if (charge.account !== call.account || charge.dialect !== 'stripe' || charge.capturedAmount === 0 || charge.approvedAt === null) continue;
+    const created = Math.floor(charge.approvedAt.getTime() / 1000);
+    const fee = Math.round(charge.capturedAmount * stripeFeeRate) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
+    const chargeId = `ch_${charge.id.slice(3)}`;
+    rows.push({
+      id: `txn_${charge.id.slice(3)}`,
+      object: 'balance_transaction',
+      amount: charge.capturedAmount,
+      currency: charge.currency.toLowerCase(),
+      fee,
+      net: charge.capturedAmount - fee,
+      type: 'charge',
+      status: 'available',
+      created,
+      available_on: created,
+      source: expand ? { id: chargeId, object: 'charge', payment_intent: charge.id } : chargeId,
+    });
+    for (const cancel of charge.cancels) {
+      const at = Math.floor(cancel.at.getTime() / 1000);
+      rows.push({
+        id: cancel.transactionKey,
+        object: 'balance_transaction',
+        amount: -cancel.amount,
+        currency: charge.currency.toLowerCase(),
+        fee: 0,
+        net: -cancel.amount,
+        type: 'refund',
+        status: 'available',
+        created: at,
+        available_on: at,
+        source: expand ? { id: cancel.refundId, object: 'refund', payment_intent: charge.id } : cancel.refundId,
+      });
+    }
+  }
+  const listed = rows
+    .filter((row) => row.created >= since && row.created <= until && (type === null || row.type === type))
+    .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
+  const after = call.query.get('starting_after');
+  const start = after === null ? 0 : listed.findIndex((row) => row.id === after) + 1;
+  const page = listed.slice(start, start + limit);
+  return { status: 200, body: { object: 'list', data: page, has_more: start + limit < listed.length } };
 }

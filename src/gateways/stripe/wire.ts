@@ -54,6 +54,24 @@ export interface StripePaymentMethod {
   readonly card: { readonly brand: string; readonly last4: string; readonly exp_month: number; readonly exp_year: number };
 }
 
+/**
+ * A movement of the account's Stripe balance (`GET /v1/balance_transactions`). With `expand[]=data.source` the
+ * source is the charge (or refund) object, whose `payment_intent` names the PaymentIntent Keel holds.
+ */
+export interface StripeBalanceTransaction {
+  readonly id: string;
+  readonly object: 'balance_transaction';
+  readonly amount: number;
+  readonly currency: string;
+  readonly fee: number;
+  readonly net: number;
+  readonly type: 'charge' | 'payment' | 'refund' | 'payment_refund' | 'adjustment' | 'payout' | 'stripe_fee';
+  readonly status: 'available' | 'pending';
+  readonly created: number;
+  readonly available_on: number;
+  readonly source: string | { readonly id: string; readonly object: 'charge' | 'refund'; readonly payment_intent: string | null } | null;
+}
+
 export interface StripeList<T> {
   readonly object: 'list' | 'search_result';
   readonly data: readonly T[];

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
-import { importTossSettlements } from '../../ledger/settlements.js';
-import { createMerchant, loadMerchantContext } from '../../merchants/merchants.js';
+import { importSettlements } from '../../ledger/settlements.js';
+import { createMerchant, isGatewayName, loadMerchantContext } from '../../merchants/merchants.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext } from '../app.js';
@@ -19,16 +19,27 @@ const SettlementBody = Type.Object(
 
 export function registerAdminRoutes(app: KeelApp, services: KeelServices): void {
   const operator = { auth: 'operator' } as const;
-  // Imports every Toss merchant's settlement report for the period into the ledger (idempotent).
+  // Imports every merchant's settlement reports for the period, from each of its partners, into the ledger
+  // (idempotent: a row already imported is counted, not posted again).
   app.post('/admin/settlements/import', { config: operator, schema: { body: SettlementBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
-      const merchants = await services.database.db.selectFrom('merchant_partners').select('merchant_id').where('gateway', '=', 'toss').execute();
+      const db = services.database.db;
+      const partners = await db.selectFrom('merchant_partners').select(['merchant_id', 'gateway']).orderBy('merchant_id').orderBy('gateway').execute();
+      const period = { startDate: request.body.start_date, endDate: request.body.end_date };
       const data = [];
-      for (const { merchant_id: merchantId } of merchants) {
-        const merchant = await loadMerchantContext(services.database.db, services.deps.cipher, merchantId);
-        if (merchant === undefined) continue;
-        const result = await importTossSettlements(services.database.db, merchant, services.tossUrl, { startDate: request.body.start_date, endDate: request.body.end_date }, services.logger);
-        data.push({ merchant: uuidToPublic('merchant', merchantId), settled: result.settled, already_settled: result.alreadySettled, unmatched: result.unmatched });
+      for (const { merchant_id: merchantId, gateway } of partners) {
+        const merchant = await loadMerchantContext(db, services.deps.cipher, merchantId);
+        if (merchant === undefined || !isGatewayName(gateway)) continue;
+        const result = await importSettlements(db, merchant, gateway, services.partnerUrls[gateway], period, services.logger);
+        data.push({
+          object: 'settlement_import',
+          merchant: uuidToPublic('merchant', merchantId),
+          gateway,
+          settled: result.settled,
+          already_settled: result.alreadySettled,
+          unmatched: result.unmatched,
+          pending: result.pending,
+        });
       }
       return reply.send({ object: 'list', data, has_more: false });
     }),
