@@ -15,6 +15,7 @@ import { relayOnce, runRelay } from './events/relay.js';
 import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
+import { PinAttemptLimiter } from './brandpay/pin-limits.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { reapExpiredKeys } from './http/idempotency.js';
@@ -134,6 +135,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
+    pinLimiter: new PinAttemptLimiter(redis, database.schema ?? 'keel'),
     partnerUrls: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
     concurrencyLimit: { current: undefined },
     readiness: async () => {

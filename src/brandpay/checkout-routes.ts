@@ -13,7 +13,6 @@ import { approveSession, assertOpen, confirmBrandPayPayment, createSession, find
 import { customerToApi, findCustomer, setPin } from './customers.js';
 import { languageFrom, renderPayPage, renderSdk } from './page.js';
 import { attachBankAccount, attachCard, listMethods, paymentMethodToApi } from './payment-methods.js';
-import { PinAttemptLimiter } from './pin-limits.js';
 
 /**
  * Checkout sessions and the merchant's confirm (`/v1/brandpay/…`), the hosted page and its calls (`/pay/…`,
@@ -57,7 +56,7 @@ const PageMethodBody = Type.Union([
 export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): void {
   const { deps, config } = services;
   const publicUrl = config.publicUrl;
-  const pinLimiter = new PinAttemptLimiter();
+  const pinLimiter = services.pinLimiter;
   const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
 
   app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>

@@ -1,4 +1,6 @@
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { limiterStore } from '../http/rate-limit.js';
 import { KeelError } from '../errors.js';
 
 /**
@@ -9,8 +11,17 @@ export const pinAttemptsPerCustomerPerMinute = 10;
 export const pinAttemptsPerIpPerMinute = 30;
 
 export class PinAttemptLimiter {
-  readonly #perCustomer = new RateLimiterMemory({ keyPrefix: 'pin_customer', points: pinAttemptsPerCustomerPerMinute, duration: 60 });
-  readonly #perIp = new RateLimiterMemory({ keyPrefix: 'pin_ip', points: pinAttemptsPerIpPerMinute, duration: 60 });
+  readonly #perCustomer: RateLimiterAbstract;
+  readonly #perIp: RateLimiterAbstract;
+
+  /**
+   * With Redis the budgets are shared by every API instance (a guesser gains nothing from the load balancer);
+   * `namespace` keeps deployments sharing one Redis apart.
+   */
+  constructor(redis?: Redis, namespace = 'keel') {
+    this.#perCustomer = limiterStore(redis, { keyPrefix: `${namespace}_pin_customer`, points: pinAttemptsPerCustomerPerMinute, duration: 60 });
+    this.#perIp = limiterStore(redis, { keyPrefix: `${namespace}_pin_ip`, points: pinAttemptsPerIpPerMinute, duration: 60 });
+  }
 
   async admit(customerId: string, ip: string): Promise<void> {
     try {

@@ -12,6 +12,7 @@ import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context
 import type { MerchantContext } from '../payments/types.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';
+import type { PinAttemptLimiter } from '../brandpay/pin-limits.js';
 import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import { registerShedding } from './shedding.js';
 import type { Database } from '../storage/database.js';
@@ -41,6 +42,8 @@ export interface KeelServices {
   readonly logger: Logger;
   readonly adminToken: string;
   readonly rateLimiter: ApiRateLimiter;
+  /** Brand Pay PIN attempt limits (shared through Redis when it is configured). */
+  readonly pinLimiter: PinAttemptLimiter;
   /** Each partner's base URL (settlement reports). */
   readonly partnerUrls: Readonly<Record<GatewayName, string>>;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */

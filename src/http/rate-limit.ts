@@ -60,10 +60,21 @@ export class ApiRateLimiter {
     return limiter;
   }
 
-  #store(options: { keyPrefix: string; points: number; duration: number }): RateLimiterMemory | RateLimiterRedis {
-    if (this.#redis === undefined) return new RateLimiterMemory(options);
-    return new RateLimiterRedis({ ...options, storeClient: this.#redis, insuranceLimiter: new RateLimiterMemory(options) });
+  #store(options: LimiterStoreOptions): RateLimiterMemory | RateLimiterRedis {
+    return limiterStore(this.#redis, options);
   }
+}
+
+export interface LimiterStoreOptions {
+  readonly keyPrefix: string;
+  readonly points: number;
+  readonly duration: number;
+}
+
+/** A limiter in memory, or in Redis (shared by every instance) with an in-memory insurance for Redis outages. */
+export function limiterStore(redis: Redis | undefined, options: LimiterStoreOptions): RateLimiterMemory | RateLimiterRedis {
+  if (redis === undefined) return new RateLimiterMemory(options);
+  return new RateLimiterRedis({ ...options, storeClient: redis, insuranceLimiter: new RateLimiterMemory(options) });
 }
 
 function decision(allowed: boolean, policy: RateLimitPolicy, result: RateLimiterRes): RateLimitDecision {
