@@ -142,7 +142,8 @@ export async function runDeliveries(deps: DeliveryDeps): Promise<number> {
       const endpoint = await deps.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
       if (endpoint === undefined) return;
       const secret = deps.cipher.decrypt(endpoint.secret_encrypted);
-      for (const row of rows.sort((a, b) => (a.id < b.id ? -1 : 1))) await deliverOne(deps, endpoint, secret, row);
+      // In event order (event ids are time-ordered), whichever order the consumers created the deliveries in.
+      for (const row of rows.sort((a, b) => (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0))) await deliverOne(deps, endpoint, secret, row);
     }),
   );
   return claimed.rows.length;
