@@ -8,7 +8,6 @@ import { loadConfig } from '../src/config.js';
 import { createMerchant } from '../src/merchants/merchants.js';
 import { createKeel } from '../src/runtime.js';
 import { dropSchema } from '../src/storage/database.js';
-import { publicToUuid } from '../src/storage/ids.js';
 
 /**
  * `npm run bench`: Keel's `POST /v1/payments` (confirm: true) against a floor, in one process, on the same
@@ -103,9 +102,8 @@ async function keelRun(schema: string): Promise<Run> {
   const config = { ...loadConfig({}), databaseUrl, port: 0, logLevel: process.env['KEEL_BENCH_LOG_LEVEL'] ?? 'info' };
   const keel = await createKeel({ config, role: 'all', inMemory: true, databaseSchema: schema, simulatorPort: 0, logDestination: pino.destination(process.env['KEEL_BENCH_LOG'] ?? '/dev/null') });
   try {
-    const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop' });
     // The benchmark measures the payment path, not the per-key rate limit (which still runs on every request).
-    await keel.database.db.updateTable('merchants').set({ rate_limit_per_second: 1_000_000, rate_limit_burst: 1_000_000 }).where('id', '=', publicToUuid('merchant', merchant.id) ?? '').execute();
+    const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop', rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } });
     const url = await keel.listen();
     return await drive('keel: POST /v1/payments confirm', url, '/v1/payments', () => ({
       headers: { authorization: `Bearer ${merchant.secret_key}`, 'idempotency-key': randomUUID() },
