@@ -23,6 +23,8 @@ export const projectionConsumer = 'projections';
 export const paymentsProjection = 'payments_daily';
 export const counterShards = 8;
 export const rebuildBatchSize = 500;
+/** How long a rebuild waits for consumers' transactions in flight to let go of the read model. */
+export const rebuildLockWaitMs = 30_000;
 
 export const counterNames = ['created', 'authorized', 'failed', 'canceled', 'captured', 'amount_captured', 'refunds', 'amount_refunded'] as const;
 export type CounterName = (typeof counterNames)[number];
@@ -185,6 +187,11 @@ export interface RebuildReport {
  */
 export async function rebuildProjections(db: Db, logger: Logger, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport | undefined> {
   return db.transaction().execute(async (trx) => {
+    // A rebuild is one long transaction by design: the sessions' 5 s statement and 1 s lock bounds are for
+    // payments, not for replacing a read model. Live consumers keep theirs, so while a rebuild holds the lock
+    // they time out and retry (JetStream redelivers; the in-process relay backs off).
+    await sql`SET LOCAL statement_timeout = 0`.execute(trx);
+    await sql`SET LOCAL lock_timeout = ${sql.lit(`${rebuildLockWaitMs}ms`)}`.execute(trx);
     await sql`SELECT pg_advisory_xact_lock(${lockKey})`.execute(trx);
     if (options.onlyIfNeverBuilt === true) {
       const built = await trx.selectFrom('projections').select('name').where('name', '=', paymentsProjection).executeTakeFirst();
