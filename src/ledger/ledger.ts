@@ -41,18 +41,18 @@ export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: Jo
   assert.equal(total, 0n, `ledger transaction ${transaction.kind} must sum to zero`);
   assert.ok(transaction.postings.every((posting) => posting.amount !== 0n), 'no zero postings');
   const uuid = uuidv7();
+  // One statement, one round trip: the transaction row and its entries (foreign keys are checked at its end).
   await trx
-    .insertInto('ledger_transactions')
-    .values({
-      id: uuid,
-      merchant_id: transaction.merchantId,
-      kind: transaction.kind,
-      payment_id: transaction.paymentId ?? null,
-      refund_id: transaction.refundId ?? null,
-      external_reference: transaction.externalReference ?? null,
-    })
-    .execute();
-  await trx
+    .with('journal_transaction', (db) =>
+      db.insertInto('ledger_transactions').values({
+        id: uuid,
+        merchant_id: transaction.merchantId,
+        kind: transaction.kind,
+        payment_id: transaction.paymentId ?? null,
+        refund_id: transaction.refundId ?? null,
+        external_reference: transaction.externalReference ?? null,
+      }),
+    )
     .insertInto('ledger_entries')
     .values(transaction.postings.map((posting) => ({ transaction_id: uuid, merchant_id: transaction.merchantId, account: posting.account, currency: transaction.currency, amount: posting.amount })))
     .execute();
