@@ -12,7 +12,7 @@ import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
-import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
+import { paymentsProjection, projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { PinAttemptLimiter } from './brandpay/pin-limits.js';
@@ -81,6 +81,8 @@ export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
 /** Projection events handled at once per worker: their effects commute, so order does not matter. */
 export const projectionConcurrency = 8;
+/** How far before the read model's last rebuild a newly created projections consumer starts replaying. */
+export const projectionReplayMarginMs = 60_000;
 
 export async function createKeel(options: KeelOptions): Promise<Keel> {
   const { config } = options;
@@ -163,7 +165,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     // A read model met for the first time (a new deployment, or an upgrade that adds it) is built from the outbox.
     await rebuildProjections(database.db, logger, { onlyIfNeverBuilt: true });
     await bus.subscribe('webhooks', webhookConsumer(database.db));
-    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db, logger), { concurrency: projectionConcurrency });
+    // A projections consumer created now replays the stream from a little before the model's last rebuild, so
+    // an event another worker published meanwhile is not missed (what the rebuild counted, the inbox skips).
+    const built = await database.db.selectFrom('projections').select('rebuilt_at').where('name', '=', paymentsProjection).executeTakeFirstOrThrow();
+    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db, logger), {
+      concurrency: projectionConcurrency,
+      startAt: new Date(new Date(built.rebuilt_at).getTime() - projectionReplayMarginMs),
+    });
   }
   if (options.runJobTimers === true && options.role !== 'api') {
     const every = (name: string, intervalMs: number, job: () => Promise<unknown>) => {

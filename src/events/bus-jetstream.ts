@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/nats-core';
+import { headers, nanos, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { EventBus, EventHandler, KeelEvent, SubscribeOptions } from './bus.js';
@@ -13,10 +13,13 @@ export const streamName = 'KEEL_EVENTS';
 export const duplicateWindowMs = 120_000;
 /** Readiness: how long a round trip to NATS may take before the instance reports it unreachable. */
 export const pingTimeoutMs = 1_000;
+/** The deployment that published an event; consumers take only their own deployment's. */
+export const namespaceHeader = 'Keel-Namespace';
 
 /**
- * `namespace` names this deployment's durable consumers (`<namespace>_<consumer>`), so deployments (or test
- * schemas) sharing one NATS server never take each other's deliveries. A consumer created for the first time
+ * `namespace` names this deployment's durable consumers (`<namespace>_<consumer>`) and marks its events
+ * (header `Keel-Namespace`), so deployments (or test schemas) sharing one NATS server never take each other's
+ * deliveries nor apply each other's events. A consumer created for the first time
  * starts at the stream's end: in Keel's topology the relay runs only in workers, and a worker subscribes before
  * its relay starts, so no event of its own deployment precedes its consumers.
  */
@@ -30,7 +33,9 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
 
   return {
     async publish(event: KeelEvent) {
-      await client.publish(`keel.${event.type}`, JSON.stringify(event), { msgID: event.id, timeout: 2_000 });
+      const marked = headers();
+      marked.set(namespaceHeader, namespace);
+      await client.publish(`keel.${event.type}`, JSON.stringify(event), { msgID: event.id, timeout: 2_000, headers: marked });
     },
     async subscribe(consumer: string, handler: EventHandler, options: SubscribeOptions = {}) {
       const concurrency = Math.max(1, options.concurrency ?? 1);
@@ -38,7 +43,8 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
       try {
         await manager.consumers.info(streamName, durable);
       } catch {
-        await manager.consumers.add(streamName, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, ack_wait: nanos(30_000) });
+        const start = options.startAt === undefined ? { deliver_policy: DeliverPolicy.New } : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: options.startAt.toISOString() };
+        await manager.consumers.add(streamName, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), ...start });
       }
       const subscription = await client.consumers.get(streamName, durable);
       loops.push(
@@ -48,6 +54,13 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
               const messages = await subscription.consume({ max_messages: 100 });
               const inFlight = new Set<Promise<void>>();
               for await (const message of messages) {
+                // Another deployment's event on a shared server: not this consumer's business. (An event without
+                // the header was published by a Keel from before the header existed, and is taken.)
+                const publisher = message.headers?.get(namespaceHeader) ?? '';
+                if (publisher !== '' && publisher !== namespace) {
+                  message.ack();
+                  continue;
+                }
                 const handled = handler(message.json<KeelEvent>()).then(
                   () => message.ack(),
                   (error: unknown) => {

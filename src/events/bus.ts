@@ -16,6 +16,11 @@ export type EventHandler = (event: KeelEvent) => Promise<void>;
 
 export interface SubscribeOptions {
   readonly concurrency?: number;
+  /**
+   * Where a durable consumer created for the first time starts: by default at the stream's end; with `startAt`,
+   * at the first event stored from that time (a consumer that can de-duplicate what it already holds).
+   */
+  readonly startAt?: Date;
 }
 
 export interface EventBus {

@@ -1,7 +1,7 @@
 // Proves the outbox relay and at-least-once consumers: every state change's event is published in order, once
 // per relay round, and applied once per consumer (inbox); against the real NATS JetStream, a broker cut off
 // while payments continue loses nothing (the events wait in the outbox and arrive once after it returns; /readyz
-// reports it meanwhile), and two
+// reports it meanwhile), another deployment's events on the same server never arrive, and two
 // relays running at once never publish an event twice.
 import assert from 'node:assert/strict';
 import { connect as connectSocket, createServer, type Server, type Socket } from 'node:net';
@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import type { KeelEvent } from './bus.js';
 import { createJetStreamBus } from './bus-jetstream.js';
-import { publicToUuid } from '../storage/ids.js';
+import { newId, publicToUuid } from '../storage/ids.js';
 import { acquireLease, deduplicated, relayLeaseMs, relayLeaseName, relayOnce, releaseLease } from './relay.js';
 
 const pay = (keel: TestKeel) =>
@@ -181,6 +181,15 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
     } finally {
       await second.close();
     }
+    // Another deployment on the same server publishes an event naming this merchant: it must not arrive here.
+    const foreign = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), `other_${uniqueKey('deployment')}`);
+    try {
+      await foreign.publish({ id: newId('event').publicId, type: 'payment.succeeded', created_at: new Date().toISOString(), merchant, correlation_id: null, data: { object: {} } });
+    } finally {
+      await foreign.close();
+    }
+    await pay(keel);
+    await relayUntilEmpty(20_000);
 
     const expected = (await keel.keel.database.db.selectFrom('outbox').select('id').execute()).length;
     for (let waited = 0; deliveries.size < expected && waited < 100; waited += 1) await sleep(200);
