@@ -21,6 +21,7 @@ import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { reapExpiredKeys } from './http/idempotency.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
+import { registerBacklogMetrics } from './observability/backlog.js';
 import { runCompleter } from './payments/jobs/completer.js';
 import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
 import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
@@ -114,6 +115,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   }
   const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
+  registerBacklogMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
   const resources = new ResourceRegistry({ breaker: config.breaker, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
   const gateways = createGatewayRegistry({

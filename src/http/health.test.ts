@@ -1,5 +1,6 @@
 // Proves the operational endpoints: liveness, readiness against the real database, Prometheus metrics that
-// count payment outcomes, and an OpenAPI document generated from the route schemas.
+// count payment outcomes and report the event backlog and the read model's lag, and an OpenAPI document
+// generated from the route schemas.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
@@ -29,6 +30,23 @@ test('metrics count approvals and declines apart, with latency histograms', asyn
   assert.match(metrics.body, /keel_payment_outcomes_total\{outcome="declined",gateway="toss"\} 1/);
   assert.match(metrics.body, /keel_http_request_duration_seconds_bucket\{.*route="\/v1\/payments".*status_class="2xx"/);
   assert.match(metrics.body, /keel_partner_call_duration_seconds_count\{gateway="toss",operation="authorize",outcome="ok"\}/);
+});
+
+test('metrics report the event backlog and the read model\'s lag, shared through the database', async () => {
+  const db = keel.keel.database.db;
+  const waiting = (await db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()).length;
+  assert.ok(waiting >= 4, 'the payments above wrote their events');
+  const before = await keel.request('GET', '/metrics', { secretKey: null });
+  assert.match(before.body, new RegExp(`keel_event_backlog\\{queue="outbox_unpublished"\\} ${waiting}\\n`));
+  assert.match(before.body, /keel_event_backlog\{queue="webhooks_due"\} 0\n/);
+  const lagBefore = Number(/^keel_projection_lag_seconds (\S+)$/m.exec(before.body)?.[1]);
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
+  const stale = Number(/^keel_projection_lag_seconds (\S+)$/m.exec((await keel.request('GET', '/metrics', { secretKey: null })).body)?.[1]);
+  assert.ok(stale >= 1 && stale > lagBefore, `the model trails the waiting events, and more so as time passes (${lagBefore} then ${stale})`);
+  while ((await keel.keel.jobs.relay()) > 0);
+  const after = await keel.request('GET', '/metrics', { secretKey: null });
+  assert.match(after.body, /keel_event_backlog\{queue="outbox_unpublished"\} 0\n/);
+  assert.ok(Number(/^keel_projection_lag_seconds (\S+)$/m.exec(after.body)?.[1]) < 1, 'caught up');
 });
 
 test('/openapi.json describes the payment routes from their schemas', async () => {

@@ -122,7 +122,7 @@ export async function readPaymentsReport(db: Kysely<KeelDatabase>, merchantId: s
  * The time up to which the read model holds every event: the creation time of the oldest event after the
  * newest one counted, or now when none waits.
  */
-async function completeUpTo(db: Kysely<KeelDatabase>): Promise<Date> {
+export async function completeUpTo(db: Kysely<KeelDatabase>): Promise<Date> {
   const newest = await db.selectFrom('inbox').select('event_id').where('consumer', '=', projectionConsumer).orderBy('event_id', 'desc').limit(1).executeTakeFirst();
   let pending = db.selectFrom('outbox').select('created_at').where('type', 'in', [...projectedEventTypes]).orderBy('id').limit(1);
   if (newest !== undefined) pending = pending.where('id', '>', newest.event_id);
