@@ -1,9 +1,12 @@
 // Drives Brand Pay in a real browser (Debian's Chromium through playwright-core), as a shopper would, against
 // a demo shop that uses the SDK and confirms on its server: register a card and a PIN, pay, return to the
 // shop's success page; pay again with one PIN entry; then five wrong PINs and the locked message. Screenshots of
-// each step go to docs/img/brandpay/, and the steps counted (screens, fields, keystrokes) to steps.json there.
+// each step, and the steps counted (screens, fields, keystrokes) in steps.json, go to a temporary folder, or to
+// docs/img/brandpay/ with KEEL_UPDATE_SCREENSHOTS=1 (so a test run never rewrites the docs by accident).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -13,7 +16,8 @@ import { startDemoShop, type DemoShop } from './demo-shop.js';
 const chromiumPath = '/usr/bin/chromium';
 const available = existsSync(chromiumPath);
 if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error(`${chromiumPath} is missing; .ci/run installs Debian's chromium`);
-const screenshots = new URL('../docs/img/brandpay/', import.meta.url).pathname;
+const screenshots =
+  process.env['KEEL_UPDATE_SCREENSHOTS'] === '1' ? new URL('../docs/img/brandpay/', import.meta.url).pathname : `${mkdtempSync(join(tmpdir(), 'keel-brandpay-'))}/`;
 
 let keel: TestKeel;
 let shop: DemoShop;
