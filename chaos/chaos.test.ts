@@ -4,11 +4,13 @@
 // janitor has run, it checks and prints: every charge at the partner belongs to exactly one Keel payment and no
 // order is charged twice; every payment Keel answered 200 or 202 for exists and none is left processing; one
 // country's breaker opened while another country's payments kept succeeding; refunds never exceed receipts; the
-// double-entry ledger balances and agrees with the payments.
+// double-entry ledger balances and agrees with the payments; the payments report, built from the events,
+// counts every payment and refund once.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { verifyLedger } from '../src/ledger/ledger.js';
+import { publicToUuid } from '../src/storage/ids.js';
 import type { CreatedMerchant } from '../src/merchants/merchants.js';
 import { createRandom } from '../src/simulator/latency.js';
 import { startTestKeel, testCard, uniqueKey, type TestKeel, type TestResponse } from '../src/testing/harness.js';
@@ -190,6 +192,23 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   const ledger = await verifyLedger(db);
   assert.deepEqual(ledger.unbalanced, [], 'every journal transaction sums to zero');
   assert.deepEqual(ledger.differences, [], 'balances match payments and refunds');
+
+  // 6. The payments report (the read model built from events) agrees with the payments and refunds tables.
+  while ((await keel.keel.jobs.relay()) > 0);
+  const refunds = await db.selectFrom('refunds').select(['merchant_id', 'amount']).where('status', '=', 'succeeded').execute();
+  const yesterday = new Date(started - 86_400_000).toISOString().slice(0, 10);
+  for (const merchant of merchants.values()) {
+    const merchantId = publicToUuid('merchant', merchant.id) ?? '';
+    const report = await keel.request('GET', `/v1/reports/payments?start_date=${yesterday}`, { secretKey: merchant.secret_key });
+    assert.equal(report.status, 200);
+    const total = (field: string) => (report.body.data as Record<string, number>[]).reduce((sum, row) => sum + (row[field] ?? 0), 0);
+    const own = await db.selectFrom('payments').select(['amount_received']).where('merchant_id', '=', merchantId).execute();
+    assert.equal(total('created'), own.length, `${merchant.id}: every payment counted once`);
+    assert.equal(total('amount_captured'), own.reduce((sum, payment) => sum + Number(payment.amount_received), 0), `${merchant.id}: captured amounts`);
+    const refunded = refunds.filter((refund) => refund.merchant_id === merchantId);
+    assert.equal(total('refunds'), refunded.length, `${merchant.id}: refunds`);
+    assert.equal(total('amount_refunded'), refunded.reduce((sum, refund) => sum + Number(refund.amount), 0), `${merchant.id}: refunded amounts`);
+  }
 
   const statuses = observed.reduce<Record<string, number>>((counts, entry) => {
     const name = `${entry.operation} ${entry.response.status}`;
