@@ -69,18 +69,18 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       const customer = customerId === undefined ? undefined : await findCustomer(deps.db, merchant.id, customerId);
       if (customer === undefined || customer.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${body.customer}.`, { param: 'customer' });
       return idempotent(services, request, reply, async () => {
-          const session = await createSession(deps.db, {
-            merchantId: merchant.id,
-            customerId: customer.id,
-            amount,
-            currency: body.currency,
-            orderId: body.order_id,
-            country,
-            successUrl: body.success_url,
-            failUrl: body.fail_url,
-          });
-          return ok(200, sessionToApi(session, publicUrl));
+        const session = await createSession(deps.db, {
+          merchantId: merchant.id,
+          customerId: customer.id,
+          amount,
+          currency: body.currency,
+          orderId: body.order_id,
+          country,
+          successUrl: body.success_url,
+          failUrl: body.fail_url,
         });
+        return ok(200, sessionToApi(session, publicUrl));
+      });
     }),
   );
 
@@ -106,7 +106,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/v1/brandpay/payments/confirm', { config: { auth: 'secret' }, schema: { body: ConfirmBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () =>
       idempotent(services, request, reply, (context) =>
-          confirmBrandPayPayment(context, { paymentKey: request.body.payment_key, orderId: request.body.order_id, amount: BigInt(request.body.amount) })),
+        confirmBrandPayPayment(context, { paymentKey: request.body.payment_key, orderId: request.body.order_id, amount: BigInt(request.body.amount) })),
     ),
   );
 

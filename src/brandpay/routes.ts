@@ -53,9 +53,9 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/v1/brandpay/customers', { config: secret, schema: { body: CustomerBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, () =>
       idempotent(services, request, reply, async () => {
-          const { customer, created } = await createCustomer(deps.db, request.merchant.id, request.body.customer_key);
-          return ok(created ? 201 : 200, customerToApi(customer));
-        }),
+        const { customer, created } = await createCustomer(deps.db, request.merchant.id, request.body.customer_key);
+        return ok(created ? 201 : 200, customerToApi(customer));
+      }),
     ),
   );
 
@@ -84,16 +84,16 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       // Card rules are checked before the key is taken, so a bad card stores nothing.
       const card = body.type === 'card' ? checkCard(body.card, new Date(), 'card').card : undefined;
       return idempotent(services, request, reply, async () => {
-          const { method, created } =
-            body.type === 'bank_account'
-              ? await attachBankAccount(methodsDeps, customer, {
-                  bankCode: body.bank_account.bank_code,
-                  accountNumber: body.bank_account.account_number,
-                  holderName: body.bank_account.holder_name,
-                })
-              : await attachCard(methodsDeps, request.merchant, customer, card ?? checkCard(body.card).card);
-          return ok(created ? 201 : 200, paymentMethodToApi(method));
-        });
+        const { method, created } =
+          body.type === 'bank_account'
+            ? await attachBankAccount(methodsDeps, customer, {
+                bankCode: body.bank_account.bank_code,
+                accountNumber: body.bank_account.account_number,
+                holderName: body.bank_account.holder_name,
+              })
+            : await attachCard(methodsDeps, request.merchant, customer, card ?? checkCard(body.card).card);
+        return ok(created ? 201 : 200, paymentMethodToApi(method));
+      });
     }),
   );
 
@@ -121,10 +121,10 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
     inContext(request, async () => {
       const customer = await customerOr404(request.merchant, request.params.id);
       return idempotent(services, request, reply, async () => {
-          // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
-          for (const method of await listMethods(deps.db, customer)) await detachMethod(methodsDeps, request.merchant, method);
-          return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
-        });
+        // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
+        for (const method of await listMethods(deps.db, customer)) await detachMethod(methodsDeps, request.merchant, method);
+        return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
+      });
     }),
   );
 }

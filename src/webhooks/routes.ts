@@ -49,9 +49,9 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
   app.post('/v1/events/:id/redeliver', { config: secret, schema: { params: IdParams, body: EmptyBody, tags: ['webhooks'] } }, (request, reply) =>
     inContext(request, async () =>
       idempotent(services, request, reply, async () => {
-          const rows = await redeliver(deps.db, request.merchant.id, request.params.id);
-          return ok(200, { object: 'list', data: rows.map(deliveryToApi), has_more: false });
-        }),
+        const rows = await redeliver(deps.db, request.merchant.id, request.params.id);
+        return ok(200, { object: 'list', data: rows.map(deliveryToApi), has_more: false });
+      }),
     ),
   );
 }

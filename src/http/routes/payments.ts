@@ -41,20 +41,20 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
         throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
       }
       return idempotent(services, request, reply, (context) =>
-          createPayment(context, {
-            amount,
-            currency: body.currency,
-            orderId: body.order_id,
-            country,
-            captureMethod: body.capture_method ?? 'automatic',
-            source: method?.source,
-            snapshot: method?.snapshot,
-            customerId,
-            paymentMethodId: method?.paymentMethodId,
-            confirm: body.confirm === true,
-            description: body.description,
-            metadata: body.metadata ?? {},
-          }));
+        createPayment(context, {
+          amount,
+          currency: body.currency,
+          orderId: body.order_id,
+          country,
+          captureMethod: body.capture_method ?? 'automatic',
+          source: method?.source,
+          snapshot: method?.snapshot,
+          customerId,
+          paymentMethodId: method?.paymentMethodId,
+          confirm: body.confirm === true,
+          description: body.description,
+          metadata: body.metadata ?? {},
+        }));
     }),
   );
 
@@ -65,11 +65,11 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       const customer = payment.customerId === null ? undefined : uuidToPublic('customer', payment.customerId);
       const method = await paymentMethodFrom(merchant, request.body?.payment_method, customer);
       return idempotent(services, request, reply, (context) =>
-          authorizePayment(context, {
-            paymentId: payment.id,
-            source: method?.source,
-            snapshot: method?.snapshot,
-          }));
+        authorizePayment(context, {
+          paymentId: payment.id,
+          source: method?.source,
+          snapshot: method?.snapshot,
+        }));
     }),
   );
 
