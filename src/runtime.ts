@@ -12,7 +12,7 @@ import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
-import { paymentsProjection, projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
+import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { PinAttemptLimiter } from './brandpay/pin-limits.js';
@@ -114,12 +114,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     });
   }
   const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
+  const partnerUrls = { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl };
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
   registerBacklogMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
   const resources = new ResourceRegistry({ breaker: config.breaker, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
   const gateways = createGatewayRegistry({
-    baseUrls: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
+    baseUrls: partnerUrls,
     http,
     resources,
     halfOpenReadTimeoutMs: config.breaker.halfOpenReadTimeoutMs,
@@ -130,7 +131,9 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const faults = new FaultPoints();
   const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
-  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, database.schema ?? 'keel');
+  // Names this deployment's events, consumers and shared limits on engines other deployments may share.
+  const namespace = database.schema ?? 'keel';
+  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, namespace);
   const services: KeelServices = {
     config,
     database,
@@ -139,8 +142,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
-    pinLimiter: new PinAttemptLimiter(redis, database.schema ?? 'keel'),
-    partnerUrls: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
+    pinLimiter: new PinAttemptLimiter(redis, namespace),
+    partnerUrls,
     concurrencyLimit: { current: undefined },
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };
@@ -165,14 +168,13 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   // Workers consume events; the API role only writes them.
   if (options.role !== 'api') {
     // A read model met for the first time (a new deployment, or an upgrade that adds it) is built from the outbox.
-    await rebuildProjections(database.db, logger, { onlyIfNeverBuilt: true });
+    const built = await rebuildProjections(database.db, logger, { onlyIfNeverBuilt: true });
     await bus.subscribe('webhooks', webhookConsumer(database.db));
     // A projections consumer created now replays the stream from a little before the model's last rebuild, so
     // an event another worker published meanwhile is not missed (what the rebuild counted, the inbox skips).
-    const built = await database.db.selectFrom('projections').select('rebuilt_at').where('name', '=', paymentsProjection).executeTakeFirstOrThrow();
     await bus.subscribe(projectionConsumer, projectionsConsumer(database.db, logger), {
       concurrency: projectionConcurrency,
-      startAt: new Date(new Date(built.rebuilt_at).getTime() - projectionReplayMarginMs),
+      startAt: new Date(built.rebuiltAt.getTime() - projectionReplayMarginMs),
     });
   }
   if (options.runJobTimers === true && options.role !== 'api') {

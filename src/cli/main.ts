@@ -113,7 +113,7 @@ projections
     try {
       await migrateToLatest(database);
       const report = await rebuildProjections(database.db, createLogger({ level: config.logLevel }));
-      console.log(`${report?.events ?? 0} events replayed into the read models`);
+      console.log(`${report.events} events replayed into the read models`);
     } finally {
       await database.close();
     }

@@ -179,13 +179,15 @@ export function projectionsConsumer(db: Db, logger: Logger): EventHandler {
 
 export interface RebuildReport {
   readonly events: number;
+  readonly rebuiltAt: Date;
 }
 
 /**
  * Recomputes the read model from every event in the outbox, in one transaction: counters and the consumer's
- * inbox are replaced together, so the live consumer skips exactly the events the rebuild counted.
+ * inbox are replaced together, so the live consumer skips exactly the events the rebuild counted. With
+ * `onlyIfNeverBuilt`, a model already built is left as it is and the report is that of its last rebuild.
  */
-export async function rebuildProjections(db: Db, logger: Logger, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport | undefined> {
+export async function rebuildProjections(db: Db, logger: Logger, options: { readonly onlyIfNeverBuilt?: boolean } = {}): Promise<RebuildReport> {
   return db.transaction().execute(async (trx) => {
     // A rebuild is one long transaction by design: the sessions' 5 s statement and 1 s lock bounds are for
     // payments, not for replacing a read model. Live consumers keep theirs, so while a rebuild holds the lock
@@ -194,8 +196,8 @@ export async function rebuildProjections(db: Db, logger: Logger, options: { read
     await sql`SET LOCAL lock_timeout = ${sql.lit(`${rebuildLockWaitMs}ms`)}`.execute(trx);
     await sql`SELECT pg_advisory_xact_lock(${lockKey})`.execute(trx);
     if (options.onlyIfNeverBuilt === true) {
-      const built = await trx.selectFrom('projections').select('name').where('name', '=', paymentsProjection).executeTakeFirst();
-      if (built !== undefined) return undefined;
+      const built = await trx.selectFrom('projections').select(['rebuilt_at', 'events_replayed']).where('name', '=', paymentsProjection).executeTakeFirst();
+      if (built !== undefined) return { events: Number(built.events_replayed), rebuiltAt: new Date(built.rebuilt_at) };
     }
     await trx.deleteFrom('report_payment_failures').execute();
     await trx.deleteFrom('report_payments_daily').execute();
@@ -216,11 +218,12 @@ export async function rebuildProjections(db: Db, logger: Logger, options: { read
       events += rows.length;
       after = rows[rows.length - 1]?.id;
     }
+    const rebuiltAt = new Date();
     await trx
       .insertInto('projections')
-      .values({ name: paymentsProjection, rebuilt_at: new Date(), events_replayed: events })
-      .onConflict((conflict) => conflict.column('name').doUpdateSet({ rebuilt_at: new Date(), events_replayed: events }))
+      .values({ name: paymentsProjection, rebuilt_at: rebuiltAt, events_replayed: events })
+      .onConflict((conflict) => conflict.column('name').doUpdateSet({ rebuilt_at: rebuiltAt, events_replayed: events }))
       .execute();
-    return { events };
+    return { events, rebuiltAt };
   });
 }

@@ -49,7 +49,7 @@ export function registerAdminRoutes(app: KeelApp, services: KeelServices): void 
   app.post('/admin/projections/rebuild', { config: operator, schema: { hide: true } }, (request) =>
     inContext(request, async () => {
       const report = await rebuildProjections(services.database.db, services.logger);
-      return { object: 'projection_rebuild', name: paymentsProjection, events_replayed: report?.events ?? 0 };
+      return { object: 'projection_rebuild', name: paymentsProjection, events_replayed: report.events };
     }),
   );
 
