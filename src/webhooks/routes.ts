@@ -5,8 +5,7 @@ import { inContext } from '../http/app.js';
 import { idempotent } from '../http/idempotent-route.js';
 import { ok } from '../payments/operations/context.js';
 import { publicToUuid } from '../storage/ids.js';
-import { toKeelEvent } from '../events/relay.js';
-import { createEndpoint, deliveryToApi, redeliver } from './webhooks.js';
+import { createEndpoint, deliveryToApi, findEvent, redeliver } from './webhooks.js';
 
 /** Webhook endpoints, their delivery logs, events and manual redelivery (secret key). */
 const EndpointBody = Type.Object(
@@ -38,10 +37,8 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
 
   app.get('/v1/events/:id', { config: secret, schema: { params: IdParams, tags: ['webhooks'] } }, (request) =>
     inContext(request, async () => {
-      const eventId = publicToUuid('event', request.params.id);
-      const row = eventId === undefined ? undefined : await deps.db.selectFrom('outbox').selectAll().where('merchant_id', '=', request.merchant.id).where('id', '=', eventId).executeTakeFirst();
-      if (row === undefined) throw new KeelError('resource_missing', `No such event: ${request.params.id}.`, { param: 'id' });
-      const event = toKeelEvent(row);
+      const event = await findEvent(deps.db, request.merchant.id, request.params.id);
+      if (event === undefined) throw new KeelError('resource_missing', `No such event: ${request.params.id}.`, { param: 'id' });
       return { id: event.id, object: 'event', type: event.type, created_at: event.created_at, data: event.data };
     }),
   );

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { KeelError } from '../errors.js';
 import type { KeelEvent } from '../events/bus.js';
-import { deduplicated } from '../events/relay.js';
+import { deduplicated, toKeelEvent } from '../events/relay.js';
 import type { MerchantContext } from '../payments/types.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
@@ -91,27 +91,40 @@ function payloadOf(event: KeelEvent): string {
 export function webhookConsumer(db: Db) {
   return deduplicated(db, 'webhooks', async (trx, event) => {
     const merchantId = publicToUuid('merchant', event.merchant);
-    const eventId = publicToUuid('event', event.id);
-    if (merchantId === undefined || eventId === undefined) return;
+    if (merchantId === undefined) return;
     const endpoints = await trx.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).execute();
-    const matching = endpoints.filter((endpoint) => subscribed(endpoint, event.type));
-    if (matching.length === 0) return;
-    await trx
-      .insertInto('webhook_deliveries')
-      .values(
-        matching.map((endpoint) => ({
-          id: newId('webhookDelivery').uuid,
-          merchant_id: merchantId,
-          endpoint_id: endpoint.id,
-          event_id: eventId,
-          event_type: event.type,
-          payload: payloadOf(event),
-          status: 'pending' as const,
-          next_attempt_at: new Date(),
-        })),
-      )
-      .execute();
+    await insertDeliveries(trx, merchantId, event, endpoints.filter((endpoint) => subscribed(endpoint, event.type)));
   });
+}
+
+/** One pending delivery of the event, due now, to each of these endpoints. */
+async function insertDeliveries(trx: Db, merchantId: string, event: KeelEvent, endpoints: readonly WebhookEndpointRow[]): Promise<void> {
+  const eventId = publicToUuid('event', event.id);
+  if (eventId === undefined || endpoints.length === 0) return;
+  const payload = payloadOf(event);
+  await trx
+    .insertInto('webhook_deliveries')
+    .values(
+      endpoints.map((endpoint) => ({
+        id: newId('webhookDelivery').uuid,
+        merchant_id: merchantId,
+        endpoint_id: endpoint.id,
+        event_id: eventId,
+        event_type: event.type,
+        payload,
+        status: 'pending' as const,
+        next_attempt_at: new Date(),
+      })),
+    )
+    .execute();
+}
+
+/** The merchant's event by its public id, from the outbox (which keeps every event). */
+export async function findEvent(db: Db, merchantId: string, eventPublicId: string): Promise<KeelEvent | undefined> {
+  const eventId = publicToUuid('event', eventPublicId);
+  if (eventId === undefined) return undefined;
+  const row = await db.selectFrom('outbox').selectAll().where('merchant_id', '=', merchantId).where('id', '=', eventId).executeTakeFirst();
+  return row === undefined ? undefined : toKeelEvent(row);
 }
 
 export interface DeliveryDeps {
@@ -187,20 +200,14 @@ async function deliverOne(deps: DeliveryDeps, endpoint: WebhookEndpointRow, secr
 
 /** Manual redelivery: every delivery of the event becomes due now (and endpoints subscribed since get one). */
 export async function redeliver(db: Db, merchantId: string, eventPublicId: string): Promise<WebhookDeliveryRow[]> {
+  const event = await findEvent(db, merchantId, eventPublicId);
   const eventId = publicToUuid('event', eventPublicId);
-  const event = eventId === undefined ? undefined : await db.selectFrom('outbox').selectAll().where('merchant_id', '=', merchantId).where('id', '=', eventId).executeTakeFirst();
   if (event === undefined || eventId === undefined) throw new KeelError('resource_missing', `No such event: ${eventPublicId}.`, { param: 'id' });
   return db.transaction().execute(async (trx) => {
     const existing = await trx.selectFrom('webhook_deliveries').select('endpoint_id').where('event_id', '=', eventId).execute();
     const endpoints = await trx.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).execute();
     const missing = endpoints.filter((endpoint) => subscribed(endpoint, event.type) && !existing.some((row) => row.endpoint_id === endpoint.id));
-    const payload = JSON.stringify({ id: eventPublicId, type: event.type, created_at: new Date(event.created_at).toISOString(), data: event.data });
-    if (missing.length > 0) {
-      await trx
-        .insertInto('webhook_deliveries')
-        .values(missing.map((endpoint) => ({ id: newId('webhookDelivery').uuid, merchant_id: merchantId, endpoint_id: endpoint.id, event_id: eventId, event_type: event.type, payload, status: 'pending' as const, next_attempt_at: new Date() })))
-        .execute();
-    }
+    await insertDeliveries(trx, merchantId, event, missing);
     return trx
       .updateTable('webhook_deliveries')
       .set({ status: 'pending', next_attempt_at: new Date(), updated_at: new Date() })
