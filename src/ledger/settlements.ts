@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { request } from 'undici';
 import type { GatewayName } from '../gateways/connector.js';
 import type { StripeBalanceTransaction, StripeList } from '../gateways/stripe/wire.js';
-import type { TossSettlement } from '../gateways/toss/wire.js';
+import { tossAuthorization, type TossSettlement } from '../gateways/toss/wire.js';
 import type { MerchantContext } from '../payments/types.js';
 import { isUniqueViolation } from '../storage/database.js';
 import type { KeelDatabase } from '../storage/schema.js';
@@ -108,7 +108,7 @@ async function fetchJson(url: string, authorization: string): Promise<unknown> {
 
 async function tossRows(base: string, secretKey: string, period: SettlementPeriod): Promise<SettlementRow[]> {
   const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate });
-  const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, `Basic ${Buffer.from(`${secretKey}:`).toString('base64')}`)) as TossSettlement[];
+  const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
   return report
     .filter((row) => row.amount !== 0)
     .map((row) => ({ reference: row.transactionKey, partnerPaymentId: row.paymentKey, gross: BigInt(row.amount), net: BigInt(row.payOutAmount) }));

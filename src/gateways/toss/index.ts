@@ -17,6 +17,7 @@ import {
   isTossError,
   isTossPayment,
   mapTossStatus,
+  tossAuthorization,
   tossDeclineCode,
   type TossBillingAuthorization,
   type TossPayment,
@@ -35,7 +36,7 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
       method,
       path,
       headers: {
-        authorization: `Basic ${Buffer.from(`${context.partnerSecretKey}:`).toString('base64')}`,
+        authorization: tossAuthorization(context.partnerSecretKey),
         'content-type': 'application/json',
         'idempotency-key': context.idempotencyKey,
         'x-correlation-id': context.correlationId,

@@ -78,6 +78,11 @@ export interface TossSettlement {
 }
 
 /** What a Toss payment status means for a charge Keel asked for. */
+/** Toss Payments authenticates with HTTP Basic: the secret key as the user name, no password. */
+export function tossAuthorization(secretKey: string): string {
+  return `Basic ${Buffer.from(`${secretKey}:`).toString('base64')}`;
+}
+
 export type TossStatusMeaning = 'pending' | 'captured' | 'failed' | 'canceled';
 
 export function mapTossStatus(status: TossPaymentStatus): TossStatusMeaning {
