@@ -7,7 +7,7 @@ import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../payments/money.js';
 import { createKeel, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
-import { migrateToLatest, openDatabase } from '../storage/database.js';
+import { migrateToLatest, openDatabase, type Database } from '../storage/database.js';
 import { FieldCipher } from '../storage/encryption.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
@@ -43,13 +43,8 @@ program
       console.log(`Keel (pid ${running.pid}) is running on ${config.dataDir} and applied every migration when it started; nothing to do.`);
       return;
     }
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
-    try {
-      const applied = await migrateToLatest(database);
-      console.log(applied.length === 0 ? 'Database is up to date.' : `Applied: ${applied.join(', ')}`);
-    } finally {
-      await database.close();
-    }
+    const applied = await withDatabase(config, migrateToLatest);
+    console.log(applied.length === 0 ? 'Database is up to date.' : `Applied: ${applied.join(', ')}`);
   });
 
 const merchant = program.command('merchant').description('merchants');
@@ -83,19 +78,14 @@ ledger
       process.exitCode = 2;
       return;
     }
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
-    try {
-      const report = await verifyLedger(database.db);
-      for (const id of report.unbalanced) console.error(`unbalanced transaction ${id}`);
-      for (const difference of report.differences) {
-        console.error(`merchant ${difference.merchant} ${difference.currency}: journal ${difference.journal}, payments ${difference.payments}`);
-      }
-      const clean = report.unbalanced.length === 0 && report.differences.length === 0;
-      console.log(`${report.transactions} transactions checked: ${clean ? 'the ledger verifies' : 'DIFFERENCES FOUND'}`);
-      if (!clean) process.exitCode = 1;
-    } finally {
-      await database.close();
+    const report = await withDatabase(config, (database) => verifyLedger(database.db));
+    for (const id of report.unbalanced) console.error(`unbalanced transaction ${id}`);
+    for (const difference of report.differences) {
+      console.error(`merchant ${difference.merchant} ${difference.currency}: journal ${difference.journal}, payments ${difference.payments}`);
     }
+    const clean = report.unbalanced.length === 0 && report.differences.length === 0;
+    console.log(`${report.transactions} transactions checked: ${clean ? 'the ledger verifies' : 'DIFFERENCES FOUND'}`);
+    if (!clean) process.exitCode = 1;
   });
 
 const projections = program.command('projections').description('the read models built from events (reports)');
@@ -109,14 +99,11 @@ projections
       console.log(`${answer.events_replayed} events replayed into the read models`);
       return;
     }
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
-    try {
+    const report = await withDatabase(config, async (database) => {
       await migrateToLatest(database);
-      const report = await rebuildProjections(database.db, createLogger({ level: config.logLevel }));
-      console.log(`${report.events} events replayed into the read models`);
-    } finally {
-      await database.close();
-    }
+      return rebuildProjections(database.db, createLogger({ level: config.logLevel }));
+    });
+    console.log(`${report.events} events replayed into the read models`);
   });
 
 program
@@ -165,10 +152,17 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
     partners: input.partners?.map((partner) => ({ gateway: partner.gateway })),
   });
   if (answer !== undefined) return answer as CreatedMerchant;
+  return withDatabase(config, async (database) => {
+    await migrateToLatest(database);
+    return createMerchant(database.db, cipherFor(config), input);
+  });
+}
+
+/** Opens the configured database (PostgreSQL, or the embedded one in the data directory) for one command. */
+async function withDatabase<T>(config: KeelConfig, work: (database: Database) => Promise<T>): Promise<T> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: embeddedDataDir(config), schema: config.databaseSchema });
   try {
-    await migrateToLatest(database);
-    return await createMerchant(database.db, cipherFor(config), input);
+    return await work(database);
   } finally {
     await database.close();
   }
