@@ -4,7 +4,7 @@
 // Then every event must have reached the merchant's webhook exactly once, `keel ledger verify` must pass, and
 // the payments report (the workers' read model) must count every payment and refund once.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
@@ -15,6 +15,7 @@ import { startSimulator, type Simulator } from '../src/simulator/server.js';
 import { dropSchema } from '../src/storage/database.js';
 import { FieldCipher } from '../src/storage/encryption.js';
 import { verifyWebhook } from '../src/webhooks/signature.js';
+import { runKeel, spawnKeel, type KeelRun } from '../src/testing/cli.js';
 
 const databaseUrl = process.env['KEEL_TEST_DATABASE_URL'];
 const natsUrl = process.env['KEEL_TEST_NATS_URL'];
@@ -22,7 +23,6 @@ const redisUrl = process.env['KEEL_TEST_REDIS_URL'];
 const available = Boolean(databaseUrl && natsUrl && redisUrl);
 if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error('the scale-out test needs PostgreSQL, NATS and Redis');
 
-const keelBin = new URL('../bin/keel.js', import.meta.url).pathname;
 const schema = `keel_scale_${randomBytes(4).toString('hex')}`;
 const processes: ChildProcess[] = [];
 let simulator: Simulator;
@@ -55,7 +55,7 @@ const environment = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => (
 const encryptionKey = FieldCipher.generateSecret();
 
 function start(role: 'api' | 'worker', port: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [keelBin, 'serve', '--role', role], { env: environment({ KEEL_PORT: String(port) }) });
+  const child = spawnKeel(['serve', '--role', role], environment({ KEEL_PORT: String(port) }));
   processes.push(child);
   return new Promise((resolve, reject) => {
     let output = '';
@@ -72,15 +72,8 @@ function start(role: 'api' | 'worker', port: number): Promise<{ child: ChildProc
   });
 }
 
-function run(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [keelBin, ...args], { env: environment() });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function run(args: readonly string[]): Promise<KeelRun> {
+  return runKeel(args, environment());
 }
 
 function stop(child: ChildProcess): Promise<number | null> {

@@ -3,14 +3,14 @@
 // (PGlite admits one process per data directory); after it stops, `merchant create` opens the database itself
 // and the data survives; `projections rebuild` works both ways; `gateway-sim` serves the benchmark gateway alone.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
 
-const keelBin = new URL('../../bin/keel.js', import.meta.url).pathname;
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-cli-'));
 let apiPort = 0;
 let simPort = 0;
@@ -44,20 +44,13 @@ function environment(): NodeJS.ProcessEnv {
   return env;
 }
 
-function run(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [keelBin, ...args], { env: environment() });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function run(args: readonly string[]): Promise<KeelRun> {
+  return runKeel(args, environment());
 }
 
 function startServer(): Promise<void> {
   return new Promise((resolve, reject) => {
-    server = spawn(process.execPath, [keelBin, 'start'], { env: environment() });
+    server = spawnKeel(['start'], environment());
     const timer = setTimeout(() => reject(new Error(`keel start did not come up:\n${serverOutput}`)), 60_000);
     server.stdout?.on('data', (chunk: Buffer) => {
       serverOutput += chunk.toString();
@@ -147,7 +140,7 @@ test('after it stops, the CLI opens the embedded database itself and the data is
 
 test('gateway-sim serves the benchmark gateway alone', async () => {
   const port = await freePort();
-  const child = spawn(process.execPath, [keelBin, 'gateway-sim'], { env: { ...environment(), KEEL_GATEWAY_SIM_PORT: String(port) } });
+  const child = spawnKeel(['gateway-sim'], { ...environment(), KEEL_GATEWAY_SIM_PORT: String(port) });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('gateway-sim did not start')), 30_000);
