@@ -3,16 +3,16 @@ import { KeelError, isKeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { errorBody, inContext } from '../http/app.js';
 import { idempotent } from '../http/idempotent-route.js';
-import { CardInput } from '../http/schemas.js';
-import { checkAmount, checkCard, checkCountry } from '../http/validation.js';
+import { AttachMethodBody } from '../http/schemas.js';
+import { checkAmount, checkCountry } from '../http/validation.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
 import { currencyRule } from '../payments/money.js';
 import { ok } from '../payments/operations/context.js';
-import { publicToUuid } from '../storage/ids.js';
 import { approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi } from './checkout.js';
-import { customerToApi, findCustomer, setPin } from './customers.js';
+import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
 import { languageFrom, renderPayPage, renderSdk } from './page.js';
-import { attachBankAccount, attachCard, listMethods, paymentMethodToApi } from './payment-methods.js';
+import { attachMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
+import { newMethodFrom } from './routes.js';
 
 /**
  * Checkout sessions and the merchant's confirm (`/v1/brandpay/…`), the hosted page and its calls (`/pay/…`,
@@ -39,19 +39,6 @@ const SessionParams = Type.Object({ session: Type.String({ maxLength: 64 }) });
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const ApproveBody = Type.Object({ payment_method: Type.String({ maxLength: 64 }), pin: Type.String({ maxLength: 16 }) }, { additionalProperties: false });
 const PagePinBody = Type.Object({ pin: Type.String({ maxLength: 16 }) }, { additionalProperties: false });
-const PageMethodBody = Type.Union([
-  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
-  Type.Object(
-    {
-      type: Type.Literal('bank_account'),
-      bank_account: Type.Object(
-        { bank_code: Type.String({ pattern: '^[0-9A-Z]{2,11}$' }), account_number: Type.String({ pattern: '^[0-9]{6,20}$' }), holder_name: Type.String({ minLength: 1, maxLength: 100 }) },
-        { additionalProperties: false },
-      ),
-    },
-    { additionalProperties: false },
-  ),
-]);
 
 export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): void {
   const { deps, config } = services;
@@ -65,9 +52,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       const merchant = request.merchant;
       const amount = checkAmount(body.amount, body.currency);
       const country = checkCountry(body.country ?? merchant.country);
-      const customerId = publicToUuid('customer', body.customer);
-      const customer = customerId === undefined ? undefined : await findCustomer(deps.db, merchant.id, customerId);
-      if (customer === undefined || customer.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${body.customer}.`, { param: 'customer' });
+      const customer = await customerOr404(deps.db, merchant.id, body.customer, { param: 'customer' });
       return idempotent(services, request, reply, async () => {
         const session = await createSession(deps.db, {
           merchantId: merchant.id,
@@ -147,17 +132,13 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     };
   });
 
-  app.post('/pay/:session/payment_methods', { schema: { params: SessionParams, body: PageMethodBody, hide: true } }, async (request, reply) => {
+  app.post('/pay/:session/payment_methods', { schema: { params: SessionParams, body: AttachMethodBody, hide: true } }, async (request, reply) => {
     const session = await findSession(deps.db, request.params.session);
     assertOpen(session);
     const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
     const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
     if (merchant === undefined || customer === undefined || customer.status !== 'active') throw new KeelError('customer_inactive', 'This shopper cannot add payment methods now.');
-    const body = request.body;
-    const { method, created } =
-      body.type === 'bank_account'
-        ? await attachBankAccount(methodsDeps, customer, { bankCode: body.bank_account.bank_code, accountNumber: body.bank_account.account_number, holderName: body.bank_account.holder_name })
-        : await attachCard(methodsDeps, merchant, customer, checkCard(body.card, new Date(), 'card').card);
+    const { method, created } = await attachMethod(methodsDeps, merchant, customer, newMethodFrom(request.body));
     return reply.status(created ? 201 : 200).send(paymentMethodToApi(method));
   });
 

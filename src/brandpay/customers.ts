@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import { KeelError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import { isUniqueViolation } from '../storage/database.js';
-import { newId, uuidToPublic } from '../storage/ids.js';
+import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { CustomerRow, KeelDatabase } from '../storage/schema.js';
 import { customerKeyProblem, pinProblem } from './rules.js';
 
@@ -54,6 +54,16 @@ export async function findCustomer(db: Db, merchantId: string, customerId: strin
   if (options.forUpdate === true) query = query.forUpdate();
   const row = await query.executeTakeFirst();
   return row === undefined ? undefined : toCustomer(row);
+}
+
+/** The merchant's customer by public id, or 404 naming `param` (a deleted customer counts as missing unless allowed). */
+export async function customerOr404(db: Db, merchantId: string, publicId: string, options: { readonly param: string; readonly allowDeleted?: boolean }): Promise<Customer> {
+  const uuid = publicToUuid('customer', publicId);
+  const customer = uuid === undefined ? undefined : await findCustomer(db, merchantId, uuid);
+  if (customer === undefined || (customer.status === 'deleted' && options.allowDeleted !== true)) {
+    throw new KeelError('resource_missing', `No such customer: ${publicId}.`, { param: options.param });
+  }
+  return customer;
 }
 
 /** Creates the customer, or returns the merchant's existing one with that key (a shop may call it at every checkout). */

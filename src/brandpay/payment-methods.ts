@@ -31,6 +31,13 @@ export interface BankAccountInput {
   readonly holderName: string;
 }
 
+/** A method to attach: a card already checked, or a bank account. */
+export type MethodToAttach = { readonly type: 'card'; readonly card: CardDetails } | { readonly type: 'bank_account'; readonly bankAccount: BankAccountInput };
+
+export function attachMethod(deps: PaymentMethodsDeps, merchant: MerchantContext, customer: Customer, method: MethodToAttach): Promise<{ method: PaymentMethodRow; created: boolean }> {
+  return method.type === 'card' ? attachCard(deps, merchant, customer, method.card) : attachBankAccount(deps, customer, method.bankAccount);
+}
+
 export function paymentMethodToApi(row: PaymentMethodRow): Record<string, unknown> {
   return {
     id: uuidToPublic('paymentMethod', row.id),

@@ -3,35 +3,18 @@ import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
 import { idempotent } from '../http/idempotent-route.js';
-import { CardInput } from '../http/schemas.js';
+import { AttachMethodBody } from '../http/schemas.js';
 import { checkCard } from '../http/validation.js';
 import { ok } from '../payments/operations/context.js';
 import type { MerchantContext } from '../payments/types.js';
 import { publicToUuid } from '../storage/ids.js';
-import { createCustomer, customerToApi, findCustomer, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
-import { attachBankAccount, attachCard, detachMethod, findMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
+import { createCustomer, customerOr404 as findCustomerOr404, customerToApi, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
+import { attachMethod, detachMethod, findMethod, listMethods, paymentMethodToApi, type MethodToAttach } from './payment-methods.js';
 
 /** `/v1/brandpay/…`: customers, PINs and stored payment methods (secret key). */
 
 const CustomerBody = Type.Object({ customer_key: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false });
 const PinBody = Type.Object({ pin: Type.String({ maxLength: 16 }), current_pin: Type.Optional(Type.String({ maxLength: 16 })) }, { additionalProperties: false });
-const MethodBody = Type.Union([
-  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
-  Type.Object(
-    {
-      type: Type.Literal('bank_account'),
-      bank_account: Type.Object(
-        {
-          bank_code: Type.String({ pattern: '^[0-9A-Z]{2,11}$' }),
-          account_number: Type.String({ pattern: '^[0-9]{6,20}$' }),
-          holder_name: Type.String({ minLength: 1, maxLength: 100 }),
-        },
-        { additionalProperties: false },
-      ),
-    },
-    { additionalProperties: false },
-  ),
-]);
 const CustomerParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const MethodParams = Type.Object({ id: Type.String({ maxLength: 64 }), pm: Type.String({ maxLength: 64 }) });
 const EmptyBody = Type.Object({}, { additionalProperties: false });
@@ -41,14 +24,8 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
   const secret = { auth: 'secret' } as const;
   const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
 
-  async function customerOr404(merchant: MerchantContext, publicId: string, options: { allowDeleted?: boolean } = {}): Promise<Customer> {
-    const uuid = publicToUuid('customer', publicId);
-    const customer = uuid === undefined ? undefined : await findCustomer(deps.db, merchant.id, uuid);
-    if (customer === undefined || (customer.status === 'deleted' && options.allowDeleted !== true)) {
-      throw new KeelError('resource_missing', `No such customer: ${publicId}.`, { param: 'id' });
-    }
-    return customer;
-  }
+  const customerOr404 = (merchant: MerchantContext, publicId: string, options: { allowDeleted?: boolean } = {}): Promise<Customer> =>
+    findCustomerOr404(deps.db, merchant.id, publicId, { param: 'id', ...options });
 
   app.post('/v1/brandpay/customers', { config: secret, schema: { body: CustomerBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, () =>
@@ -77,21 +54,13 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
     }),
   );
 
-  app.post('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, body: MethodBody, tags: ['brandpay'] } }, (request, reply) =>
+  app.post('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, body: AttachMethodBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () => {
       const customer = await customerOr404(request.merchant, request.params.id);
-      const body = request.body;
       // Card rules are checked before the key is taken, so a bad card stores nothing.
-      const card = body.type === 'card' ? checkCard(body.card, new Date(), 'card').card : undefined;
+      const input = newMethodFrom(request.body);
       return idempotent(services, request, reply, async () => {
-        const { method, created } =
-          body.type === 'bank_account'
-            ? await attachBankAccount(methodsDeps, customer, {
-                bankCode: body.bank_account.bank_code,
-                accountNumber: body.bank_account.account_number,
-                holderName: body.bank_account.holder_name,
-              })
-            : await attachCard(methodsDeps, request.merchant, customer, card ?? checkCard(body.card).card);
+        const { method, created } = await attachMethod(methodsDeps, request.merchant, customer, input);
         return ok(created ? 201 : 200, paymentMethodToApi(method));
       });
     }),
@@ -127,4 +96,11 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       });
     }),
   );
+}
+
+/** The body's method, with the card's rules checked (a bad card is refused naming `card.…`). */
+export function newMethodFrom(body: AttachMethodBody): MethodToAttach {
+  if (body.type === 'card') return { type: 'card', card: checkCard(body.card, new Date(), 'card').card };
+  const account = body.bank_account;
+  return { type: 'bank_account', bankAccount: { bankCode: account.bank_code, accountNumber: account.account_number, holderName: account.holder_name } };
 }

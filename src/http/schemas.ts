@@ -21,6 +21,26 @@ export const CardInput = Type.Object(
   { additionalProperties: false },
 );
 
+/** A payment method to store for a Brand Pay customer: a card (tokenized at once) or a bank account. */
+export const AttachMethodBody = Type.Union([
+  Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('bank_account'),
+      bank_account: Type.Object(
+        {
+          bank_code: Type.String({ pattern: '^[0-9A-Z]{2,11}$' }),
+          account_number: Type.String({ pattern: '^[0-9]{6,20}$' }),
+          holder_name: Type.String({ minLength: 1, maxLength: 100 }),
+        },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type AttachMethodBody = Static<typeof AttachMethodBody>;
+
 export const PaymentMethodInput = Type.Union([
   Type.String({ pattern: '^pm_[0-9A-Za-z]{26}$', description: 'A stored payment method (Brand Pay).' }),
   Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
