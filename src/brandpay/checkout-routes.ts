@@ -44,7 +44,6 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   const { deps, config } = services;
   const publicUrl = config.publicUrl;
   const pinLimiter = services.pinLimiter;
-  const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
 
   app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () => {
@@ -138,7 +137,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
     const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
     if (merchant === undefined || customer === undefined || customer.status !== 'active') throw new KeelError('customer_inactive', 'This shopper cannot add payment methods now.');
-    const { method, created } = await attachMethod(methodsDeps, merchant, customer, newMethodFrom(request.body));
+    const { method, created } = await attachMethod(deps, merchant, customer, newMethodFrom(request.body));
     return reply.status(created ? 201 : 200).send(paymentMethodToApi(method));
   });
 

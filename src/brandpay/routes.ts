@@ -22,7 +22,6 @@ const EmptyBody = Type.Object({}, { additionalProperties: false });
 export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): void {
   const { deps } = services;
   const secret = { auth: 'secret' } as const;
-  const methodsDeps = { db: deps.db, gateways: deps.gateways, cipher: deps.cipher };
 
   const customerOr404 = (merchant: MerchantContext, publicId: string, options: { allowDeleted?: boolean } = {}): Promise<Customer> =>
     findCustomerOr404(deps.db, merchant.id, publicId, { param: 'id', ...options });
@@ -60,7 +59,7 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       // Card rules are checked before the key is taken, so a bad card stores nothing.
       const input = newMethodFrom(request.body);
       return idempotent(services, request, reply, async () => {
-        const { method, created } = await attachMethod(methodsDeps, request.merchant, customer, input);
+        const { method, created } = await attachMethod(deps, request.merchant, customer, input);
         return ok(created ? 201 : 200, paymentMethodToApi(method));
       });
     }),
@@ -82,7 +81,7 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       if (method === undefined || method.customer_id !== customer.id) {
         throw new KeelError('resource_missing', `No such payment method: ${request.params.pm}.`, { param: 'pm' });
       }
-      return paymentMethodToApi(await detachMethod(methodsDeps, request.merchant, method));
+      return paymentMethodToApi(await detachMethod(deps, request.merchant, method));
     }),
   );
 
@@ -91,7 +90,7 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
       const customer = await customerOr404(request.merchant, request.params.id);
       return idempotent(services, request, reply, async () => {
         // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
-        for (const method of await listMethods(deps.db, customer)) await detachMethod(methodsDeps, request.merchant, method);
+        for (const method of await listMethods(deps.db, customer)) await detachMethod(deps, request.merchant, method);
         return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
       });
     }),
