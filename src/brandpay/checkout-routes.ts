@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
-import { KeelError, isKeelError } from '../errors.js';
+import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
-import { errorBody, inContext } from '../http/app.js';
+import { inContext } from '../http/app.js';
 import { idempotent } from '../http/idempotent-route.js';
 import { AttachMethodBody } from '../http/schemas.js';
 import { checkAmount, checkCountry } from '../http/validation.js';
@@ -156,15 +156,10 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       await pinLimiter.admit(session.customer_id, request.ip);
       const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
       if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
-      try {
-        const approval = await approveSession({ deps, merchant, key: null }, request.params.session, request.body.payment_method, request.body.pin);
-        if ('error' in approval) throw approval.error;
-        return await reply.send({ redirect_url: approval.redirect });
-      } catch (error) {
-        if (!isKeelError(error)) throw error;
-        if (error.retryAfterSeconds !== undefined) void reply.header('retry-after', String(error.retryAfterSeconds));
-        return reply.status(error.status).send(errorBody(request, error));
-      }
+      // A refusal is thrown, and the error handler answers with it (Retry-After included), as on every route.
+      const approval = await approveSession({ deps, merchant, key: null }, request.params.session, request.body.payment_method, request.body.pin);
+      if ('error' in approval) throw approval.error;
+      return reply.send({ redirect_url: approval.redirect });
     }),
   );
 }
