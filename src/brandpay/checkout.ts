@@ -1,17 +1,15 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../errors.js';
-import type { PaymentSource } from '../gateways/connector.js';
 import { capturePayment } from '../payments/operations/capture.js';
 import type { OperationContext, OperationResult } from '../payments/operations/context.js';
 import { ok } from '../payments/operations/context.js';
 import { createPayment } from '../payments/operations/create.js';
 import { findPayment } from '../payments/repository.js';
 import { paymentToApi } from '../payments/serialize.js';
-import type { PaymentMethodSnapshot } from '../payments/types.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { CheckoutSessionRow, KeelDatabase } from '../storage/schema.js';
 import { verifyPin } from './customers.js';
-import { findMethod } from './payment-methods.js';
+import { findMethod, storedCardCharge } from './payment-methods.js';
 
 /**
  * Checkout sessions: the shopper's approval on the hosted page authorizes the payment with a stored method
@@ -112,27 +110,26 @@ export async function approveSession(context: OperationContext, sessionId: strin
   if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by this shop\'s partners yet.');
   const claimed = await db.updateTable('checkout_sessions').set({ status: 'approved', updated_at: new Date() }).where('id', '=', session.id).where('status', '=', 'open').returning('id').executeTakeFirst();
   if (claimed === undefined) throw new KeelError('checkout_session_used', 'This checkout session was already used.');
-  const snapshot: PaymentMethodSnapshot = { type: 'card', card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 } };
-  const source: PaymentSource = { token: context.deps.cipher.decrypt(method.token_encrypted) };
+  const { source, snapshot } = storedCardCharge(method, method.token_encrypted, context.deps.cipher);
   let result: OperationResult;
   try {
     result = await createPayment(context, {
-    amount: BigInt(session.amount),
-    currency: session.currency,
-    orderId: session.order_id,
-    country: session.country,
-    captureMethod: 'manual',
-    source,
-    snapshot,
-    confirm: true,
-    description: 'Brand Pay',
-    metadata: { checkout_session: sessionId },
-    customerId: session.customer_id,
-    paymentMethodId: method.id,
+      amount: BigInt(session.amount),
+      currency: session.currency,
+      orderId: session.order_id,
+      country: session.country,
+      captureMethod: 'manual',
+      source,
+      snapshot,
+      confirm: true,
+      description: 'Brand Pay',
+      metadata: { checkout_session: sessionId },
+      customerId: session.customer_id,
+      paymentMethodId: method.id,
     });
   } catch (error) {
     // Nothing was created: give the session back before answering.
-    await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', session.id).execute();
+    await reopenSession(db, session.id);
     throw error;
   }
   return finishApproval(db, session, result);
@@ -143,7 +140,7 @@ async function finishApproval(db: Db, session: CheckoutSessionRow, result: Opera
   const payment = body.error?.payment ?? body;
   const paymentId = payment.id === undefined ? undefined : publicToUuid('payment', payment.id);
   if (result.status === 503 || paymentId === undefined) {
-    await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', session.id).execute();
+    await reopenSession(db, session.id);
     return { error: new KeelError('gateway_unavailable', 'The payment could not be completed right now; nothing was charged. Please try again.', { retryAfterSeconds: 1 }) };
   }
   await db.updateTable('checkout_sessions').set({ payment_id: paymentId, updated_at: new Date() }).where('id', '=', session.id).execute();
@@ -154,6 +151,11 @@ async function finishApproval(db: Db, session: CheckoutSessionRow, result: Opera
   const code = body.error?.code ?? (payment.status === 'processing' ? 'payment_processing' : 'payment_failed');
   const message = body.error?.message ?? 'The payment is being processed; the shop will confirm it.';
   return { redirect: withQuery(session.fail_url, new URLSearchParams({ code, message, orderId: session.order_id })) };
+}
+
+/** Gives a claimed session back: nothing was charged, and the shopper may try again. */
+async function reopenSession(db: Db, sessionId: string): Promise<void> {
+  await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', sessionId).execute();
 }
 
 function withQuery(url: string, query: URLSearchParams): string {

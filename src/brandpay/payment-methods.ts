@@ -1,12 +1,12 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
-import type { CardDetails, GatewayName } from '../gateways/connector.js';
+import type { CardDetails, GatewayName, PaymentSource } from '../gateways/connector.js';
 import { cardBrand, cardLast4 } from '../gateways/connector.js';
 import type { GatewayRegistry } from '../gateways/registry.js';
 import { primaryGateway } from '../merchants/merchants.js';
 import { partnerContext } from '../payments/operations/context.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext, PaymentMethodSnapshot } from '../payments/types.js';
 import { isUniqueViolation } from '../storage/database.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
@@ -36,6 +36,14 @@ export type MethodToAttach = { readonly type: 'card'; readonly card: CardDetails
 
 export function attachMethod(deps: PaymentMethodsDeps, merchant: MerchantContext, customer: Customer, method: MethodToAttach): Promise<{ method: PaymentMethodRow; created: boolean }> {
   return method.type === 'card' ? attachCard(deps, merchant, customer, method.card) : attachBankAccount(deps, customer, method.bankAccount);
+}
+
+/** What charging a stored card sends (its partner token, decrypted) and what the payment records of it. */
+export function storedCardCharge(method: PaymentMethodRow, token: string, cipher: FieldCipher): { source: PaymentSource; snapshot: PaymentMethodSnapshot } {
+  return {
+    source: { token: cipher.decrypt(token) },
+    snapshot: { type: 'card', card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 } },
+  };
 }
 
 export function paymentMethodToApi(row: PaymentMethodRow): Record<string, unknown> {

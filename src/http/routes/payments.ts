@@ -6,10 +6,10 @@ import { capturePayment } from '../../payments/operations/capture.js';
 import { createPayment } from '../../payments/operations/create.js';
 import { findPayment, listPayments } from '../../payments/repository.js';
 import { paymentToApi } from '../../payments/serialize.js';
-import type { MerchantContext, Payment, PaymentMethodSnapshot } from '../../payments/types.js';
+import type { MerchantContext, Payment } from '../../payments/types.js';
 import { publicToUuid, uuidToPublic } from '../../storage/ids.js';
-import { findCustomer } from '../../brandpay/customers.js';
-import { findMethod } from '../../brandpay/payment-methods.js';
+import { customerOr404, findCustomer } from '../../brandpay/customers.js';
+import { findMethod, storedCardCharge } from '../../brandpay/payment-methods.js';
 import type { PaymentSource } from '../../gateways/connector.js';
 import type { KeelApp, KeelServices } from '../app.js';
 import { inContext } from '../app.js';
@@ -136,18 +136,10 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       throw new KeelError('customer_inactive', 'The customer is deleted or the payment method is detached.', { param: 'payment_method' });
     }
     if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by the merchant\'s partners yet.', { param: 'payment_method' });
-    const snapshot: PaymentMethodSnapshot = {
-      type: 'card',
-      card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 },
-    };
-    return { source: { token: deps.cipher.decrypt(method.token_encrypted) } as PaymentSource, snapshot, customerId, paymentMethodId: method.id };
+    return { ...storedCardCharge(method, method.token_encrypted, deps.cipher), customerId, paymentMethodId: method.id };
   }
 
   async function customerIdFrom(merchant: MerchantContext, customer: string | undefined): Promise<string | undefined> {
-    if (customer === undefined) return undefined;
-    const uuid = publicToUuid('customer', customer);
-    const found = uuid === undefined ? undefined : await findCustomer(deps.db, merchant.id, uuid);
-    if (found === undefined || found.status === 'deleted') throw new KeelError('resource_missing', `No such customer: ${customer}.`, { param: 'customer' });
-    return found.id;
+    return customer === undefined ? undefined : (await customerOr404(deps.db, merchant.id, customer, { param: 'customer' })).id;
   }
 }
