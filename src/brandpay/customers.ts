@@ -100,7 +100,7 @@ export async function verifyPin(db: Db, merchantId: string, customerId: string, 
     if (row.status === 'locked') return 'locked' as const;
     if (row.pin_hash === null || row.pin_salt === null) return 'no_pin' as const;
     const expected = Buffer.from(row.pin_hash, 'hex');
-    // A malformed PIN is compared too (against zeros), so it costs the same time and counts as a failure.
+    // A malformed PIN is not hashed: it is compared against zeros and counts as a failure.
     const wellFormed = /^[0-9]{6}$/.test(pin);
     const actual = wellFormed ? await hashPin(pin, Buffer.from(row.pin_salt, 'hex')) : Buffer.alloc(expected.length);
     if (actual.length === expected.length && timingSafeEqual(actual, expected) && wellFormed) {
