@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
  * once"), its tokens, its idempotency cache, and the faults and latency an operator or test has set per country.
  */
 
-export type SimChargeStatus = 'authorized' | 'captured' | 'canceled' | 'declined';
+export type SimChargeStatus = 'authorized' | 'captured' | 'canceled' | 'declined' | 'requires_action';
 
 export interface SimCancel {
   readonly amount: number;
@@ -36,6 +36,24 @@ export interface SimCharge {
   readonly paymentMethod: string | null;
   /** The `X-Correlation-Id` the request carried, so tests can follow one request across the partner boundary. */
   readonly correlationId: string | null;
+  /** Every state the charge has been in, with when it entered it: what a lagging inquiry sees. */
+  readonly history: { readonly at: number; readonly state: ChargeState }[];
+}
+
+/** The part of a charge that changes after it is created. */
+export interface ChargeState {
+  readonly status: SimChargeStatus;
+  readonly capturedAmount: number;
+  readonly refundedAmount: number;
+  readonly cancelCount: number;
+}
+
+/** Records a charge's current state in its history; every change to a charge calls it. */
+export function recordChange(charge: SimCharge, now = Date.now()): void {
+  charge.history.push({
+    at: now,
+    state: { status: charge.status, capturedAmount: charge.capturedAmount, refundedAmount: charge.refundedAmount, cancelCount: charge.cancels.length },
+  });
 }
 
 export type FaultMode = 'outage' | 'latency' | 'errors' | 'hang';
@@ -70,7 +88,8 @@ export type CardBehaviour =
   | { readonly kind: 'approve' }
   | { readonly kind: 'decline'; readonly code: 'card_declined' | 'insufficient_funds' }
   | { readonly kind: 'error_without_charge' }
-  | { readonly kind: 'charge_then_hang' };
+  | { readonly kind: 'charge_then_hang' }
+  | { readonly kind: 'authentication_required' };
 
 export const testCards = {
   approve: '4242424242424242',
@@ -78,6 +97,7 @@ export const testCards = {
   insufficientFunds: '4000000000009995',
   errorWithoutCharge: '4000000000000119',
   chargeThenHang: '4000000000000259',
+  authenticationRequired: '4000002760003184',
 } as const;
 
 export function cardBehaviour(number: string): CardBehaviour {
@@ -90,6 +110,8 @@ export function cardBehaviour(number: string): CardBehaviour {
       return { kind: 'error_without_charge' };
     case testCards.chargeThenHang:
       return { kind: 'charge_then_hang' };
+    case testCards.authenticationRequired:
+      return { kind: 'authentication_required' };
     default:
       return { kind: 'approve' };
   }
@@ -103,6 +125,8 @@ export class SimState {
   readonly idempotency = new Map<string, IdempotentEntry>();
   faults: Fault[] = [];
   readonly latency = new Map<string, LatencyModel>();
+  /** How long after it happens an effect becomes visible to inquiries, search and lists. */
+  inquiryLagMs = 0;
 
   reset(): void {
     this.charges.clear();
@@ -110,6 +134,25 @@ export class SimState {
     this.idempotency.clear();
     this.faults = [];
     this.latency.clear();
+    this.inquiryLagMs = 0;
+  }
+
+  /**
+   * The charge as an inquiry sees it now: its state `inquiryLagMs` ago, or undefined if it did not exist yet.
+   * Writes (capture, cancel, refund) always act on the true state; only reads lag, as a partner's search and
+   * replicas do.
+   */
+  visible(charge: SimCharge, now = Date.now()): SimCharge | undefined {
+    const horizon = now - this.inquiryLagMs;
+    const seen = charge.history.findLast((entry) => entry.at <= horizon);
+    if (seen === undefined) return undefined;
+    return {
+      ...charge,
+      status: seen.state.status,
+      capturedAmount: seen.state.capturedAmount,
+      refundedAmount: seen.state.refundedAmount,
+      cancels: charge.cancels.slice(0, seen.state.cancelCount),
+    };
   }
 
   activeFault(country: string, now: number): Fault | undefined {
@@ -129,8 +172,12 @@ export class SimState {
     this.idempotency.set(key, entry);
   }
 
-  chargesByOrder(account: string, orderId: string): SimCharge[] {
-    return [...this.charges.values()].filter((charge) => charge.account === account && charge.orderId === orderId);
+  /** The charges of an order that an inquiry can see now (see `visible`). */
+  visibleByOrder(account: string, orderId: string): SimCharge[] {
+    const now = Date.now();
+    return [...this.charges.values()]
+      .filter((charge) => charge.account === account && charge.orderId === orderId)
+      .flatMap((charge) => this.visible(charge, now) ?? []);
   }
 }
 

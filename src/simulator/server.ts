@@ -12,7 +12,8 @@ import type { SimAnswer, SimCall } from './toss.js';
 /**
  * The benchmark gateway: a partner that speaks Toss Payments' and Stripe's wire formats, with a seeded
  * lognormal latency per country, a concurrency cap (429 beyond it), fault injection per country,
- * partner-side idempotency, status inquiry and a settlement report. Runs standalone (`keel gateway-sim`) or
+ * partner-side idempotency, status inquiry (lagging behind the truth by `inquiry_lag_ms`, as real search and
+ * replicas do) and a settlement report. Effects happen on arrival and answers leave after the latency. Runs standalone (`keel gateway-sim`) or
  * inside Keel's process; either way it is a real HTTP server, so Keel's timeouts and sockets are exercised.
  */
 
@@ -99,17 +100,23 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
     const model = state.latencyFor(country);
     const latencyMs = (model === undefined ? 0 : sampleLatencyMs(model, random)) + (fault?.mode === 'latency' ? fault.latencyMs : 0);
-    if (latencyMs > 0) await sleep(latencyMs, undefined, { signal: closing.signal }).catch(() => undefined);
+    // As real partners do, the effect is applied when the request arrives and the answer leaves after the
+    // latency: a client that gives up waiting leaves behind a charge, capture, cancel or refund it never heard of.
+    const answer = answerOf(request, url, raw, dialect, route, country);
+    const holdMs = latencyMs + (answer.delayMs ?? 0);
+    if (holdMs > 0) await sleep(holdMs, undefined, { signal: closing.signal }).catch(() => undefined);
+    send(response, answer);
+  }
+
+  function answerOf(request: IncomingMessage, url: URL, raw: string, dialect: 'toss' | 'stripe', route: (typeof routes)[number] | undefined, country: string): SimAnswer {
     const account = accountOf(request);
-    if (account === undefined) return send(response, refusal(dialect, 401, 'missing or malformed credentials'));
-    if (route === undefined) return send(response, refusal(dialect, 404, 'no such endpoint'));
+    if (account === undefined) return refusal(dialect, 401, 'missing or malformed credentials');
+    if (route === undefined) return refusal(dialect, 404, 'no such endpoint');
     const body = parseBody(raw, dialect);
     const correlationId = typeof request.headers['x-correlation-id'] === 'string' ? request.headers['x-correlation-id'] : null;
     const call: SimCall = { state, account, country, body, query: url.searchParams, ambiguousDelayMs, correlationId };
     const match = route.pattern.exec(url.pathname) as RegExpExecArray;
-    const answer = request.method === 'POST' ? idempotent(call, request, raw, dialect, () => route.handle(call, match)) : route.handle(call, match);
-    if (answer.delayMs !== undefined) await sleep(answer.delayMs, undefined, { signal: closing.signal }).catch(() => undefined);
-    send(response, answer);
+    return request.method === 'POST' ? idempotent(call, request, raw, dialect, () => route.handle(call, match)) : route.handle(call, match);
   }
 
   /** Partner-side idempotency: a repeated key replays the first answer; a key in flight is refused. */
@@ -151,6 +158,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (url.pathname === '/__sim/faults' && method === 'GET') return { status: 200, body: { data: state.faults } };
     if (url.pathname === '/__sim/charges' && method === 'GET') return listCharges(url.searchParams);
     if (url.pathname === '/__sim/latency' && method === 'POST') return setLatency(body);
+    if (url.pathname === '/__sim/consistency' && method === 'POST') return setConsistency(body);
+    if (url.pathname === '/__sim/consistency' && method === 'DELETE') {
+      state.inquiryLagMs = 0;
+      return { status: 200, body: { inquiry_lag_ms: 0 } };
+    }
+    if (url.pathname === '/__sim/consistency' && method === 'GET') return { status: 200, body: { inquiry_lag_ms: state.inquiryLagMs } };
     if (url.pathname === '/__sim/reset' && method === 'POST') {
       state.reset();
       return { status: 200, body: { reset: true } };
@@ -183,6 +196,13 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const country = typeof body['country'] === 'string' ? body['country'].toUpperCase() : '*';
     state.latency.set(country, { p50Ms, p99Ms });
     return { status: 200, body: { country, p50_ms: p50Ms, p99_ms: p99Ms } };
+  }
+
+  function setConsistency(body: Record<string, unknown>): SimAnswer {
+    const lagMs = Number(body['inquiry_lag_ms']);
+    if (!Number.isSafeInteger(lagMs) || lagMs < 0) return { status: 400, body: { error: 'inquiry_lag_ms must be an integer >= 0' } };
+    state.inquiryLagMs = lagMs;
+    return { status: 200, body: { inquiry_lag_ms: lagMs } };
   }
 
   function listCharges(query: URLSearchParams): SimAnswer {

@@ -3,6 +3,7 @@
 // idempotency replays and refuses as Toss and Stripe do, inquiries find charges, and the settlement report
 // carries fees.
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { createRandom, sampleLatencyMs } from './latency.js';
 import { startSimulator, type Simulator } from './server.js';
@@ -188,5 +189,76 @@ describe('Stripe dialect', () => {
     assert.equal(declined.status, 402);
     assert.equal(declined.body['error'].type, 'card_error');
     assert.equal(declined.body['error'].decline_code, 'card_declined');
+  });
+});
+
+describe('a partner as real partners behave', () => {
+  const stripeCall = async (method: 'GET' | 'POST', path: string, form?: string) => {
+    const response = await fetch(`${sim.url}${path}`, {
+      method,
+      headers: { authorization: 'Bearer sk_test_lag', 'content-type': 'application/x-www-form-urlencoded' },
+      ...(form === undefined ? {} : { body: form }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  };
+  const consistency = (lagMs: number | null) =>
+    fetch(`${sim.url}/__sim/consistency`, { method: lagMs === null ? 'DELETE' : 'POST', ...(lagMs === null ? {} : { body: JSON.stringify({ inquiry_lag_ms: lagMs }) }) });
+  const charges = async (orderId: string) => ((await (await fetch(`${sim.url}/__sim/charges?order_id=${orderId}`)).json()) as { data: { status: string; captured_amount: number }[] }).data;
+
+  test('a charge is made on arrival: a client that gives up before the answer still leaves it behind', async () => {
+    const key = await billingKey();
+    await fetch(`${sim.url}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 1_500, p99_ms: 1_500 }) });
+    try {
+      const gaveUp = await fetch(`${sim.url}/v1/billing/${key}`, {
+        method: 'POST',
+        headers: { authorization: tossAuth, 'content-type': 'application/json' },
+        body: JSON.stringify({ customerKey: 'c', amount: 1000, orderId: 'sim-arrival' }),
+        signal: AbortSignal.timeout(200),
+      }).then(() => 'answered', () => 'gave up');
+      assert.equal(gaveUp, 'gave up');
+      assert.deepEqual((await charges('sim-arrival')).map((charge) => charge.status), ['captured'], 'the partner holds the charge the client never heard of');
+    } finally {
+      await fetch(`${sim.url}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 0, p99_ms: 0 }) });
+    }
+  });
+
+  test('with inquiry lag, inquiries answer 404 or the earlier state until the lag has passed; the ground truth never lags', async () => {
+    await consistency(400);
+    try {
+      const key = await billingKey();
+      const charged = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-lag' });
+      assert.equal(charged.status, 200);
+      assert.equal((await toss('GET', '/v1/payments/orders/sim-lag')).status, 404, 'the order is not visible yet');
+      assert.equal((await toss('GET', `/v1/payments/${String(charged.body['paymentKey'])}`)).status, 404, 'nor by its payment key');
+      assert.equal((await charges('sim-lag')).length, 1, 'the partner holds it all along');
+
+      const intent = await stripeCall('POST', '/v1/payment_intents', 'amount=5000&currency=usd&confirm=true&capture_method=manual&payment_method_data[card][number]=4242424242424242&metadata[keel_attempt]=att_lag');
+      assert.equal(intent.body['status'], 'requires_capture');
+      const search = () => stripeCall('GET', `/v1/payment_intents/search?query=${encodeURIComponent("metadata['keel_attempt']:'att_lag'")}`);
+      assert.deepEqual((await search()).body['data'], [], 'search lags');
+      await sleep(450);
+      assert.equal((await toss('GET', '/v1/payments/orders/sim-lag')).status, 200, 'visible once the lag has passed');
+      const captured = await stripeCall('POST', `/v1/payment_intents/${intent.body['id']}/capture`, '');
+      assert.equal(captured.body['status'], 'succeeded', 'writes act on the true state');
+      assert.equal((await stripeCall('GET', `/v1/payment_intents/${intent.body['id']}`)).body['status'], 'requires_capture', 'a retrieval shows the state before the capture');
+      await stripeCall('POST', '/v1/refunds', `payment_intent=${intent.body['id']}&amount=1000`);
+      assert.deepEqual((await stripeCall('GET', `/v1/refunds?payment_intent=${intent.body['id']}`)).body['data'], [], 'the refund is not listed yet');
+      await sleep(450);
+      assert.equal((await stripeCall('GET', `/v1/payment_intents/${intent.body['id']}`)).body['status'], 'succeeded');
+      assert.equal(((await stripeCall('GET', `/v1/refunds?payment_intent=${intent.body['id']}`)).body['data'] as unknown[]).length, 1);
+    } finally {
+      await consistency(null);
+    }
+    assert.equal((await fetch(`${sim.url}/__sim/consistency`, { method: 'POST', body: JSON.stringify({ inquiry_lag_ms: -1 }) })).status, 400);
+  });
+
+  test('the 3-D Secure card leaves a Stripe intent in requires_action, holding nothing, until it is canceled', async () => {
+    const intent = await stripeCall('POST', '/v1/payment_intents', 'amount=5000&currency=usd&confirm=true&payment_method_data[card][number]=4000002760003184&metadata[order_id]=sim-3ds');
+    assert.equal(intent.status, 200);
+    assert.equal(intent.body['status'], 'requires_action');
+    assert.equal(intent.body['amount_received'], 0);
+    const canceled = await stripeCall('POST', `/v1/payment_intents/${intent.body['id']}/cancel`, 'cancellation_reason=abandoned');
+    assert.equal(canceled.body['status'], 'canceled');
+    assert.deepEqual((await charges('sim-3ds')).map((charge) => [charge.status, charge.captured_amount]), [['canceled', 0]]);
   });
 });

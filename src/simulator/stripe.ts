@@ -1,6 +1,6 @@
 import { cardBrand } from '../gateways/connector.js';
 import type { StripeBalanceTransaction, StripePaymentIntent, StripeRefund } from '../gateways/stripe/wire.js';
-import { cardBehaviour, simId, type SimCharge } from './model.js';
+import { cardBehaviour, recordChange, simId, type SimCharge } from './model.js';
 import { recordCharge, type SimAnswer, type SimCall } from './toss.js';
 
 /** The Stripe dialect of the benchmark gateway (form-encoded PaymentIntents, refunds, payment methods). */
@@ -17,7 +17,9 @@ export function toIntent(charge: SimCharge): StripePaymentIntent {
         ? 'requires_capture'
         : charge.status === 'canceled'
           ? 'canceled'
-          : 'succeeded';
+          : charge.status === 'requires_action'
+            ? 'requires_action'
+            : 'succeeded';
   return {
     id: charge.id,
     object: 'payment_intent',
@@ -27,7 +29,7 @@ export function toIntent(charge: SimCharge): StripePaymentIntent {
     currency: charge.currency.toLowerCase(),
     status,
     capture_method: charge.status === 'authorized' || charge.metadata['capture_method'] === 'manual' ? 'manual' : 'automatic',
-    latest_charge: charge.status === 'declined' ? null : `ch_${charge.id.slice(3)}`,
+    latest_charge: charge.status === 'declined' || charge.status === 'requires_action' ? null : `ch_${charge.id.slice(3)}`,
     metadata: charge.metadata,
     last_payment_error:
       charge.decline === null ? null : { type: 'card_error', code: 'card_declined', decline_code: charge.decline.code, message: charge.decline.message },
@@ -68,7 +70,8 @@ export function stripeCreateIntent(call: SimCall): SimAnswer {
     orderId: metadata['order_id'] ?? '',
     amount,
     currency,
-    status: decline !== null ? 'declined' : manual ? 'authorized' : 'captured',
+    // The 3-D Secure card: the intent waits for the shopper's authentication, nothing is held yet.
+    status: decline !== null ? 'declined' : behaviour.kind === 'authentication_required' ? 'requires_action' : manual ? 'authorized' : 'captured',
     metadata,
     cardNumber: card.number,
     decline,
@@ -107,6 +110,7 @@ export function stripeCapture(call: SimCall, id: string): SimAnswer {
   }
   charge.status = 'captured';
   charge.capturedAmount = amount;
+  recordChange(charge);
   return { status: 200, body: toIntent(charge) };
 }
 
@@ -119,11 +123,14 @@ export function stripeCancel(call: SimCall, id: string): SimAnswer {
     });
   }
   charge.status = 'canceled';
+  recordChange(charge);
   return { status: 200, body: toIntent(charge) };
 }
 
+/** Retrieval, search and lists are inquiries: they see each intent as it was `inquiryLagMs` ago. */
 export function stripeGetIntent(call: SimCall, id: string): SimAnswer {
-  const charge = ownIntent(call, id);
+  const own = ownIntent(call, id);
+  const charge = own === undefined ? undefined : call.state.visible(own);
   return charge === undefined ? noSuchIntent(id) : { status: 200, body: toIntent(charge) };
 }
 
@@ -132,8 +139,10 @@ export function stripeSearchIntents(call: SimCall): SimAnswer {
   const match = /^metadata\[['"]([^'"]+)['"]\]:['"]([^'"]*)['"]$/.exec(call.query.get('query') ?? '');
   if (match === null) return stripeError(400, 'invalid_request_error', 'Unsupported search query.', { param: 'query' });
   const [, key = '', value = ''] = match;
+  const now = Date.now();
   const data = [...call.state.charges.values()]
     .filter((charge) => charge.account === call.account && charge.dialect === 'stripe' && charge.metadata[key] === value)
+    .flatMap((charge) => call.state.visible(charge, now) ?? [])
     .map(toIntent);
   return { status: 200, body: { object: 'search_result', data, has_more: false } };
 }
@@ -171,12 +180,14 @@ export function stripeRefund(call: SimCall): SimAnswer {
     at: new Date(),
   };
   charge.cancels.push(cancel);
+  recordChange(charge);
   return { status: 200, body: toRefund(charge, cancel) };
 }
 
 export function stripeListRefunds(call: SimCall): SimAnswer {
   const id = call.query.get('payment_intent') ?? '';
-  const charge = ownIntent(call, id);
+  const own = ownIntent(call, id);
+  const charge = own === undefined ? undefined : call.state.visible(own);
   const data = charge === undefined ? [] : charge.cancels.map((cancel) => toRefund(charge, cancel));
   return { status: 200, body: { object: 'list', data, has_more: false } };
 }

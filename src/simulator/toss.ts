@@ -1,5 +1,5 @@
 import type { TossPayment, TossSettlement } from '../gateways/toss/wire.js';
-import { cardBehaviour, simId, type SimCharge, type SimState } from './model.js';
+import { cardBehaviour, recordChange, simId, type SimCharge, type SimState } from './model.js';
 
 /** The Toss Payments dialect of the benchmark gateway. */
 
@@ -49,7 +49,9 @@ export function recordCharge(
     decline: fields.decline,
     paymentMethod: fields.paymentMethod,
     correlationId: call.correlationId,
+    history: [],
   };
+  recordChange(charge);
   call.state.charges.set(charge.id, charge);
   return charge;
 }
@@ -175,14 +177,17 @@ export function tossCancel(call: SimCall, paymentKey: string): SimAnswer {
     metadata: {},
     at: new Date(),
   });
+  recordChange(charge);
   return { status: 200, body: toTossPayment(charge) };
 }
 
+/** An inquiry: it sees the charge as it was `inquiryLagMs` ago (404 before it existed). */
 export function tossGetPayment(call: SimCall, lookup: { paymentKey?: string; orderId?: string }): SimAnswer {
+  const byKey = lookup.paymentKey === undefined ? undefined : call.state.charges.get(lookup.paymentKey);
   const charge =
     lookup.paymentKey !== undefined
-      ? call.state.charges.get(lookup.paymentKey)
-      : call.state.chargesByOrder(call.account, lookup.orderId ?? '').filter((candidate) => candidate.dialect === 'toss').at(-1);
+      ? byKey === undefined ? undefined : call.state.visible(byKey)
+      : call.state.visibleByOrder(call.account, lookup.orderId ?? '').filter((candidate) => candidate.dialect === 'toss').at(-1);
   if (charge === undefined || charge.account !== call.account) return tossError(404, 'NOT_FOUND_PAYMENT', '존재하지 않는 결제 정보 입니다.');
   return { status: 200, body: toTossPayment(charge) };
 }
