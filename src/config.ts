@@ -27,6 +27,11 @@ export interface KeelConfig {
   /** The completer finishes keys abandoned longer than this (later than a client's own retry would come). */
   readonly completerAbandonedAfterMs: number;
   readonly partnerHttp: PartnerHttpOptions;
+  /**
+   * The longest each partner's inquiries may lag behind its truth. A "no such charge" is trusted only from an
+   * inquiry made this long after Keel last sent the request; before that it may be lag.
+   */
+  readonly partnerConsistencyWindowMs: { readonly toss: number; readonly stripe: number };
   readonly janitorIntervalMs: number;
   readonly bodyBytesMax: number;
   /** Per-partner base URLs; absent: `gatewayUrl` (or the in-process gateway). */
@@ -42,6 +47,12 @@ export interface KeelConfig {
   /** Default API rate limit per key (a token bucket: `perSecond` refill, `burst` capacity). */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
 }
+
+/**
+ * Stripe documents that search lags by up to a minute, and up to an hour during outages; Toss documents no
+ * bound, and may answer 404 while a charge is in flight, so Keel waits ten minutes before believing it.
+ */
+export const consistencyWindowDefaultsMs = { toss: 600_000, stripe: 3_600_000 } as const;
 
 function integer(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined || value === '') return fallback;
@@ -75,6 +86,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       connectTimeoutMs: integer(env['KEEL_PARTNER_CONNECT_TIMEOUT_MS'], partnerHttpDefaults.connectTimeoutMs, 'KEEL_PARTNER_CONNECT_TIMEOUT_MS'),
       readTimeoutMs: integer(env['KEEL_PARTNER_READ_TIMEOUT_MS'], partnerHttpDefaults.readTimeoutMs, 'KEEL_PARTNER_READ_TIMEOUT_MS'),
       connectionsMax: integer(env['KEEL_PARTNER_CONNECTIONS_MAX'], partnerHttpDefaults.connectionsMax, 'KEEL_PARTNER_CONNECTIONS_MAX'),
+    },
+    partnerConsistencyWindowMs: {
+      toss: integer(env['KEEL_PARTNER_TOSS_CONSISTENCY_WINDOW_MS'] ?? env['KEEL_PARTNER_CONSISTENCY_WINDOW_MS'], consistencyWindowDefaultsMs.toss, 'KEEL_PARTNER_TOSS_CONSISTENCY_WINDOW_MS'),
+      stripe: integer(env['KEEL_PARTNER_STRIPE_CONSISTENCY_WINDOW_MS'] ?? env['KEEL_PARTNER_CONSISTENCY_WINDOW_MS'], consistencyWindowDefaultsMs.stripe, 'KEEL_PARTNER_STRIPE_CONSISTENCY_WINDOW_MS'),
     },
     janitorIntervalMs: integer(env['KEEL_JANITOR_INTERVAL_MS'], 5_000, 'KEEL_JANITOR_INTERVAL_MS'),
     bodyBytesMax: 65_536,

@@ -53,6 +53,7 @@ export const errorCatalogue = {
   insufficient_funds: { status: 402, type: 'card_error', description: 'The partner declined for insufficient funds.' },
   expired_card: { status: 402, type: 'card_error', description: 'The card has expired.' },
   incorrect_card: { status: 402, type: 'card_error', description: 'The card number, expiry or CVC is wrong.' },
+  card_authentication_required: { status: 402, type: 'card_error', description: 'The card needs 3-D Secure authentication, which Keel does not run; the partner\'s intent was canceled and nothing is held.' },
   // Brand Pay
   pin_required: { status: 400, type: 'invalid_request_error', description: 'The customer has no PIN yet, or changing it needs `current_pin`.' },
   pin_incorrect: { status: 403, type: 'invalid_request_error', description: 'The PIN is wrong; the message says how many tries remain before the customer is locked.' },

@@ -16,9 +16,10 @@ import { projectionConsumer, projectionsConsumer, rebuildProjections } from './r
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { PinAttemptLimiter } from './brandpay/pin-limits.js';
+import { storedMethodSource } from './brandpay/payment-methods.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
-import { reapExpiredKeys } from './http/idempotency.js';
+import { reapExpiredKeys } from './idempotency/keys.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './observability/backlog.js';
@@ -129,7 +130,16 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     metrics,
   });
   const faults = new FaultPoints();
-  const deps: PaymentsDeps = { db: database.db, gateways, cipher, logger, metrics, faults };
+  const deps: PaymentsDeps = {
+    db: database.db,
+    gateways,
+    cipher,
+    logger,
+    metrics,
+    faults,
+    consistencyWindowMs: config.partnerConsistencyWindowMs,
+    storedSource: (merchantId, paymentMethodId) => storedMethodSource(database.db, cipher, merchantId, paymentMethodId),
+  };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   // Names this deployment's events, consumers and shared limits on engines other deployments may share.
   const namespace = database.schema ?? 'keel';

@@ -7,6 +7,7 @@ import { AttachMethodBody } from '../http/schemas.js';
 import { checkAmount, checkCountry } from '../http/validation.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
 import { currencyRule } from '../payments/money.js';
+import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
 import { approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi } from './checkout.js';
 import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
@@ -46,13 +47,14 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   const pinLimiter = services.pinLimiter;
 
   app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const body = request.body;
-      const merchant = request.merchant;
-      const amount = checkAmount(body.amount, body.currency);
-      const country = checkCountry(body.country ?? merchant.country);
-      const customer = await customerOr404(deps.db, merchant.id, body.customer, { param: 'customer' });
-      return idempotent(services, request, reply, async () => {
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => {
+        const body = request.body;
+        const merchant = request.merchant;
+        const amount = checkAmount(body.amount, body.currency);
+        chargeablePartners(context, body.currency, undefined);
+        const country = checkCountry(body.country ?? merchant.country);
+        const customer = await customerOr404(deps.db, merchant.id, body.customer, { param: 'customer' });
         const session = await createSession(deps.db, {
           merchantId: merchant.id,
           customerId: customer.id,
@@ -64,8 +66,8 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
           failUrl: body.fail_url,
         });
         return ok(200, sessionToApi(session, publicUrl));
-      });
-    }),
+      }),
+    ),
   );
 
   // Read by the browser SDK with the publishable key, from the shop's own origin.

@@ -41,9 +41,25 @@ export function attachMethod(deps: PaymentMethodsDeps, merchant: MerchantContext
 /** What charging a stored card sends (its partner token, decrypted) and what the payment records of it. */
 export function storedCardCharge(method: PaymentMethodRow, token: string, cipher: FieldCipher): { source: PaymentSource; snapshot: PaymentMethodSnapshot } {
   return {
-    source: { token: cipher.decrypt(token) },
+    source: { token: cipher.decrypt(token), gateway: methodGateway(method) },
     snapshot: { type: 'card', card: { brand: method.brand ?? 'unknown', last4: method.last4, exp_month: method.exp_month ?? 0, exp_year: method.exp_year ?? 0 } },
   };
+}
+
+/**
+ * The token of a stored card, for sending a payment's attempt again without the shopper (the janitor and the
+ * completer); undefined once the method is detached or was never a card.
+ */
+export async function storedMethodSource(db: Kysely<KeelDatabase>, cipher: FieldCipher, merchantId: string, paymentMethodId: string): Promise<PaymentSource | undefined> {
+  const method = await findMethod(db, merchantId, paymentMethodId);
+  if (method === undefined || method.type !== 'card' || method.token_encrypted === null) return undefined;
+  return storedCardCharge(method, method.token_encrypted, cipher).source;
+}
+
+/** The partner that issued a stored card's token: the only one that can charge it. */
+function methodGateway(method: PaymentMethodRow): GatewayName {
+  if (method.gateway !== 'toss' && method.gateway !== 'stripe') throw new Error(`payment method ${method.id} has no partner`);
+  return method.gateway;
 }
 
 export function paymentMethodToApi(row: PaymentMethodRow): Record<string, unknown> {

@@ -39,30 +39,33 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
     inContext(request, async () => customerToApi(await customerOr404(request.merchant, request.params.id, { allowDeleted: true }))),
   );
 
+  // A finished key is answered before any lookup (the customer may be locked or deleted since): lookups run inside.
   app.post('/v1/brandpay/customers/:id/pin', { config: secret, schema: { params: CustomerParams, body: PinBody, tags: ['brandpay'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const customer = await customerOr404(request.merchant, request.params.id);
-      return idempotent(services, request, reply, async () => ok(200, customerToApi(await setPin(deps.db, request.merchant.id, customer.id, request.body.pin, request.body.current_pin))));
-    }),
+    inContext(request, () =>
+      idempotent(services, request, reply, async () => {
+        const customer = await customerOr404(request.merchant, request.params.id);
+        return ok(200, customerToApi(await setPin(deps.db, request.merchant.id, customer.id, request.body.pin, request.body.current_pin)));
+      }),
+    ),
   );
 
   app.post('/v1/brandpay/customers/:id/unlock', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const customer = await customerOr404(request.merchant, request.params.id);
-      return idempotent(services, request, reply, async () => ok(200, customerToApi(await unlockCustomer(deps.db, request.merchant.id, customer.id))));
-    }),
+    inContext(request, () =>
+      idempotent(services, request, reply, async () => {
+        const customer = await customerOr404(request.merchant, request.params.id);
+        return ok(200, customerToApi(await unlockCustomer(deps.db, request.merchant.id, customer.id)));
+      }),
+    ),
   );
 
   app.post('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, body: AttachMethodBody, tags: ['brandpay'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const customer = await customerOr404(request.merchant, request.params.id);
-      // Card rules are checked before the key is taken, so a bad card stores nothing.
-      const input = newMethodFrom(request.body);
-      return idempotent(services, request, reply, async () => {
-        const { method, created } = await attachMethod(deps, request.merchant, customer, input);
+    inContext(request, () =>
+      idempotent(services, request, reply, async () => {
+        const customer = await customerOr404(request.merchant, request.params.id);
+        const { method, created } = await attachMethod(deps, request.merchant, customer, newMethodFrom(request.body));
         return ok(created ? 201 : 200, paymentMethodToApi(method));
-      });
-    }),
+      }),
+    ),
   );
 
   app.get('/v1/brandpay/customers/:id/payment_methods', { config: secret, schema: { params: CustomerParams, tags: ['brandpay'] } }, (request) =>
@@ -86,14 +89,14 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
   );
 
   app.post('/v1/brandpay/customers/:id/delete', { config: secret, schema: { params: CustomerParams, body: EmptyBody, tags: ['brandpay'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const customer = await customerOr404(request.merchant, request.params.id);
-      return idempotent(services, request, reply, async () => {
+    inContext(request, () =>
+      idempotent(services, request, reply, async () => {
+        const customer = await customerOr404(request.merchant, request.params.id);
         // Tokens are revoked at the partner first; if one cannot be, the customer stays and the call may be retried.
         for (const method of await listMethods(deps.db, customer)) await detachMethod(deps, request.merchant, method);
         return ok(200, customerToApi(await markCustomerDeleted(deps.db, request.merchant.id, customer)));
-      });
-    }),
+      }),
+    ),
   );
 }
 

@@ -8,7 +8,7 @@
 export const gatewayNames = ['toss', 'stripe'] as const;
 export type GatewayName = (typeof gatewayNames)[number];
 
-export const declineCodes = ['card_declined', 'insufficient_funds', 'expired_card', 'incorrect_card'] as const;
+export const declineCodes = ['card_declined', 'insufficient_funds', 'expired_card', 'incorrect_card', 'card_authentication_required'] as const;
 export type DeclineCode = (typeof declineCodes)[number];
 
 export interface CardDetails {
@@ -35,7 +35,11 @@ export type PartnerOutcome<T> =
   | { readonly kind: 'unknown'; readonly reason: string }
   | { readonly kind: 'rejected'; readonly reason: string };
 
-export type PaymentSource = { readonly card: CardDetails } | { readonly token: string };
+/**
+ * What a charge is made with: a card at hand (never stored), or a token a partner issued, which only that
+ * partner can charge.
+ */
+export type PaymentSource = { readonly card: CardDetails } | { readonly token: string; readonly gateway: GatewayName };
 
 export interface AuthorizeRequest {
   readonly attemptId: string;
@@ -67,6 +71,7 @@ export interface CaptureRequest {
 }
 
 export interface CancelRequest {
+  readonly attemptId: string;
   readonly partnerPaymentId: string | null;
   readonly token: string | null;
   readonly reason: string;
@@ -86,18 +91,22 @@ export interface InquiryRequest {
   readonly orderId: string;
   readonly partnerPaymentId: string | null;
   readonly amount: bigint;
-  /** For refunds: what Keel already counts as refunded at this partner for the payment. */
-  readonly refundedBefore: bigint;
 }
 
 export type AttemptOperation = 'authorize' | 'capture' | 'cancel' | 'refund';
 
-/** What the partner knows of an attempt. */
+/**
+ * What an inquiry found. Inquiries may lag behind the partner's truth (search indexes, replicas), so `absent`
+ * says only that the partner showed nothing *yet*; whether that may be trusted is Keel's decision, by time.
+ */
 export type InquiryResult =
-  | { readonly state: 'not_found' }
+  /** The partner shows no trace of this attempt's effect (no charge; or, for a capture or cancel, not done). */
+  | { readonly state: 'absent' }
   | { readonly state: 'pending' }
   | { readonly state: 'declined'; readonly code: DeclineCode; readonly message: string }
-  | { readonly state: 'succeeded'; readonly partnerPaymentId: string | null; readonly captured: boolean; readonly canceled: boolean };
+  | { readonly state: 'succeeded'; readonly partnerPaymentId: string | null; readonly captured: boolean; readonly canceled: boolean }
+  /** The partner's records cannot tell this attempt apart from others (e.g. Toss cancels carry no reference). */
+  | { readonly state: 'unverifiable'; readonly reason: string };
 
 export interface TokenizeRequest {
   readonly customerKey: string;
@@ -112,6 +121,13 @@ export interface TokenizeResult {
 
 export interface Connector {
   readonly name: GatewayName;
+  /** Whether this partner can charge the currency; a partner never charges another currency than asked. */
+  supportsCurrency(currency: string): boolean;
+  /**
+   * How long the partner remembers an idempotency key: within it, the same request under the same key replays
+   * the first answer (or does the work once, if the first never arrived); after it, a resend is a new request.
+   */
+  readonly idempotencyKeyRetentionMs: number;
   authorize(context: PartnerCallContext, request: AuthorizeRequest): Promise<PartnerOutcome<AuthorizeResult>>;
   capture(context: PartnerCallContext, request: CaptureRequest): Promise<PartnerOutcome<{ partnerPaymentId: string }>>;
   cancel(context: PartnerCallContext, request: CancelRequest): Promise<PartnerOutcome<null>>;

@@ -107,6 +107,8 @@ function protect(connector: Connector, hostPort: string, options: GatewayRegistr
 
   return {
     name: connector.name,
+    supportsCurrency: connector.supportsCurrency.bind(connector),
+    idempotencyKeyRetentionMs: connector.idempotencyKeyRetentionMs,
     authorize: guarded('authorize', connector.authorize.bind(connector)),
     capture: guarded('capture', connector.capture.bind(connector)),
     cancel: guarded('cancel', connector.cancel.bind(connector)),

@@ -12,7 +12,7 @@ import {
   finishKey,
   releaseKey,
   type IdempotencyKey,
-} from './idempotency.js';
+} from '../idempotency/keys.js';
 
 /**
  * Runs a mutating request under its `Idempotency-Key`: replays a finished key, refuses a key in use or reused

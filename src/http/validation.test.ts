@@ -70,9 +70,10 @@ describe('validation', () => {
   });
 
   test('currencies keep their minor unit: 1000 USD cents and 1000 KRW won', async () => {
-    const usd = await keel.request('POST', '/v1/payments', { body: { ...valid(), currency: 'USD', amount: 99_999_999 } });
+    const stripe = await keel.createMerchant({ name: 'Dollar Shop', gateway: 'stripe' });
+    const usd = await keel.request('POST', '/v1/payments', { body: { ...valid(), currency: 'USD', amount: 99_999_999 }, secretKey: stripe.secret_key });
     assert.equal(usd.status, 200);
-    const tooMuch = await keel.request('POST', '/v1/payments', { body: { ...valid(), currency: 'USD', amount: 100_000_000 } });
+    const tooMuch = await keel.request('POST', '/v1/payments', { body: { ...valid(), currency: 'USD', amount: 100_000_000 }, secretKey: stripe.secret_key });
     assert.equal(tooMuch.body.error.code, 'amount_too_large');
   });
 

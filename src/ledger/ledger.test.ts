@@ -19,7 +19,7 @@ const pay = (body: Record<string, unknown>, secretKey: string) =>
   keel.request('POST', '/v1/payments', { body: { order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true, ...body }, secretKey });
 
 test('balances follow captures and refunds, per currency, and the ledger verifies', async () => {
-  const merchant = await keel.createMerchant({ name: 'Ledgered' });
+  const merchant = await keel.createMerchant({ name: 'Ledgered', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
   await pay({ amount: 30000, currency: 'KRW' }, merchant.secret_key);
   const manual = await pay({ amount: 20000, currency: 'KRW', capture_method: 'manual' }, merchant.secret_key);
   await keel.request('POST', `/v1/payments/${manual.body.id}/capture`, { body: { amount: 15000 }, secretKey: merchant.secret_key });

@@ -29,6 +29,7 @@ export function toPayment(row: PaymentRow): Payment {
     failureMessage: row.failure_message,
     customerId: row.customer_id,
     paymentMethod: row.payment_method as PaymentMethodSnapshot | null,
+    paymentMethodId: row.payment_method_id,
     description: row.description,
     metadata: row.metadata,
     livemode: row.livemode,
@@ -52,6 +53,9 @@ export function toAttempt(row: AttemptRow): Attempt {
     partnerPaymentId: row.partner_payment_id,
     partnerTokenEncrypted: row.partner_token_encrypted,
     inquiryCount: row.inquiry_count,
+    sourceFingerprint: row.source_fingerprint,
+    reason: row.reason,
+    lastSentAt: new Date(row.last_sent_at),
     createdAt: new Date(row.created_at),
   };
 }

@@ -16,7 +16,13 @@ export type PaymentStatus = (typeof paymentStatuses)[number];
 export const captureMethods = ['automatic', 'manual'] as const;
 export type CaptureMethod = (typeof captureMethods)[number];
 
-export const attemptStatuses = ['pending', 'succeeded', 'declined', 'not_sent', 'unknown', 'rejected'] as const;
+/**
+ * An attempt's life: `pending` from its commit until the partner's answer is recorded; `unknown` when the
+ * request may have reached the partner and its answer did not; `not_sent` when it provably never left Keel;
+ * `absent` when the partner confirmed, past its consistency window, that it never received it; `rejected`
+ * when the partner refused it without acting; `succeeded` and `declined` as the partner answered.
+ */
+export const attemptStatuses = ['pending', 'succeeded', 'declined', 'not_sent', 'unknown', 'rejected', 'absent'] as const;
 export type AttemptStatus = (typeof attemptStatuses)[number];
 
 export const refundStatuses = ['pending', 'succeeded', 'failed'] as const;
@@ -45,6 +51,8 @@ export interface Payment {
   readonly failureMessage: string | null;
   readonly customerId: string | null;
   readonly paymentMethod: PaymentMethodSnapshot | null;
+  /** The stored Brand Pay method the payment was made with, if any. */
+  readonly paymentMethodId: string | null;
   readonly description: string | null;
   readonly metadata: Readonly<Record<string, string>>;
   readonly livemode: boolean;
@@ -67,6 +75,12 @@ export interface Attempt {
   readonly partnerPaymentId: string | null;
   readonly partnerTokenEncrypted: string | null;
   readonly inquiryCount: number;
+  /** A keyed fingerprint of the card or token an authorization was sent with; resends must carry the same. */
+  readonly sourceFingerprint: string | null;
+  /** What a cancel or refund told the partner. */
+  readonly reason: string | null;
+  /** When Keel last sent this attempt to the partner (first send or resend). */
+  readonly lastSentAt: Date;
   readonly createdAt: Date;
 }
 

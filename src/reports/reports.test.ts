@@ -48,7 +48,7 @@ describe('payments report', () => {
   let counted: TestResponse;
 
   before(async () => {
-    merchant = await keel.createMerchant({ name: 'Reported' });
+    merchant = await keel.createMerchant({ name: 'Reported', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
     await trafficFor(merchant.secret_key);
   });
 
@@ -106,7 +106,7 @@ describe('payments report', () => {
     const rows = split.body.data.map((row: Record<string, unknown>) => [row['currency'], row['country'], row['gateway'], row['created'], row['authorized'], row['failed']]);
     assert.deepEqual(rows, [
       ['KRW', 'KR', 'toss', 4, 3, 1],
-      ['USD', 'US', 'toss', 1, 1, 0],
+      ['USD', 'US', 'stripe', 1, 1, 0],
     ]);
   });
 
@@ -140,7 +140,7 @@ describe('payments report', () => {
   });
 
   test('a rebuild racing the live consumer counts every event once', async () => {
-    const racer = await keel.createMerchant({ name: 'Raced' });
+    const racer = await keel.createMerchant({ name: 'Raced', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
     await trafficFor(racer.secret_key);
     const admin = { secretKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } };
     const [rebuilt] = await Promise.all([keel.request('POST', '/admin/projections/rebuild', admin), relayAll()]);

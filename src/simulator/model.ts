@@ -172,6 +172,13 @@ export class SimState {
     this.idempotency.set(key, entry);
   }
 
+  /** Tests: every recorded change moves `ms` into the past, as if that much time had passed for inquiries. */
+  ageHistory(ms: number): void {
+    for (const charge of this.charges.values()) {
+      charge.history.splice(0, charge.history.length, ...charge.history.map((entry) => ({ at: entry.at - ms, state: entry.state })));
+    }
+  }
+
   /** The charges of an order that an inquiry can see now (see `visible`). */
   visibleByOrder(account: string, orderId: string): SimCharge[] {
     const now = Date.now();

@@ -91,6 +91,9 @@ export interface AttemptsTable {
   inquiry_count: Generated<number>;
   next_inquiry_at: NullableTimestamp;
   correlation_id: string | null;
+  last_sent_at: Timestamp;
+  source_fingerprint: string | null;
+  reason: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { Writable } from 'node:stream';
 import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
@@ -32,6 +33,14 @@ export interface TestKeel {
   request(method: 'GET' | 'POST' | 'DELETE', path: string, options?: RequestOptions): Promise<TestResponse>;
   createMerchant(input?: Partial<NewMerchant>): Promise<CreatedMerchant>;
   simCharges(orderId?: string): Promise<SimChargeView[]>;
+  /** The benchmark gateway's inquiry lag (`POST /__sim/consistency`); null resets it. */
+  setInquiryLag(lagMs: number | null): Promise<void>;
+  /**
+   * Lets `ms` pass for everything that measures time against stored timestamps: Keel's attempts (when they
+   * were last sent, when they are next asked about) and the gateway's record of when each change happened.
+   * The partners' consistency windows are minutes to an hour; a test lets them pass instead of waiting.
+   */
+  passTime(ms: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -67,6 +76,12 @@ export function testDatabaseUrl(forceEmbedded = false): string | undefined {
   return url === '' || process.env['KEEL_TEST_EMBEDDED'] === '1' ? undefined : url;
 }
 
+/**
+ * The partners' consistency window in tests: longer than any inquiry lag a test sets (`setInquiryLag`), so a
+ * "no such charge" is believed only once `passTime` has let it pass.
+ */
+export const testConsistencyWindowMs = 45_000;
+
 let sequence = 0;
 export function uniqueKey(prefix = 'key'): string {
   sequence += 1;
@@ -94,6 +109,7 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     rateLimit: { perSecond: 10_000, burst: 20_000 },
     // Test processes share two cores, so event-loop delay is theirs, not Keel's; the shedding tests opt in.
     shedding: { ...base.shedding, enabled: false },
+    partnerConsistencyWindowMs: { toss: testConsistencyWindowMs, stripe: testConsistencyWindowMs },
     ...options.config,
     partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 600, connectionsMax: 64, ...options.config?.partnerHttp },
   };
@@ -138,6 +154,18 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
       const response = await fetch(`${keel.gatewayUrl}/__sim/charges${query}`);
       const json = (await response.json()) as { data: SimChargeView[] };
       return json.data;
+    },
+    async setInquiryLag(lagMs) {
+      const response = await fetch(`${keel.gatewayUrl}/__sim/consistency`, { method: lagMs === null ? 'DELETE' : 'POST', ...(lagMs === null ? {} : { body: JSON.stringify({ inquiry_lag_ms: lagMs }) }) });
+      if (!response.ok) throw new Error(`setting the inquiry lag failed: ${response.status}`);
+    },
+    async passTime(ms) {
+      const db = keel.database.db;
+      await db
+        .updateTable('payment_attempts')
+        .set({ last_sent_at: sql<Date>`last_sent_at - make_interval(secs => ${ms / 1000})`, next_inquiry_at: sql<Date>`next_inquiry_at - make_interval(secs => ${ms / 1000})` })
+        .execute();
+      keel.simulator?.state.ageHistory(ms);
     },
     async close() {
       await keel.close();

@@ -3,31 +3,10 @@
 // failure, a delivery log with status codes and latencies, manual redelivery, and a slow endpoint that delays
 // only itself. verifyWebhook refuses tampered, foreign and stale signatures.
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { startWebhookReceiver as receiver } from '../testing/webhook-receiver.js';
 import { signWebhook, verifyWebhook } from './signature.js';
-
-interface Received {
-  readonly body: string;
-  readonly signature: string | undefined;
-  readonly at: number;
-}
-
-async function receiver(answer: (count: number) => Promise<number> | number): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const server: Server = createServer((request: IncomingMessage, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      received.push({ body: Buffer.concat(chunks).toString('utf8'), signature: request.headers['keel-signature'] as string | undefined, at: Date.now() });
-      void Promise.resolve(answer(received.length)).then((status) => response.writeHead(status).end());
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 let keel: TestKeel;
 before(async () => {

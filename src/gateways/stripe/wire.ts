@@ -78,14 +78,15 @@ export interface StripeList<T> {
   readonly has_more: boolean;
 }
 
-export type StripeIntentMeaning = 'needs_payment_method' | 'pending' | 'authorized' | 'captured' | 'canceled';
+export type StripeIntentMeaning = 'needs_payment_method' | 'needs_authentication' | 'pending' | 'authorized' | 'captured' | 'canceled';
 
 export function mapStripeStatus(status: StripeIntentStatus): StripeIntentMeaning {
   switch (status) {
     case 'requires_payment_method':
     case 'requires_confirmation':
-    case 'requires_action':
       return 'needs_payment_method';
+    case 'requires_action':
+      return 'needs_authentication';
     case 'processing':
       return 'pending';
     case 'requires_capture':

@@ -28,8 +28,11 @@ import {
  * (`/v1/billing/authorizations/card`), and the charge is `/v1/billing/{billingKey}`. With manual capture the
  * billing key is the authorization (the card is verified, no funds are held) and the charge happens at capture.
  * Refunds and cancels are `/v1/payments/{paymentKey}/cancel`; inquiries are `/v1/payments/orders/{orderId}`,
- * matched to the attempt by `metadata.keel_attempt`.
+ * matched to the attempt by `metadata.keel_attempt`. Toss charges won only (KRW) and keeps an idempotency key
+ * for 15 days from its first use.
  */
+export const tossIdempotencyKeyRetentionMs = 15 * 24 * 3_600_000;
+
 export function createTossConnector(http: PartnerHttpClient): Connector {
   const send = (context: PartnerCallContext, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) =>
     http.send({
@@ -76,6 +79,8 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
 
   return {
     name: 'toss',
+    supportsCurrency: (currency) => currency === 'KRW',
+    idempotencyKeyRetentionMs: tossIdempotencyKeyRetentionMs,
 
     tokenize: issueBillingKey,
 
@@ -133,12 +138,14 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
     },
 
     async inquire(context, request: InquiryRequest): Promise<PartnerOutcome<InquiryResult>> {
-      const path =
-        request.operation === 'refund' && request.partnerPaymentId !== null
-          ? `/v1/payments/${encodeURIComponent(request.partnerPaymentId)}`
-          : `/v1/payments/orders/${encodeURIComponent(request.orderId)}`;
-      const answer = await send(context, 'GET', path);
-      if (answer.kind === 'response' && answer.status === 404) return { kind: 'ok', value: { state: 'not_found' } };
+      // Toss cancels carry no client reference: which cancel of a payment is this refund cannot be read from the
+      // partner's records, and comparing cancelled totals could credit one refund with another's money. A refund
+      // is proven only by the answer to its own request, sent again under its own key.
+      if (request.operation === 'refund' || request.operation === 'cancel') {
+        return { kind: 'ok', value: { state: 'unverifiable', reason: 'Toss cancels carry no client reference' } };
+      }
+      const answer = await send(context, 'GET', `/v1/payments/orders/${encodeURIComponent(request.orderId)}`);
+      if (answer.kind === 'response' && answer.status === 404) return { kind: 'ok', value: { state: 'absent' } };
       return mapAnswer(answer, (body) => interpretInquiry(request, body));
     },
   };
@@ -146,15 +153,8 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
 
 function interpretInquiry(request: InquiryRequest, body: unknown): InquiryResult {
   if (!isTossPayment(body)) return { state: 'pending' };
-  if (request.operation === 'refund') {
-    // Toss cancels carry no client reference, so a refund is proven by the partner's cancelled total covering
-    // everything Keel already counts plus this refund.
-    const canceled = (body.cancels ?? []).reduce((sum, cancel) => sum + BigInt(cancel.cancelAmount), 0n);
-    return canceled >= request.refundedBefore + request.amount
-      ? { state: 'succeeded', partnerPaymentId: body.paymentKey, captured: true, canceled: false }
-      : { state: 'not_found' };
-  }
-  if (body.metadata?.['keel_attempt'] !== request.attemptId) return { state: 'not_found' };
+  // The order's payment was made by another attempt (a capture's charge, or an earlier try): not this one's.
+  if (body.metadata?.['keel_attempt'] !== request.attemptId) return { state: 'absent' };
   const meaning = mapTossStatus(body.status);
   switch (meaning) {
     case 'pending':
@@ -176,6 +176,8 @@ export function mapAnswer<T>(answer: PartnerHttpAnswer, read: (body: unknown) =>
     const decline = tossDeclineCode(body.code);
     if (decline !== undefined) return { kind: 'declined', code: decline, message: body.message };
     if (body.code === 'IDEMPOTENT_REQUEST_PROCESSING') return { kind: 'unknown', reason: body.code };
+    // The partner knows this key from an earlier request: whatever that did, this answer does not say.
+    if (body.code === 'INVALID_IDEMPOTENCY_KEY') return { kind: 'unknown', reason: body.code };
     return { kind: 'rejected', reason: `${body.code}: ${body.message}` };
   });
 }

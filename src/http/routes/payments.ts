@@ -29,19 +29,21 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
     return payment;
   }
 
+  // Every POST answers a finished key from the key before any lookup or check that can change over time: the
+  // operation (lookups included) runs only for a request that is not a replay.
   app.post('/v1/payments', { config: secret, schema: { body: CreatePaymentBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const merchant = request.merchant;
-      const body = request.body;
-      const amount = checkAmount(body.amount, body.currency);
-      const country = checkCountry(body.country ?? merchant.country);
-      const method = await paymentMethodFrom(merchant, body.payment_method, body.customer);
-      const customerId = method?.customerId ?? (await customerIdFrom(merchant, body.customer));
-      if (body.confirm === true && method === undefined) {
-        throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
-      }
-      return idempotent(services, request, reply, (context) =>
-        createPayment(context, {
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => {
+        const { merchant } = context;
+        const body = request.body;
+        const amount = checkAmount(body.amount, body.currency);
+        const country = checkCountry(body.country ?? merchant.country);
+        const method = await paymentMethodFrom(merchant, body.payment_method, body.customer);
+        const customerId = method?.customerId ?? (await customerIdFrom(merchant, body.customer));
+        if (body.confirm === true && method === undefined) {
+          throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
+        }
+        return createPayment(context, {
           amount,
           currency: body.currency,
           orderId: body.order_id,
@@ -54,40 +56,36 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
           confirm: body.confirm === true,
           description: body.description,
           metadata: body.metadata ?? {},
-        }));
-    }),
+        });
+      }),
+    ),
   );
 
   app.post('/v1/payments/:id/confirm', { config: secret, schema: { params: IdParams, body: ConfirmBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const merchant = request.merchant;
-      const payment = await loadOr404(merchant, request.params.id);
-      const customer = payment.customerId === null ? undefined : uuidToPublic('customer', payment.customerId);
-      const method = await paymentMethodFrom(merchant, request.body?.payment_method, customer);
-      return idempotent(services, request, reply, (context) =>
-        authorizePayment(context, {
-          paymentId: payment.id,
-          source: method?.source,
-          snapshot: method?.snapshot,
-        }));
-    }),
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => {
+        const payment = await loadOr404(context.merchant, request.params.id);
+        const customer = payment.customerId === null ? undefined : uuidToPublic('customer', payment.customerId);
+        const method = await paymentMethodFrom(context.merchant, request.body?.payment_method, customer);
+        return authorizePayment(context, { paymentId: payment.id, source: method?.source, snapshot: method?.snapshot });
+      }),
+    ),
   );
 
   app.post('/v1/payments/:id/capture', { config: secret, schema: { params: IdParams, body: CaptureBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const merchant = request.merchant;
-      const payment = await loadOr404(merchant, request.params.id);
-      const amount = request.body?.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-      return idempotent(services, request, reply, (context) => capturePayment(context, payment.id, amount));
-    }),
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => {
+        const payment = await loadOr404(context.merchant, request.params.id);
+        const amount = request.body?.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
+        return capturePayment(context, payment.id, amount);
+      }),
+    ),
   );
 
   app.post('/v1/payments/:id/cancel', { config: secret, schema: { params: IdParams, body: CancelBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const merchant = request.merchant;
-      const payment = await loadOr404(merchant, request.params.id);
-      return idempotent(services, request, reply, (context) => cancelPayment(context, payment.id, request.body?.reason));
-    }),
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => cancelPayment(context, (await loadOr404(context.merchant, request.params.id)).id, request.body?.reason)),
+    ),
   );
 
   app.get('/v1/payments/:id', { config: secret, schema: { params: IdParams, tags: ['payments'] } }, (request) =>

@@ -15,14 +15,15 @@ export function registerRefundRoutes(app: KeelApp, services: KeelServices): void
   const secret = { auth: 'secret' } as const;
 
   app.post('/v1/refunds', { config: secret, schema: { body: CreateRefundBody, tags: ['refunds'] } }, (request, reply) =>
-    inContext(request, async () => {
-      const merchant = request.merchant;
-      const paymentId = publicToUuid('payment', request.body.payment);
-      const payment = paymentId === undefined ? undefined : await findPayment(deps.db, merchant.id, paymentId);
-      if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${request.body.payment}.`, { param: 'payment' });
-      const amount = request.body.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-      return idempotent(services, request, reply, (context) => createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason }));
-    }),
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => {
+        const paymentId = publicToUuid('payment', request.body.payment);
+        const payment = paymentId === undefined ? undefined : await findPayment(deps.db, context.merchant.id, paymentId);
+        if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${request.body.payment}.`, { param: 'payment' });
+        const amount = request.body.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
+        return createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason });
+      }),
+    ),
   );
 
   app.get('/v1/refunds/:id', { config: secret, schema: { params: IdParams, tags: ['refunds'] } }, (request) =>

@@ -3,16 +3,18 @@ import { loadMerchantContext } from '../../merchants/merchants.js';
 import { newJobContext, runWithContext } from '../../observability/context.js';
 import { newId } from '../../storage/ids.js';
 import type { AttemptRow } from '../../storage/schema.js';
-import { settleAttempt } from '../operations/attempt-runner.js';
+import { askAgain } from '../operations/ask-again.js';
 import type { PaymentsDeps } from '../operations/context.js';
-import { findPayment, toAttempt } from '../repository.js';
-import { planForAttempt } from './plans.js';
+import { findAttempt, findPayment, toAttempt } from '../repository.js';
 
 /**
- * The janitor settles attempts whose outcome is unknown (a timeout or a 5xx after sending) by status inquiry,
- * never by sending the charge again. Attempts are claimed with a lease (`next_inquiry_at` pushed forward under
- * `FOR UPDATE SKIP LOCKED`), so several workers share the work without asking the partner twice at once.
- * After `inquiryCountMax` unanswered inquiries the attempt becomes an anomaly for a person.
+ * The janitor settles attempts whose outcome is unknown (a timeout or a 5xx after sending) by the partner's
+ * word only: the same request under the attempt's own partner idempotency key where Keel can rebuild it (the
+ * partner answers with the first request's outcome, never a second charge), otherwise a status inquiry, whose
+ * "no such charge" counts only past the partner's consistency window. Attempts are claimed with a lease
+ * (`next_inquiry_at` pushed forward under `FOR UPDATE SKIP LOCKED`), so several workers share the work without
+ * asking the partner twice at once. After `inquiryCountMax` unanswered rounds the attempt becomes an anomaly
+ * for a person.
  */
 export interface JanitorOptions {
   readonly batchSizeMax: number;
@@ -49,12 +51,10 @@ export async function runJanitor(deps: PaymentsDeps, options: JanitorOptions = j
         await recordAnomaly(deps, attempt.merchantId, attempt.paymentId, attempt.id, attempt.inquiryCount);
         return 'anomaly' as const;
       }
-      const context = { deps, merchant, key: null };
-      const plan = planForAttempt(context, attempt);
-      const inquiry = await plan.inquire(attempt, payment);
-      await settleAttempt(context, attempt, plan, inquiry);
-      deps.logger.info({ attempt_id: attempt.id, operation: attempt.operation, inquiry: inquiry.kind }, 'janitor inquiry');
-      return inquiry.kind === 'unknown' ? ('pending' as const) : ('settled' as const);
+      await askAgain({ deps, merchant, key: null }, attempt, payment);
+      const after = await findAttempt(deps.db, attempt.merchantId, attempt.id);
+      deps.logger.info({ attempt_id: attempt.id, operation: attempt.operation, status: after?.status }, 'janitor asked the partner again');
+      return after?.status === 'unknown' ? ('pending' as const) : ('settled' as const);
     }).catch((error: unknown) => {
       deps.logger.error({ err: error, attempt_id: attempt.id }, 'janitor failed to settle an attempt; it will be retried after its lease');
       return 'failed' as const;

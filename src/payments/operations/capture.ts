@@ -1,87 +1,103 @@
+import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
 import { capturePostings, postTransaction } from '../../ledger/ledger.js';
-import { appendEvent } from '../../events/outbox.js';
 import { uuidToPublic } from '../../storage/ids.js';
-import { latestTokenForPayment, liveAttempts, updatePayment } from '../repository.js';
+import type { KeelDatabase } from '../../storage/schema.js';
+import { latestTokenForPayment, liveAttempts } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
-import { emitted, resultForPayment, setAttempt, retryAfterSeconds } from './records.js';
-import { inquireAttempt, markUnknown, runAttempt, type AttemptPlan } from './attempt-runner.js';
+import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
+import { fromPartner, type Settlement } from './outcome.js';
+import { canResend, inquire, lockPayment, markSent, markUnknown, openAttempt, partnerCustomerKey, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
 
-/** Capturing an authorized payment, in full or in part, exactly once. */
+/**
+ * Capturing an authorized payment, in full or in part, exactly once: with the payment locked, decide and commit
+ * the attempt; call the partner; record. A capture whose answer was lost is asked about again under its own
+ * key (the partner replays its answer), or inquired; never sent under a new one.
+ */
+type Captured = { readonly partnerPaymentId: string | null };
+type Step = { readonly kind: 'send' | 'ask_again'; readonly attempt: Attempt; readonly payment: Payment } | { readonly kind: 'answer'; readonly result: OperationResult };
+
 export async function capturePayment(context: OperationContext, paymentId: string, requestedAmount: bigint | undefined): Promise<OperationResult> {
-  return runAttempt(context, paymentId, capturePlan(context, requestedAmount));
+  const { deps, merchant } = context;
+  const step = await deps.db.transaction().execute(async (trx): Promise<Step> => {
+    const payment = await lockPayment(trx, merchant.id, paymentId);
+    const resumed = await resumeKeyAttempt(trx, context, payment);
+    if (resumed !== undefined) return resumed.kind === 'answer' ? resumed : { kind: 'ask_again', attempt: resumed.attempt, payment };
+    const live = await liveAttempts(trx, merchant.id, payment.id);
+    if (payment.status !== 'requires_capture' || live.length > 0) {
+      throw new KeelError('payment_unexpected_state', `The payment cannot be captured because its status is ${payment.status}.`, { payment: paymentToApi(payment) });
+    }
+    const amount = requestedAmount ?? payment.amountCapturable;
+    if (amount > payment.amountCapturable) {
+      throw new KeelError('parameter_invalid', `amount must be at most amount_capturable (${payment.amountCapturable}).`, { param: 'amount' });
+    }
+    return { kind: 'send', attempt: await openAttempt(trx, context, payment, { operation: 'capture', amount }), payment };
+  });
+  if (step.kind === 'answer') return step.result;
+  if (step.kind === 'ask_again') return askCaptureAgain(context, step.attempt, step.payment);
+  const outcome = await sendCapture(context, step.attempt, step.payment);
+  return settle(context, step.attempt, outcome, recordCapture, { resent: false });
 }
 
-export function capturePlan(context: OperationContext, requestedAmount: bigint | undefined): AttemptPlan<{ partnerPaymentId: string | null }> {
+/** The same capture under the same key while the partner keeps it, otherwise an inquiry. */
+export async function askCaptureAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
+  let outcome: Settlement<Captured>;
+  if (canResend(context, attempt)) {
+    await markSent(context.deps.db, attempt);
+    outcome = await sendCapture(context, attempt, payment);
+  } else {
+    outcome = await inquire(context, attempt, payment, (found) => (found.captured ? { kind: 'approved', value: { partnerPaymentId: found.partnerPaymentId } } : 'absent'));
+  }
+  return settle(context, attempt, outcome, recordCapture, { resent: true });
+}
+
+async function sendCapture(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<Captured>> {
   const { deps, merchant } = context;
-  return {
-    operation: 'capture',
-    async decide(trx, payment) {
-      const live = await liveAttempts(trx, merchant.id, payment.id);
-      if (payment.status !== 'requires_capture' || live.length > 0) {
-        throw new KeelError('payment_unexpected_state', `The payment cannot be captured because its status is ${payment.status}.`, {
-          payment: paymentToApi(payment),
-        });
-      }
-      const amount = requestedAmount ?? payment.amountCapturable;
-      if (amount > payment.amountCapturable) {
-        throw new KeelError('parameter_invalid', `amount must be at most amount_capturable (${payment.amountCapturable}).`, { param: 'amount' });
-      }
-      return { kind: 'attempt', amount };
-    },
-    async send(attempt, payment) {
-      const token = await latestTokenForPayment(deps.db, merchant.id, payment.id);
-      return deps.gateways.connector(attempt.gateway).capture(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
-        attemptId: uuidToPublic('attempt', attempt.id),
-        orderId: payment.orderId,
-        amount: attempt.amount,
-        currency: payment.currency,
-        customerKey: payment.customerId ?? `keel_${uuidToPublic('merchant', payment.merchantId)}`,
-        partnerPaymentId: payment.partnerPaymentId,
-        token: token === null ? null : deps.cipher.decrypt(token),
+  const token = await latestTokenForPayment(deps.db, merchant.id, payment.id);
+  const outcome = await deps.gateways.connector(attempt.gateway).capture(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
+    attemptId: uuidToPublic('attempt', attempt.id),
+    orderId: payment.orderId,
+    amount: attempt.amount,
+    currency: payment.currency,
+    customerKey: partnerCustomerKey(payment),
+    partnerPaymentId: payment.partnerPaymentId,
+    token: token === null ? null : deps.cipher.decrypt(token),
+  });
+  return fromPartner(outcome, (value) => ({ partnerPaymentId: value.partnerPaymentId }));
+}
+
+async function recordCapture(trx: Kysely<KeelDatabase>, payment: Payment, attempt: Attempt, outcome: Settlement<Captured>): Promise<OperationResult> {
+  switch (outcome.kind) {
+    case 'approved': {
+      await setAttempt(trx, attempt, 'succeeded', { partner_payment_id: outcome.value.partnerPaymentId });
+      const updated = await transition(trx, payment, 'succeeded', {
+        amount_received: attempt.amount,
+        amount_capturable: 0n,
+        partner_payment_id: outcome.value.partnerPaymentId ?? payment.partnerPaymentId,
       });
-    },
-    inquire: (attempt, payment) => inquireAttempt(context, attempt, payment, (found) => ({ partnerPaymentId: found.partnerPaymentId })),
-    async record(trx, payment, attempt, outcome) {
-      const fromProcessing = payment.status === 'processing';
-      switch (outcome.kind) {
-        case 'ok': {
-          await setAttempt(trx, attempt, 'succeeded', { partner_payment_id: outcome.value.partnerPaymentId });
-          const updated = await updatePayment(trx, payment, 'succeeded', {
-            amount_received: attempt.amount,
-            amount_capturable: 0n,
-            partner_payment_id: outcome.value.partnerPaymentId ?? payment.partnerPaymentId,
-          });
-          await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(updated.gateway, attempt.amount) });
-          return emitted(trx, updated, 'payment.succeeded', 200);
-        }
-        case 'declined': {
-          await setAttempt(trx, attempt, 'declined', { failure_code: outcome.code, failure_message: outcome.message });
-          const updated = await updatePayment(trx, payment, 'failed', { amount_capturable: 0n, failure_code: outcome.code, failure_message: outcome.message });
-          await appendEvent(trx, { merchantId: updated.merchantId, type: 'payment.failed', aggregateId: updated.id, object: paymentToApi(updated) });
-          return resultForPayment(updated);
-        }
-        case 'unknown': {
-          await markUnknown(trx, attempt);
-          if (fromProcessing) return resultForPayment(payment);
-          return emitted(trx, await updatePayment(trx, payment, 'processing'), 'payment.processing', 202);
-        }
-        case 'unreachable':
-        case 'not_found':
-        case 'rejected': {
-          const sent = outcome.kind === 'rejected' ? 'rejected' : 'not_sent';
-          await setAttempt(trx, attempt, sent, { failure_code: outcome.kind, failure_message: 'reason' in outcome ? outcome.reason : 'not found at the partner' });
-          const updated = fromProcessing ? await updatePayment(trx, payment, 'requires_capture') : payment;
-          if (outcome.kind === 'rejected') return errorResult('gateway_error', 'The payment partner refused the capture; nothing was captured.', { payment: paymentToApi(updated) });
-          return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was captured. Retry the request.', {
-            payment: paymentToApi(updated),
-            final: outcome.kind === 'unreachable' ? false : true,
-            retryAfterSeconds: retryAfterSeconds(outcome),
-          });
-        }
-      }
-    },
-    describe: async (_trx, payment) => resultForPayment(payment),
-  };
+      await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(updated.gateway, attempt.amount) });
+      return resultForPayment(updated);
+    }
+    case 'declined':
+      await setAttempt(trx, attempt, 'declined', { failure_code: outcome.code, failure_message: outcome.message });
+      return resultForPayment(await transition(trx, payment, 'failed', { amount_capturable: 0n, failure_code: outcome.code, failure_message: outcome.message }));
+    case 'unknown':
+      await markUnknown(trx, attempt, outcome.askAgainAfter);
+      return resultForPayment(await transition(trx, payment, 'processing'));
+    case 'not_sent':
+      await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: outcome.reason });
+      return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was captured. Retry the request.', {
+        payment: paymentToApi(payment),
+        final: false,
+        retryAfterSeconds: retryAfterSeconds(outcome),
+      });
+    case 'refused':
+      await setAttempt(trx, attempt, 'rejected', { failure_code: 'gateway_error', failure_message: outcome.reason });
+      return errorResult('gateway_error', 'The payment partner refused the capture; nothing was captured.', { payment: paymentToApi(payment) });
+    case 'absent_confirmed':
+      // Asked past its consistency window, the partner shows no capture: the authorization still stands.
+      await setAttempt(trx, attempt, 'absent', { failure_code: 'processing_error', failure_message: 'the partner has no record of this capture' });
+      return resultForPayment(await transition(trx, payment, 'requires_capture'));
+  }
 }

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { KeelError, type ErrorCode } from '../../errors.js';
-import type { GatewayName, PartnerCallContext } from '../../gateways/connector.js';
+import type { GatewayName, PartnerCallContext, PaymentSource } from '../../gateways/connector.js';
 import type { GatewayRegistry } from '../../gateways/registry.js';
-import type { IdempotencyKey } from '../../http/idempotency.js';
+import type { IdempotencyKey } from '../../idempotency/keys.js';
 import { currentContext } from '../../observability/context.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { FieldCipher } from '../../storage/encryption.js';
@@ -18,6 +18,13 @@ export interface PaymentsDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly faults: FaultPoints;
+  /** Per partner, how long its inquiries may lag (see `KeelConfig.partnerConsistencyWindowMs`). */
+  readonly consistencyWindowMs: Readonly<Record<GatewayName, number>>;
+  /**
+   * The partner token of a stored payment method, for sending an attempt again without the shopper (the janitor
+   * and the completer). Brand Pay owns stored methods; the composition root passes this in.
+   */
+  readonly storedSource: (merchantId: string, paymentMethodId: string) => Promise<PaymentSource | undefined>;
 }
 
 export interface OperationContext {

@@ -1,15 +1,15 @@
 import { KeelError } from '../../errors.js';
+import { appendEvent } from '../../events/outbox.js';
 import type { PaymentSource } from '../../gateways/connector.js';
-import { advanceKey, finishKey } from '../../http/idempotency.js';
-import { primaryGateway } from '../../merchants/merchants.js';
+import { advanceKey, finishKey } from '../../idempotency/keys.js';
 import { isUniqueViolation } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { findPayment, toPayment } from '../repository.js';
+import { paymentToApi } from '../serialize.js';
 import type { Attempt, CaptureMethod, Payment, PaymentMethodSnapshot } from '../types.js';
-import { authorizePayment, authorizePlan } from './authorize.js';
-import { insertAttempt, sendAndSettle } from './attempt-runner.js';
+import { authorizePayment, chargeablePartners, chargeAndRecord, sourceFingerprint } from './authorize.js';
 import type { OperationContext, OperationResult } from './context.js';
-import { emitted, resultForPayment } from './records.js';
+import { openAttempt, resultForPayment } from './steps.js';
 
 /** Creating a payment, and confirming it in the same request when `confirm` is true. */
 export interface CreatePaymentInput {
@@ -29,27 +29,27 @@ export interface CreatePaymentInput {
 
 export async function createPayment(context: OperationContext, input: CreatePaymentInput): Promise<OperationResult> {
   const { deps, merchant, key } = context;
-  const source = input.source;
   if (key?.paymentId != null) {
     // A resumed key: the payment exists; confirming resumes from the attempt the key records.
-    if (input.confirm) return authorizePayment(context, { paymentId: key.paymentId, source, snapshot: input.snapshot });
+    if (input.confirm) return authorizePayment(context, { paymentId: key.paymentId, source: input.source, snapshot: input.snapshot });
     const payment = await findPayment(deps.db, merchant.id, key.paymentId);
     if (payment === undefined) throw new Error('created payment vanished');
     return resultForPayment(payment);
   }
   const created = await insertPayment(context, input);
   deps.faults.check('after_payment_created');
-  if (created.attempt === undefined) return resultForPayment(created.payment);
-  const plan = authorizePlan(context, { source, snapshot: input.snapshot });
-  return sendAndSettle(context, created.attempt, created.payment, plan, false);
+  if (created.attempt === undefined || input.source === undefined) return resultForPayment(created.payment);
+  return chargeAndRecord(context, created.attempt, created.payment, input.source);
 }
 
 /**
  * Phase `payment_created`: the payment row, its event, and (when confirming) its first attempt with its own
- * partner idempotency key, with the key's recovery point, in one transaction.
+ * partner idempotency key, with the key's recovery point, in one transaction. A currency none of the
+ * merchant's partners can charge (with this source) is refused before anything is written.
  */
 async function insertPayment(context: OperationContext, input: CreatePaymentInput): Promise<{ payment: Payment; attempt: Attempt | undefined }> {
   const { deps, merchant, key } = context;
+  const [gateway] = chargeablePartners(context, input.currency, input.source);
   const { uuid } = newId('payment');
   try {
     return await deps.db.transaction().execute(async (trx) => {
@@ -67,7 +67,7 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
           amount_capturable: 0n,
           amount_received: 0n,
           amount_refunded: 0n,
-          gateway: primaryGateway(merchant),
+          gateway,
           payment_method: input.snapshot === undefined ? null : JSON.stringify(input.snapshot),
           customer_id: input.customerId ?? null,
           payment_method_id: input.paymentMethodId ?? null,
@@ -78,14 +78,15 @@ async function insertPayment(context: OperationContext, input: CreatePaymentInpu
         .returningAll()
         .executeTakeFirstOrThrow();
       const payment = toPayment(row);
-      const result = await emitted(trx, payment, 'payment.created', 200);
-      if (input.confirm) {
-        const attempt = await insertAttempt(trx, context, payment, { operation: 'authorize', amount: payment.amount });
+      const object = paymentToApi(payment);
+      await appendEvent(trx, { merchantId: payment.merchantId, type: 'payment.created', aggregateId: payment.id, object });
+      if (input.confirm && input.source !== undefined) {
+        const attempt = await openAttempt(trx, context, payment, { operation: 'authorize', amount: payment.amount, sourceFingerprint: sourceFingerprint(deps.cipher, input.source) });
         return { payment, attempt };
       }
       if (key !== null) {
         await advanceKey(trx, key, 'payment_created', { paymentId: uuid });
-        await finishKey(trx, key, result.status, result.body);
+        await finishKey(trx, key, 200, object);
       }
       return { payment, attempt: undefined };
     });

@@ -360,6 +360,18 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0012_attempt_resends': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // An attempt may be sent again under its own partner idempotency key (the partner replays the first
+      // answer): when it was last sent bounds how stale a "no such charge" may be, the source fingerprint says
+      // whether a confirm carries the same card, and the reason is what a cancel or refund sent.
+      await sql`
+        ALTER TABLE payment_attempts ADD COLUMN last_sent_at timestamptz NOT NULL DEFAULT now();
+        ALTER TABLE payment_attempts ADD COLUMN source_fingerprint text;
+        ALTER TABLE payment_attempts ADD COLUMN reason text;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

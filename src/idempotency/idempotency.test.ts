@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { faultPointNames } from '../payments/operations/context.js';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
-import { reapExpiredKeys } from './idempotency.js';
+import { reapExpiredKeys } from './keys.js';
 
 let keel: TestKeel;
 before(async () => {
