@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
@@ -9,7 +10,7 @@ import { loadMerchantContext } from '../merchants/merchants.js';
 import { currencyRule } from '../payments/money.js';
 import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
-import { approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi } from './checkout.js';
+import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi, type Approval } from './checkout.js';
 import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
 import { languageFrom, renderPayPage, renderSdk } from './page.js';
 import { attachMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
@@ -159,9 +160,24 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
       if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
       // A refusal is thrown, and the error handler answers with it (Retry-After included), as on every route.
-      const approval = await approveSession({ deps, merchant, key: null }, request.params.session, request.body.payment_method, request.body.pin);
-      if ('error' in approval) throw approval.error;
-      return reply.send({ redirect_url: approval.redirect });
+      const approval = await approveSession(deps, merchant, config.idempotencyLockTimeoutMs, {
+        sessionId: request.params.session,
+        methodPublicId: request.body.payment_method,
+        pin: request.body.pin,
+      });
+      return approvalAnswer(reply, approval);
     }),
   );
+
+  // A page waiting for an approval under way (a second tap, a reload) asks here until it has its redirect.
+  app.get('/pay/:session/approval', { schema: { params: SessionParams, hide: true } }, async (request, reply) => {
+    const approval = await approvalStatus(deps.db, request.params.session);
+    if (approval.kind === 'open') return reply.send({ object: 'approval', status: 'open' });
+    return approvalAnswer(reply, approval);
+  });
+}
+
+function approvalAnswer(reply: FastifyReply, approval: Approval): FastifyReply {
+  if (approval.kind === 'processing') return reply.status(202).send({ object: 'approval', status: 'processing' });
+  return reply.send({ object: 'approval', status: 'done', redirect_url: approval.url });
 }

@@ -1,13 +1,16 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../errors.js';
 import { capturePayment } from '../payments/operations/capture.js';
-import type { OperationContext, OperationResult } from '../payments/operations/context.js';
+import { runUnderKey } from '../http/idempotent-route.js';
+import type { OperationContext, OperationResult, PaymentsDeps } from '../payments/operations/context.js';
 import { ok } from '../payments/operations/context.js';
 import { createPayment } from '../payments/operations/create.js';
+import { resultForPayment } from '../payments/operations/steps.js';
 import { findPayment } from '../payments/repository.js';
+import type { MerchantContext, Payment } from '../payments/types.js';
 import { paymentToApi } from '../payments/serialize.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
-import type { CheckoutSessionRow, KeelDatabase } from '../storage/schema.js';
+import type { CheckoutSessionRow, KeelDatabase, PaymentMethodRow } from '../storage/schema.js';
 import { verifyPin } from './customers.js';
 import { findMethod, storedCardCharge } from './payment-methods.js';
 
@@ -90,30 +93,35 @@ export function assertOpen(row: CheckoutSessionRow): void {
   if (status !== 'open') throw new KeelError('checkout_session_used', 'This checkout session was already used.');
 }
 
-export type Approval = { readonly redirect: string } | { readonly error: KeelError };
+export type Approval =
+  | { readonly kind: 'redirect'; readonly url: string }
+  /** The payment is under way (a second tap while the partner answers the first): the page waits for it. */
+  | { readonly kind: 'processing' };
+
+export interface ApprovalRequest {
+  readonly sessionId: string;
+  readonly methodPublicId: string;
+  readonly pin: string;
+}
 
 /**
- * The shopper approves with a stored method and the PIN. The session is claimed first (single use); the payment
- * is created and authorized with capture deferred to the merchant's confirm. A partner that could not be
- * reached gives the session back, so the shopper may try again.
+ * The shopper approves with a stored method and the PIN. The approval runs under an idempotency key of its own,
+ * derived from the session, so that the session's one payment is made once whatever happens: a retry after a
+ * partner that could not be reached resumes the same payment, a second tap while the partner answers finds the
+ * first still running, and after a crash the completer finishes it (sending the same request under the same
+ * partner key with the stored card's token). The payment is authorized, with capture left to the merchant's
+ * confirm.
  */
-export async function approveSession(context: OperationContext, sessionId: string, methodPublicId: string, pin: string): Promise<Approval> {
-  const db = context.deps.db;
-  const session = await findSession(db, sessionId);
-  assertOpen(session);
-  await verifyPin(db, session.merchant_id, session.customer_id, pin);
-  const methodId = publicToUuid('paymentMethod', methodPublicId);
-  const method = methodId === undefined ? undefined : await findMethod(db, session.merchant_id, methodId);
-  if (method === undefined || method.customer_id !== session.customer_id || method.status !== 'active' || method.token_encrypted === null) {
-    throw new KeelError('resource_missing', 'Choose one of your stored payment methods.', { param: 'payment_method' });
-  }
-  if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by this shop\'s partners yet.');
-  const claimed = await db.updateTable('checkout_sessions').set({ status: 'approved', updated_at: new Date() }).where('id', '=', session.id).where('status', '=', 'open').returning('id').executeTakeFirst();
-  if (claimed === undefined) throw new KeelError('checkout_session_used', 'This checkout session was already used.');
-  const { source, snapshot } = storedCardCharge(method, method.token_encrypted, context.deps.cipher);
-  let result: OperationResult;
-  try {
-    result = await createPayment(context, {
+export async function approveSession(deps: PaymentsDeps, merchant: MerchantContext, lockTimeoutMs: number, approval: ApprovalRequest): Promise<Approval> {
+  const { db } = deps;
+  const session = await findSession(db, approval.sessionId);
+  await verifyPin(db, session.merchant_id, session.customer_id, approval.pin);
+  const keyed = { key: `checkout_session:${session.id}:approve`, method: 'POST', path: `/pay/${approval.sessionId}/approve`, body: { payment_method: approval.methodPublicId } };
+  const outcome = await runUnderKey(deps, merchant, keyed, lockTimeoutMs, async (context) => {
+    if (context.key?.paymentId == null) assertOpen(session);
+    const method = await chargeableMethod(db, session, approval.methodPublicId);
+    const { source, snapshot } = storedCardCharge(method, method.token_encrypted ?? '', deps.cipher);
+    return createPayment(context, {
       amount: BigInt(session.amount),
       currency: session.currency,
       orderId: session.order_id,
@@ -123,39 +131,67 @@ export async function approveSession(context: OperationContext, sessionId: strin
       snapshot,
       confirm: true,
       description: 'Brand Pay',
-      metadata: { checkout_session: sessionId },
+      metadata: { checkout_session: approval.sessionId },
       customerId: session.customer_id,
       paymentMethodId: method.id,
     });
-  } catch (error) {
-    // Nothing was created: give the session back before answering.
-    await reopenSession(db, session.id);
-    throw error;
+  });
+  if (outcome.kind === 'in_use') return { kind: 'processing' };
+  if (outcome.kind === 'reused' || (outcome.replayed && session.status === 'completed')) {
+    throw new KeelError('checkout_session_used', 'This checkout session was already used.');
   }
-  return finishApproval(db, session, result);
+  return finishApproval(db, session, outcome.result);
 }
 
+async function chargeableMethod(db: Db, session: CheckoutSessionRow, methodPublicId: string): Promise<PaymentMethodRow & { token_encrypted: string }> {
+  const methodId = publicToUuid('paymentMethod', methodPublicId);
+  const method = methodId === undefined ? undefined : await findMethod(db, session.merchant_id, methodId);
+  if (method === undefined || method.customer_id !== session.customer_id || method.status !== 'active' || method.token_encrypted === null) {
+    throw new KeelError('resource_missing', 'Choose one of your stored payment methods.', { param: 'payment_method' });
+  }
+  if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by this shop\'s partners yet.');
+  return { ...method, token_encrypted: method.token_encrypted };
+}
+
+/** Links the session to its payment and tells the page where to go; a partner that was not reached leaves it open. */
 async function finishApproval(db: Db, session: CheckoutSessionRow, result: OperationResult): Promise<Approval> {
   const body = result.body as { id?: string; status?: string; error?: { code: string; message: string; payment?: { id: string; status: string } } };
   const payment = body.error?.payment ?? body;
   const paymentId = payment.id === undefined ? undefined : publicToUuid('payment', payment.id);
-  if (result.status === 503 || paymentId === undefined) {
-    await reopenSession(db, session.id);
-    return { error: new KeelError('gateway_unavailable', 'The payment could not be completed right now; nothing was charged. Please try again.', { retryAfterSeconds: 1 }) };
+  if (!result.final || paymentId === undefined) {
+    throw new KeelError('gateway_unavailable', 'The payment could not be completed right now; nothing was charged. Please try again.', { retryAfterSeconds: 1 });
   }
-  await db.updateTable('checkout_sessions').set({ payment_id: paymentId, updated_at: new Date() }).where('id', '=', session.id).execute();
+  await db
+    .updateTable('checkout_sessions')
+    .set({ status: 'approved', payment_id: paymentId, updated_at: new Date() })
+    .where('id', '=', session.id)
+    .where('status', '=', 'open')
+    .execute();
   if (result.status === 200 && payment.status === 'requires_capture') {
     const query = new URLSearchParams({ paymentKey: payment.id ?? '', orderId: session.order_id, amount: String(session.amount) });
-    return { redirect: withQuery(session.success_url, query) };
+    return { kind: 'redirect', url: withQuery(session.success_url, query) };
   }
   const code = body.error?.code ?? (payment.status === 'processing' ? 'payment_processing' : 'payment_failed');
   const message = body.error?.message ?? 'The payment is being processed; the shop will confirm it.';
-  return { redirect: withQuery(session.fail_url, new URLSearchParams({ code, message, orderId: session.order_id })) };
+  return { kind: 'redirect', url: withQuery(session.fail_url, new URLSearchParams({ code, message, orderId: session.order_id })) };
 }
 
-/** Gives a claimed session back: nothing was charged, and the shopper may try again. */
-async function reopenSession(db: Db, sessionId: string): Promise<void> {
-  await db.updateTable('checkout_sessions').set({ status: 'open', updated_at: new Date() }).where('id', '=', sessionId).execute();
+/**
+ * Where an approval stands, for a page that is waiting (a second tap, a reload): the session's payment (found by
+ * its order when a crash kept it from being linked) as a redirect, or still under way.
+ */
+export async function approvalStatus(db: Db, sessionId: string): Promise<Approval | { readonly kind: 'open' }> {
+  const session = await findSession(db, sessionId);
+  const payment = await sessionPayment(db, session);
+  if (payment === undefined) return { kind: 'open' };
+  if (payment.status === 'processing' || payment.status === 'requires_confirmation') return { kind: 'processing' };
+  return finishApproval(db, session, resultForPayment(payment));
+}
+
+async function sessionPayment(db: Db, session: CheckoutSessionRow): Promise<Payment | undefined> {
+  if (session.payment_id !== null) return findPayment(db, session.merchant_id, session.payment_id);
+  const row = await db.selectFrom('payments').select('id').where('merchant_id', '=', session.merchant_id).where('order_id', '=', session.order_id).executeTakeFirst();
+  return row === undefined ? undefined : findPayment(db, session.merchant_id, row.id);
 }
 
 function withQuery(url: string, query: URLSearchParams): string {
@@ -178,7 +214,7 @@ export async function confirmBrandPayPayment(context: OperationContext, input: {
   if (payment.status === 'succeeded') return ok(200, paymentToApi(payment));
   const result = await capturePayment(context, payment.id, payment.amount);
   if (result.status === 200) {
-    await deps.db.updateTable('checkout_sessions').set({ status: 'completed', updated_at: new Date() }).where('merchant_id', '=', merchant.id).where('payment_id', '=', payment.id).execute();
+    await deps.db.updateTable('checkout_sessions').set({ status: 'completed', payment_id: payment.id, updated_at: new Date() }).where('merchant_id', '=', merchant.id).where('order_id', '=', payment.orderId).execute();
   }
   return result;
 }

@@ -31,6 +31,7 @@ const text = {
     expired: '결제 시간이 지났습니다. 쇼핑몰에서 다시 결제해 주세요.',
     used: '이미 처리된 결제입니다.',
     locked: '비밀번호를 5회 잘못 입력해 결제가 잠겼습니다. 쇼핑몰 고객센터에 문의해 주세요.',
+    processing: '결제를 처리하고 있습니다. 잠시만 기다려 주세요.',
   },
   en: {
     title: 'Checkout',
@@ -56,6 +57,7 @@ const text = {
     expired: 'This checkout has expired. Please start again from the shop.',
     used: 'This checkout was already used.',
     locked: 'Payments are locked after 5 wrong PINs. Please contact the shop.',
+    processing: 'Your payment is being processed. Please wait.',
   },
 } as const;
 
@@ -173,7 +175,7 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
 (() => {
   const sessionId = ${JSON.stringify(sessionId)};
   const lang = ${JSON.stringify(language)};
-  const t = ${JSON.stringify({ setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked })};
+  const t = ${JSON.stringify({ setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked, processing: t.processing })};
   const base = '/pay/' + encodeURIComponent(sessionId);
   const $ = (id) => document.getElementById(id);
   let state = null;
@@ -239,9 +241,17 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
     if (!chosen) { say(state && state.methods.length === 0 ? ${JSON.stringify(t.noMethods)} : ''); return; }
     try {
       if (!state.has_pin) { await call('/pin', { pin }); state.has_pin = true; }
-      const result = await call('/approve', { payment_method: chosen.value, pin });
-      window.location.assign(result.redirect_url);
+      let result = await call('/approve', { payment_method: chosen.value, pin });
+      // A payment already under way (a second tap while the partner answers): wait for its result.
+      for (let polls = 0; result.status !== 'done' && polls < 120; polls += 1) {
+        $('pay').disabled = true;
+        say(t.processing);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        result = await call('/approval');
+      }
+      if (result.status === 'done') window.location.assign(result.redirect_url);
     } catch (error) {
+      $('pay').disabled = false;
       $('pin').value = '';
       if (error.code === 'customer_locked' || error.code === 'checkout_session_expired' || error.code === 'checkout_session_used') stop(error.code);
       else say(error.message);

@@ -1,21 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeelError, isKeelError } from '../errors.js';
+import { IdempotencyLockLost, assertValidKey, beginKey, discardKey, finishKey, releaseKey, type IdempotencyKey } from '../idempotency/keys.js';
 import { InjectedCrash, type OperationContext, type OperationResult, type PaymentsDeps } from '../payments/operations/context.js';
 import type { MerchantContext } from '../payments/types.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { sendError } from './app.js';
-import {
-  IdempotencyLockLost,
-  assertValidKey,
-  beginKey,
-  discardKey,
-  finishKey,
-  releaseKey,
-  type IdempotencyKey,
-} from '../idempotency/keys.js';
 
 /**
- * Runs a mutating request under its `Idempotency-Key`: replays a finished key, refuses a key in use or reused
+ * Runs a mutating request under an idempotency key: replays a finished key, refuses a key in use or reused
  * with another request, and otherwise runs the operation, whose phases advance the key. What happens to the
  * key when the operation ends is decided here, in one place:
  * - a final answer is stored (operations store it in their last transaction; this stores the rest);
@@ -23,77 +15,83 @@ import {
  * - an error before any side effect forgets the key (a validation failure stores nothing);
  * - an error after a side effect unlocks the key so a retry resumes from its recovery point.
  */
-export interface IdempotentRun {
-  readonly request: FastifyRequest;
-  readonly reply: FastifyReply;
-  readonly deps: PaymentsDeps;
-  readonly merchant: MerchantContext;
-  readonly lockTimeoutMs: number;
-  readonly operation: (context: OperationContext) => Promise<OperationResult>;
+export interface KeyedRequest {
+  readonly key: string;
+  readonly method: string;
+  readonly path: string;
+  readonly body: unknown;
 }
 
-export async function runIdempotent(run: IdempotentRun): Promise<FastifyReply> {
-  const { request, reply, deps, merchant } = run;
-  const keyHeader = assertValidKey(request.headers['idempotency-key']);
-  const begun = await beginKey(deps.db, {
-    merchantId: merchant.id,
-    key: keyHeader,
-    method: request.method,
-    path: request.url.split('?')[0] ?? request.url,
-    body: request.body ?? null,
-    lockTimeoutMs: run.lockTimeoutMs,
-  });
+export type KeyedOutcome =
+  | { readonly kind: 'answered'; readonly result: OperationResult; readonly replayed: boolean }
+  | { readonly kind: 'in_use' }
+  | { readonly kind: 'reused' };
+
+export async function runUnderKey(
+  deps: PaymentsDeps,
+  merchant: MerchantContext,
+  request: KeyedRequest,
+  lockTimeoutMs: number,
+  operation: (context: OperationContext) => Promise<OperationResult>,
+): Promise<KeyedOutcome> {
+  const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs });
   switch (begun.kind) {
     case 'replay':
-      return reply.status(begun.status).header('idempotent-replayed', 'true').send(begun.body);
+      return { kind: 'answered', result: { status: begun.status, body: begun.body, final: true }, replayed: true };
     case 'in_use':
-      return sendError(request, reply, new KeelError('idempotency_key_in_use', 'A request with this Idempotency-Key is still running; retry after it finishes.', { retryAfterSeconds: 1 }));
     case 'reused':
-      return sendError(request, reply, new KeelError('idempotency_key_reused', 'This Idempotency-Key was used with a different request (method, path or body).'));
+      return begun;
     case 'run':
-      return execute(run, begun.key);
+      return { kind: 'answered', result: await execute(deps, merchant, begun.key, operation), replayed: false };
   }
 }
 
-/** The common case: a route's request for its authenticated merchant, under the configured lock timeout. */
-export function idempotent(
+async function execute(deps: PaymentsDeps, merchant: MerchantContext, key: IdempotencyKey, operation: (context: OperationContext) => Promise<OperationResult>): Promise<OperationResult> {
+  try {
+    const result = await operation({ deps, merchant, key });
+    if (result.final && key.recoveryPoint !== 'finished') await finishKey(deps.db, key, result.status, result.body);
+    if (!result.final) await releaseKey(deps.db, key);
+    return result;
+  } catch (error) {
+    // A simulated process death: the key stays locked, as a dead process would leave it.
+    if (error instanceof InjectedCrash) throw error;
+    await (key.recoveryPoint === 'started' ? discardKey(deps.db, key) : releaseKey(deps.db, key)).catch(() => undefined);
+    if (error instanceof IdempotencyLockLost) throw new KeelError('idempotency_key_in_use', 'Another request resumed this Idempotency-Key.');
+    if (isKeelError(error)) throw error;
+    if (isTransientDatabaseError(error)) {
+      deps.logger.warn({ err_code: (error as { code?: string }).code }, 'database unavailable during an operation');
+      throw new KeelError('service_unavailable', 'Keel\'s database is unavailable; retry with the same idempotency key.', { retryAfterSeconds: 1 });
+    }
+    throw error;
+  }
+}
+
+/** A route's request under its `Idempotency-Key` header, for its authenticated merchant. */
+export async function idempotent(
   services: { readonly deps: PaymentsDeps; readonly config: { readonly idempotencyLockTimeoutMs: number } },
   request: FastifyRequest,
   reply: FastifyReply,
   operation: (context: OperationContext) => Promise<OperationResult>,
 ): Promise<FastifyReply> {
-  return runIdempotent({ request, reply, deps: services.deps, merchant: request.merchant, lockTimeoutMs: services.config.idempotencyLockTimeoutMs, operation });
-}
-
-async function execute(run: IdempotentRun, key: IdempotencyKey): Promise<FastifyReply> {
-  const { request, reply, deps, merchant } = run;
-  let result: OperationResult;
+  const key = assertValidKey(request.headers['idempotency-key']);
+  const keyed = { key, method: request.method, path: request.url.split('?')[0] ?? request.url, body: request.body ?? null };
+  let outcome: KeyedOutcome;
   try {
-    result = await run.operation({ deps, merchant, key });
-    if (result.final && key.recoveryPoint !== 'finished') await finishKey(deps.db, key, result.status, result.body);
-    if (!result.final) await releaseKey(deps.db, key);
+    outcome = await runUnderKey(services.deps, request.merchant, keyed, services.config.idempotencyLockTimeoutMs, operation);
   } catch (error) {
-    if (error instanceof InjectedCrash) {
-      // A simulated process death: the key stays locked, as a dead process would leave it.
-      request.log.warn({ fault: error.message }, 'injected crash');
-      return sendError(request, reply, new KeelError('internal_error', 'The request was interrupted.'));
-    }
-    await settleKeyAfterError(deps, key).catch(() => undefined);
-    if (error instanceof IdempotencyLockLost) {
-      return sendError(request, reply, new KeelError('idempotency_key_in_use', 'Another request resumed this Idempotency-Key.'));
-    }
-    if (isKeelError(error)) return sendError(request, reply, error);
-    if (isTransientDatabaseError(error)) {
-      request.log.warn({ err_code: (error as { code?: string }).code }, 'database unavailable during an operation');
-      return sendError(request, reply, new KeelError('service_unavailable', 'Keel\'s database is unavailable; retry with the same idempotency key.', { retryAfterSeconds: 1 }));
-    }
-    throw error;
+    if (!(error instanceof InjectedCrash)) throw error;
+    request.log.warn({ fault: error.message }, 'injected crash');
+    return sendError(request, reply, new KeelError('internal_error', 'The request was interrupted.'));
   }
-  for (const [name, value] of Object.entries(result.headers ?? {})) void reply.header(name, value);
-  return reply.status(result.status).send(result.body);
-}
-
-async function settleKeyAfterError(deps: PaymentsDeps, key: IdempotencyKey): Promise<void> {
-  if (key.recoveryPoint === 'started') await discardKey(deps.db, key);
-  else await releaseKey(deps.db, key);
+  switch (outcome.kind) {
+    case 'in_use':
+      return sendError(request, reply, new KeelError('idempotency_key_in_use', 'A request with this Idempotency-Key is still running; retry after it finishes.', { retryAfterSeconds: 1 }));
+    case 'reused':
+      return sendError(request, reply, new KeelError('idempotency_key_reused', 'This Idempotency-Key was used with a different request (method, path or body).'));
+    case 'answered': {
+      if (outcome.replayed) void reply.header('idempotent-replayed', 'true');
+      for (const [name, value] of Object.entries(outcome.result.headers ?? {})) void reply.header(name, value);
+      return reply.status(outcome.result.status).send(outcome.result.body);
+    }
+  }
 }

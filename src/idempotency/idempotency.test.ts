@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { faultPointNames } from '../payments/operations/context.js';
-import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { reapExpiredKeys } from './keys.js';
 
 let keel: TestKeel;
@@ -113,6 +113,57 @@ describe('concurrency', () => {
   });
 });
 
+describe('a finished key is answered before anything that can change since', () => {
+  const customerWithCard = async () => {
+    const customer = await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') } });
+    await keel.request('POST', `/v1/brandpay/customers/${customer.body.id}/pin`, { body: { pin: '135790' } });
+    const method = await keel.request('POST', `/v1/brandpay/customers/${customer.body.id}/payment_methods`, { body: testCard() });
+    assert.equal(method.status, 201);
+    return { customer: customer.body.id as string, method: method.body.id as string };
+  };
+  const replayOf = async (path: string, body: unknown, key: string, first: { status: number; body: unknown }) => {
+    const again = await keel.request('POST', path, { body, idempotencyKey: key });
+    assert.equal(again.status, first.status, JSON.stringify(again.body));
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.deepEqual(again.body, first.body);
+  };
+
+  test('a retried customer delete replays its answer, though the customer is gone', async () => {
+    const { customer } = await customerWithCard();
+    const key = uniqueKey();
+    const deleted = await keel.request('POST', `/v1/brandpay/customers/${customer}/delete`, { body: {}, idempotencyKey: key });
+    assert.equal(deleted.status, 200);
+    assert.equal((await keel.request('POST', `/v1/brandpay/customers/${customer}/delete`, { body: {} })).status, 404, 'a new request finds no customer');
+    await replayOf(`/v1/brandpay/customers/${customer}/delete`, {}, key, deleted);
+  });
+
+  test('a retried payment replays its answer after the customer was locked, and after the method was detached', async () => {
+    const { customer, method } = await customerWithCard();
+    const body = { amount: 5000, currency: 'KRW', order_id: uniqueKey('ord'), customer, payment_method: method, confirm: true };
+    const key = uniqueKey();
+    const paid = await keel.request('POST', '/v1/payments', { body, idempotencyKey: key });
+    assert.equal(paid.status, 200, JSON.stringify(paid.body));
+    for (let index = 0; index < 5; index += 1) {
+      await keel.request('POST', `/v1/brandpay/customers/${customer}/pin`, { body: { pin: '482913', current_pin: '000001' } });
+    }
+    assert.equal((await keel.request('POST', '/v1/payments', { body: { ...body, order_id: uniqueKey('ord') } })).body.error.code, 'customer_locked');
+    await replayOf('/v1/payments', body, key, paid);
+    await keel.request('POST', `/v1/brandpay/customers/${customer}/unlock`, { body: {} });
+    assert.equal((await keel.request('DELETE', `/v1/brandpay/customers/${customer}/payment_methods/${method}`)).status, 200);
+    assert.equal((await keel.request('POST', '/v1/payments', { body: { ...body, order_id: uniqueKey('ord') } })).body.error.code, 'customer_inactive');
+    await replayOf('/v1/payments', body, key, paid);
+    assert.equal((await keel.simCharges(body.order_id)).length, 1);
+  });
+
+  test('a retried capture replays its answer though the payment is no longer capturable', async () => {
+    const authorized = await keel.request('POST', '/v1/payments', { body: { ...paymentBody(), capture_method: 'manual' } });
+    const key = uniqueKey();
+    const captured = await keel.request('POST', `/v1/payments/${authorized.body.id}/capture`, { body: {}, idempotencyKey: key });
+    assert.equal(captured.status, 200);
+    await replayOf(`/v1/payments/${authorized.body.id}/capture`, {}, key, captured);
+  });
+});
+
 describe('a process death between phases', () => {
   for (const point of faultPointNames) {
     test(`${point}: a retry with the same key after the lock timeout ends with one charge`, async () => {
@@ -153,9 +204,15 @@ describe('a process death between phases', () => {
         assert.equal(payment.status, 'succeeded');
         assert.equal(late.body.status, 'succeeded');
       } else {
-        // Nothing reached the partner and Keel never kept the card: the payment waits to be confirmed again.
+        // Nothing reached the partner, but Keel cannot know that yet: the attempt may have been sent, and Keel
+        // never kept the card to ask again under its key. The payment waits, processing, until the partner's
+        // "no such charge" can no longer be lag; then it may be confirmed again.
         assert.equal(charges.length, 0);
-        assert.equal(payment.status, 'requires_confirmation');
+        assert.equal(payment.status, 'processing');
+        assert.equal(late.status, 202);
+        await keel.passTime(testConsistencyWindowMs);
+        await keel.keel.jobs.janitor();
+        assert.equal((await keel.request('GET', `/v1/payments/${payment.id}`)).body.status, 'requires_confirmation');
         const confirmed = await keel.request('POST', `/v1/payments/${payment.id}/confirm`, { body: { payment_method: testCard() } });
         assert.equal(confirmed.status, 200);
         assert.equal((await keel.simCharges(body.order_id)).length, 1);

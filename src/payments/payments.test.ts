@@ -166,3 +166,36 @@ describe('reads', () => {
     assert.equal(list.body.data.length, 0);
   });
 });
+
+describe('currencies the merchant\'s partners can charge', () => {
+  const rowCounts = async () => {
+    const db = keel.keel.database.db;
+    const count = async (table: 'payments' | 'payment_attempts' | 'idempotency_keys' | 'outbox') => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
+    return { payments: await count('payments'), attempts: await count('payment_attempts'), keys: await count('idempotency_keys'), outbox: await count('outbox') };
+  };
+
+  test('a currency no partner of the merchant charges is refused before anything is written or sent', async () => {
+    // The test merchant pays through Toss, which charges won only.
+    const before = await rowCounts();
+    const body = newPayment({ amount: 5000, currency: 'JPY' });
+    const key = uniqueKey();
+    const refused = await keel.request('POST', '/v1/payments', { body, idempotencyKey: key });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'currency_unsupported');
+    assert.equal(refused.body.error.param, 'currency');
+    assert.deepEqual(await rowCounts(), before, 'no payment, attempt, key or event');
+    assert.deepEqual(await keel.simCharges(body.order_id), [], 'nothing reached the partner');
+    const unconfirmed = await keel.request('POST', '/v1/payments', { body: { ...newPayment({ currency: 'JPY' }), payment_method: undefined, confirm: false } });
+    assert.equal(unconfirmed.body.error?.code, 'currency_unsupported', 'a payment that could never be charged is not created either');
+  });
+
+  test('with a second partner that charges it, the payment goes there, in its own currency', async () => {
+    const merchant = await keel.createMerchant({ name: 'Two Partners', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
+    const body = newPayment({ amount: 5000, currency: 'JPY' });
+    const paid = await keel.request('POST', '/v1/payments', { body, secretKey: merchant.secret_key });
+    assert.equal(paid.status, 200, JSON.stringify(paid.body));
+    assert.equal(paid.body.gateway, 'stripe');
+    const charges = await keel.simCharges(body.order_id);
+    assert.deepEqual(charges.map((charge) => [charge.amount, charge.currency]), [[5000, 'JPY']]);
+  });
+});

@@ -87,6 +87,30 @@ describe('the first partner refuses connections', () => {
   });
 });
 
+describe('a stored card when its partner cannot be reached', () => {
+  test('is never sent to another partner: 503 gateway_unavailable, retryable, and nothing at the next partner', async () => {
+    const tokenSim = await startSimulator({ port: 0 });
+    const keel = await startTestKeel({ config: { partnerUrls: { toss: tokenSim.url, stripe: stripeSim.url } } });
+    try {
+      const merchant = await keel.createMerchant({ name: 'Two Partners', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
+      const customer = await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') }, secretKey: merchant.secret_key });
+      const method = await keel.request('POST', `/v1/brandpay/customers/${customer.body.id}/payment_methods`, { body: testCard(), secretKey: merchant.secret_key });
+      assert.equal(method.status, 201, 'the card is exchanged for a Toss billing key');
+      await tokenSim.close();
+      const body = { ...paymentBody(), customer: customer.body.id, payment_method: method.body.id };
+      const response = await keel.request('POST', '/v1/payments', { body, secretKey: merchant.secret_key });
+      assert.equal(response.status, 503, JSON.stringify(response.body));
+      assert.equal(response.body.error.code, 'gateway_unavailable');
+      assert.equal(response.body.error.payment.status, 'requires_confirmation');
+      assert.deepEqual((await attemptsOf(keel, body.order_id)).map((attempt) => [attempt.gateway, attempt.status]), [['toss', 'not_sent']]);
+      const stripeCharges = (await (await fetch(`${stripeSim.url}/__sim/charges?order_id=${body.order_id}`)).json()) as { data: unknown[] };
+      assert.deepEqual(stripeCharges.data, [], 'Toss\'s billing key never went to Stripe');
+    } finally {
+      await keel.close();
+    }
+  });
+});
+
 describe('the first partner answers with an unknown outcome', () => {
   let keel: TestKeel;
   before(async () => {

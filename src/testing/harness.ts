@@ -48,6 +48,7 @@ export interface SimChargeView {
   readonly id: string;
   readonly order_id: string;
   readonly amount: number;
+  readonly currency: string;
   readonly status: string;
   readonly captured: boolean;
   readonly captured_amount: number;

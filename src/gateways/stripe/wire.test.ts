@@ -27,7 +27,7 @@ describe('Stripe statuses', () => {
     assert.deepEqual(Object.fromEntries(stripeIntentStatuses.map((status) => [status, mapStripeStatus(status)])), {
       requires_payment_method: 'needs_payment_method',
       requires_confirmation: 'needs_payment_method',
-      requires_action: 'needs_payment_method',
+      requires_action: 'needs_authentication',
       processing: 'pending',
       requires_capture: 'authorized',
       canceled: 'canceled',
@@ -45,7 +45,8 @@ describe('Stripe statuses', () => {
       last_payment_error: { type: 'card_error', code: 'card_declined', decline_code: 'insufficient_funds', message: 'Your card has insufficient funds.' },
     });
     assert.deepEqual(declined, { state: 'declined', code: 'insufficient_funds', message: 'Your card has insufficient funds.' });
-    assert.deepEqual(interpretIntent({ ...intent, status: 'requires_payment_method' }), { state: 'not_found' });
+    assert.deepEqual(interpretIntent({ ...intent, status: 'requires_payment_method' }), { state: 'absent' }, 'no attempt made yet: nothing to show');
+    assert.equal((interpretIntent({ ...intent, status: 'requires_action' }) as { code?: string }).code, 'card_authentication_required');
   });
 
   test('decline codes map onto Keel decline codes', () => {
@@ -66,7 +67,8 @@ describe('Stripe answers', () => {
     assert.deepEqual(outcome, { kind: 'declined', code: 'insufficient_funds', message: 'Your card has insufficient funds.' });
   });
 
-  test('500 api_error is unknown; 429 was not processed; 409 idempotency_error is unknown; 400 is rejected', () => {
+  test('500 api_error is unknown; 429 was not processed; any idempotency_error is unknown (the partner knows the key); 400 is rejected', () => {
+    assert.equal(mapStripeAnswer({ kind: 'response', status: 400, body: { error: { type: 'idempotency_error', message: 'Keys for idempotent requests can only be used with the same parameters' } } }, read).kind, 'unknown');
     assert.equal(mapStripeAnswer({ kind: 'response', status: 500, body: { error: { type: 'api_error', message: 'x' } } }, read).kind, 'unknown');
     assert.equal(mapStripeAnswer({ kind: 'response', status: 429, body: { error: { type: 'rate_limit_error', message: 'x' } } }, read).kind, 'unreachable');
     assert.equal(mapStripeAnswer({ kind: 'response', status: 409, body: { error: { type: 'idempotency_error', message: 'x' } } }, read).kind, 'unknown');

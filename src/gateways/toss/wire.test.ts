@@ -78,6 +78,10 @@ describe('Toss answers', () => {
     assert.equal(mapAnswer({ kind: 'response', status: 502, body: null }, read).kind, 'unknown');
   });
 
+  test('a key reused with another body is unknown, not a refusal: the partner did something under that key', () => {
+    assert.equal(mapAnswer({ kind: 'response', status: 422, body: { code: 'INVALID_IDEMPOTENCY_KEY', message: '' } }, read).kind, 'unknown');
+  });
+
   test('transport outcomes pass through unchanged', () => {
     assert.deepEqual(mapAnswer({ kind: 'unreachable', reason: 'ECONNREFUSED' }, read), { kind: 'unreachable', reason: 'ECONNREFUSED' });
     assert.deepEqual(mapAnswer({ kind: 'unknown', reason: 'UND_ERR_HEADERS_TIMEOUT' }, read), { kind: 'unknown', reason: 'UND_ERR_HEADERS_TIMEOUT' });
