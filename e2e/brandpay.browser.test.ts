@@ -36,7 +36,8 @@ async function freePort(): Promise<number> {
 before(async () => {
   if (!available) return;
   const port = await freePort();
-  keel = await startTestKeel({ config: { port, publicUrl: `http://127.0.0.1:${port}` } });
+  // A read timeout well past the slow partner of the second-tap test, so its charge is answered, not lost.
+  keel = await startTestKeel({ config: { port, publicUrl: `http://127.0.0.1:${port}`, partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 5_000, connectionsMax: 64 }, idempotencyLockTimeoutMs: 10_000 } });
   await keel.keel.listen();
   shop = await startDemoShop({
     keelUrl: `http://127.0.0.1:${port}`,
@@ -158,4 +159,45 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   assert.deepEqual(payments.map((payment) => payment.status).sort(), ['succeeded', 'succeeded']);
   const locked = await keel.keel.database.db.selectFrom('customers').select('status').execute();
   assert.deepEqual(locked.map((customer) => customer.status), ['locked']);
+});
+
+test('a second tap while a slow partner answers shows the payment under way, then its one result', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
+  // Stripe holds the authorization when the shopper approves, so the partner's latency is felt on the page.
+  const merchant = await keel.createMerchant({ name: 'Slow Partner Shop', gateway: 'stripe' });
+  const slowShop = await startDemoShop({
+    keelUrl: keel.keel.services.config.publicUrl,
+    secretKey: merchant.secret_key,
+    publishableKey: merchant.publishable_key,
+    customerKey: uniqueKey('shopper'),
+    amount: 19000,
+  });
+  const page = await browser.newPage({ viewport: { width: 430, height: 900 } });
+  try {
+    await page.goto(slowShop.url);
+    await page.locator('#buy').click();
+    await page.waitForURL(/\/pay\/cs_/);
+    await page.locator('#add-card summary').click();
+    await page.getByLabel('Card number', { exact: true }).pressSequentially('4242424242424242');
+    await page.getByLabel('Expiry month', { exact: true }).pressSequentially('12');
+    await page.getByLabel('Expiry year', { exact: true }).pressSequentially('2034');
+    await page.getByLabel('CVC', { exact: true }).pressSequentially('123');
+    await page.locator('#card-form button[type=submit]').click();
+    await page.getByText('VISA •••• 4242').waitFor();
+    for (const digit of '246801') await page.locator(`.key[data-digit="${digit}"]`).click();
+    await fetch(`${keel.keel.gatewayUrl}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 2_000, p99_ms: 2_000 }) });
+    // Two taps before the first has its answer: the second finds the first still running.
+    await page.locator('#pay').click();
+    await page.locator('#pay').click();
+    await page.getByText('Your payment is being processed').waitFor();
+    await page.screenshot({ path: `${screenshots}08-second-tap.png`, fullPage: true });
+    await page.waitForURL(/\/success\?/);
+    await page.getByText('Payment complete').waitFor();
+  } finally {
+    await fetch(`${keel.keel.gatewayUrl}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 0, p99_ms: 0 }) });
+    await page.close();
+    await slowShop.close();
+  }
+  const payments = await keel.keel.database.db.selectFrom('payments').select(['order_id', 'status']).where('amount', '=', 19000n).execute();
+  assert.deepEqual(payments.map((payment) => payment.status), ['succeeded'], 'one payment for the checkout');
+  assert.equal((await keel.simCharges(payments[0]?.order_id)).length, 1, 'one charge at the partner');
 });

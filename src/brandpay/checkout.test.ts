@@ -4,6 +4,7 @@
 // expire; wrong PINs on the page lock the customer; the page and the SDK are served with no external assets.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { startSimulator } from '../simulator/server.js';
 import { startTestKeel, uniqueKey, type TestKeel } from '../testing/harness.js';
 
 let keel: TestKeel;
@@ -148,5 +149,85 @@ describe('checkout', () => {
     const sdk = await keel.request('GET', '/v1/brandpay.js', { secretKey: null });
     assert.match(String(sdk.headers['content-type']), /javascript/);
     assert.match(sdk.body, /global\.KeelPay = KeelPay/);
+  });
+});
+
+describe('the approval runs under a key of its own', () => {
+  async function readyToApprove(keelUnderTest: TestKeel, secretKey?: string) {
+    const as = secretKey === undefined ? {} : { secretKey };
+    const customer = (await keelUnderTest.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') }, ...as })).body;
+    const orderId = uniqueKey('ord');
+    const session = (
+      await keelUnderTest.request('POST', '/v1/brandpay/checkout_sessions', {
+        body: { customer: customer.id, amount: 45000, currency: 'KRW', order_id: orderId, success_url: 'https://shop.example/success', fail_url: 'https://shop.example/fail' },
+        ...as,
+      })
+    ).body;
+    const onPage = (path: string, body?: unknown) =>
+      keelUnderTest.request(body === undefined ? 'GET' : 'POST', `/pay/${session.id}${path}`, { body, secretKey: null, idempotencyKey: null });
+    const method = (await onPage('/payment_methods', card)).body;
+    assert.equal((await onPage('/pin', { pin: '135790' })).status, 200);
+    return { orderId, session, onPage, approve: () => onPage('/approve', { payment_method: method.id, pin: '135790' }) };
+  }
+
+  test('after a crash mid-approval, the completer finishes the payment with the stored card, and the page learns its result', async () => {
+    const { onPage, approve, orderId } = await readyToApprove(keel);
+    keel.keel.faults.arm('after_attempt_created');
+    assert.equal((await approve()).status, 500);
+    // The dead request's key is abandoned: let the completer's wait pass.
+    await keel.keel.database.db.updateTable('idempotency_keys').set({ locked_at: new Date(Date.now() - 3_600_000) }).where('key', 'like', 'checkout_session:%').where('recovery_point', '<>', 'finished').execute();
+    assert.ok((await keel.keel.jobs.completer()).completed >= 1);
+    const waiting = await onPage('/approval');
+    assert.equal(waiting.body.status, 'done', JSON.stringify(waiting.body));
+    const redirect = new URL(waiting.body.redirect_url);
+    assert.equal(redirect.pathname, '/success');
+    assert.equal(redirect.searchParams.get('orderId'), orderId);
+    const again = await approve();
+    assert.equal(again.body.redirect_url, waiting.body.redirect_url, 'a later tap is answered with the same result');
+    const payments = (await keel.request('GET', `/v1/payments?order_id=${orderId}`)).body.data;
+    assert.deepEqual(payments.map((payment: { status: string }) => payment.status), ['requires_capture']);
+  });
+
+  test('after a partner that could not be reached, a retry resumes the same payment instead of failing with order_id_taken', async () => {
+    // Stripe holds the authorization at approval (Toss only keeps the billing key until capture). A gateway of
+    // its own takes one request at a time: while one is held, Keel's is refused with 429, which proves nothing
+    // was done.
+    const busy = await startSimulator({ port: 0, concurrencyMax: 1 });
+    const own = await startTestKeel({ gateway: 'stripe', config: { gatewayUrl: busy.url } });
+    try {
+      const { approve, orderId } = await readyToApprove(own);
+      await fetch(`${busy.url}/__sim/faults`, { method: 'POST', body: JSON.stringify({ country: 'US', mode: 'latency', latency_ms: 3_000, duration_s: 30 }) });
+      const held = fetch(`${busy.url}/v1/payments/orders/held`, { headers: { authorization: `Basic ${Buffer.from('test_sk_held:').toString('base64')}`, 'keel-country': 'US' } });
+      const refused = await approve();
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, 'gateway_unavailable');
+      await held;
+      const resumed = await approve();
+      assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+      assert.match(resumed.body.redirect_url, /^https:\/\/shop\.example\/success\?paymentKey=pay_/);
+      const payments = (await own.request('GET', `/v1/payments?order_id=${orderId}`)).body.data;
+      assert.equal(payments.length, 1, 'one payment for the session');
+    } finally {
+      await own.close();
+      await busy.close();
+    }
+  });
+
+  test('a second tap while the partner answers the first shows the payment under way, then its one result', async () => {
+    const own = await startTestKeel({ gateway: 'stripe' });
+    try {
+      const { approve, onPage, orderId } = await readyToApprove(own);
+      await fetch(`${own.keel.gatewayUrl}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 300, p99_ms: 300 }) });
+      const [first, second] = await Promise.all([approve(), approve()]);
+      assert.deepEqual([first.status, second.status].sort(), [200, 202], `${JSON.stringify(first.body)} ${JSON.stringify(second.body)}`);
+      const done = first.status === 200 ? first : second;
+      const waiting = first.status === 202 ? first : second;
+      assert.equal(waiting.body.status, 'processing');
+      const after = await onPage('/approval');
+      assert.equal(after.body.redirect_url, done.body.redirect_url);
+      assert.equal((await own.simCharges(orderId)).length, 1, 'one authorization at the partner');
+    } finally {
+      await own.close();
+    }
   });
 });

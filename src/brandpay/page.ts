@@ -180,6 +180,9 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
   const $ = (id) => document.getElementById(id);
   let state = null;
   const say = (text) => { $('message').textContent = text; };
+  // Two taps may both learn the result; the browser goes to it once.
+  let leaving = false;
+  const leave = (url) => { if (!leaving) { leaving = true; window.location.assign(url); } };
   async function call(path, body) {
     const response = await fetch(base + path + '?lang=' + lang, {
       method: body === undefined ? 'GET' : 'POST',
@@ -249,7 +252,7 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
         await new Promise((resolve) => setTimeout(resolve, 1000));
         result = await call('/approval');
       }
-      if (result.status === 'done') window.location.assign(result.redirect_url);
+      if (result.status === 'done') leave(result.redirect_url);
     } catch (error) {
       $('pay').disabled = false;
       $('pin').value = '';
