@@ -1,19 +1,22 @@
 // The chaos suite: a seeded run of mixed traffic (creates and confirms, manual captures, partial refunds,
 // cancels, duplicate idempotency keys, concurrent retries) for three countries while the benchmark gateway
-// injects an outage, latency spikes, hangs and error bursts per country. After the faults clear and the
-// janitor has run, it checks and prints: every charge at the partner belongs to exactly one Keel payment and no
-// order is charged twice; every payment Keel answered 200 or 202 for exists and none is left processing; one
-// country's breaker opened while another country's payments kept succeeding; refunds never exceed receipts; the
-// double-entry ledger balances and agrees with the payments; the payments report, built from the events,
-// counts every payment and refund once.
+// injects an outage, latency spikes, hangs and error bursts per country, applies every request on arrival and
+// answers after its latency, and lets its inquiries lag 20 s behind the truth. After the faults clear, the
+// consistency window has passed and the janitor has run, it checks and prints: every charge at the partner
+// belongs to exactly one Keel payment, with Keel's amount and currency, and no order is charged twice; every
+// payment Keel answered 200 or 202 for exists and none is left processing; one country's breaker opened while
+// another country's payments kept succeeding; refunds never exceed receipts; the double-entry ledger balances
+// and agrees with the payments; the payments report, built from the events, counts every payment and refund
+// once; every payment's final status reached the shop by webhook.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { verifyLedger } from '../src/ledger/ledger.js';
-import { publicToUuid } from '../src/storage/ids.js';
+import { publicToUuid, uuidToPublic } from '../src/storage/ids.js';
 import type { CreatedMerchant } from '../src/merchants/merchants.js';
 import { createRandom } from '../src/simulator/latency.js';
-import { startTestKeel, testCard, uniqueKey, type TestKeel, type TestResponse } from '../src/testing/harness.js';
+import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel, type TestResponse } from '../src/testing/harness.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../src/testing/webhook-receiver.js';
 
 const seed = Number(process.env['KEEL_CHAOS_SEED'] ?? 20261122);
 const durationMs = Number(process.env['KEEL_CHAOS_DURATION_MS'] ?? 24_000);
@@ -21,7 +24,9 @@ const workers = 6;
 const random = createRandom(seed);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 
+const inquiryLagMs = 20_000;
 let keel: TestKeel;
+let hooks: WebhookReceiver;
 const merchants = new Map<string, CreatedMerchant>();
 const currencies: Record<string, string> = { KR: 'KRW', JP: 'JPY', US: 'USD' };
 
@@ -34,9 +39,16 @@ before(async () => {
   });
   // Toss charges won only: the Korean shop pays through Toss, the Japanese and American ones through Stripe.
   for (const country of ['KR', 'JP', 'US']) merchants.set(country, await keel.createMerchant({ name: `Chaos ${country}`, country, gateway: country === 'KR' ? 'toss' : 'stripe' }));
+  hooks = await startWebhookReceiver();
+  for (const merchant of merchants.values()) {
+    const endpoint = await keel.request('POST', '/v1/webhook_endpoints', { body: { url: hooks.url, events: ['*'] }, secretKey: merchant.secret_key });
+    assert.equal(endpoint.status, 200);
+  }
+  await keel.setInquiryLag(inquiryLagMs);
 });
 after(async () => {
   await keel?.close();
+  await hooks?.close();
 });
 
 interface Observed {
@@ -64,6 +76,8 @@ function cardFor(): string {
   if (roll < 0.1) return '4000000000009995';
   if (roll < 0.13) return '4000000000000259';
   if (roll < 0.15) return '4000000000000119';
+  // 3-D Secure: Stripe declines it (the intent canceled); Toss approves it.
+  if (roll < 0.17) return '4000002760003184';
   return '4242424242424242';
 }
 
@@ -130,9 +144,11 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   );
   await faults;
 
-  // The faults are over. Advance the inquiry schedule (its backoff is proven elsewhere) and let the janitor
-  // settle every unknown outcome.
+  // The faults are over. Let the partners' consistency window pass (for Keel's attempts and the gateway's lag
+  // alike), advance the inquiry schedule (its backoff is proven elsewhere) and let the janitor settle every
+  // unknown outcome.
   await sleep(2_500);
+  await keel.passTime(testConsistencyWindowMs);
   for (let round = 0; round < 40; round += 1) {
     await keel.keel.database.db.updateTable('payment_attempts').set({ next_inquiry_at: new Date() }).where('status', '=', 'unknown').execute();
     await keel.keel.jobs.janitor();
@@ -143,7 +159,7 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
 
   const charges = await keel.simCharges();
   const db = keel.keel.database.db;
-  const payments = await db.selectFrom('payments').select(['id', 'order_id', 'status', 'amount', 'amount_received', 'amount_refunded', 'gateway']).execute();
+  const payments = await db.selectFrom('payments').select(['id', 'order_id', 'status', 'amount', 'currency', 'amount_received', 'amount_refunded', 'gateway']).execute();
   const byOrder = new Map(payments.map((payment) => [payment.order_id, payment]));
 
   // 1. Every charge at the partner belongs to exactly one Keel payment; no order is charged twice.
@@ -156,6 +172,10 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   assert.deepEqual(orphans, [], 'every charge belongs to a Keel payment');
   for (const charge of live) {
     const payment = byOrder.get(charge.order_id);
+    // Stripe charges the authorized amount and captures part of it; Toss charges at capture what is captured.
+    const keelAmount = payment?.gateway === 'toss' && charge.captured_amount > 0 ? payment.amount_received : payment?.amount;
+    assert.equal(charge.amount, Number(keelAmount), `order ${charge.order_id} charged Keel's amount`);
+    assert.equal(charge.currency, payment?.currency, `order ${charge.order_id} charged in Keel's currency`);
     if (charge.captured_amount > 0) {
       assert.equal(payment?.status, 'succeeded', `order ${charge.order_id} is captured at the partner`);
       assert.equal(Number(payment?.amount_received), charge.captured_amount, `order ${charge.order_id} received`);
@@ -211,6 +231,20 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
     assert.equal(total('amount_refunded'), refunded.reduce((sum, refund) => sum + Number(refund.amount), 0), `${merchant.id}: refunded amounts`);
   }
 
+  // 7. Every payment's final status reached the shop: the newest payment event delivered for it says it.
+  for (let round = 0; round < 200 && ((await keel.keel.jobs.relay()) > 0 || (await keel.keel.jobs.webhooks()) > 0); round += 1);
+  const lastDelivered = new Map<string, { id: string; status: string }>();
+  for (const delivery of hooks.received) {
+    const event = JSON.parse(delivery.body) as { id: string; type: string; data: { object: { id: string; status: string } } };
+    if (!event.type.startsWith('payment.')) continue;
+    const seen = lastDelivered.get(event.data.object.id);
+    if (seen === undefined || seen.id < event.id) lastDelivered.set(event.data.object.id, { id: event.id, status: event.data.object.status });
+  }
+  for (const payment of payments) {
+    const publicId = uuidToPublic('payment', payment.id);
+    assert.equal(lastDelivered.get(publicId)?.status, payment.status, `payment ${publicId}: its final status was delivered`);
+  }
+
   const statuses = observed.reduce<Record<string, number>>((counts, entry) => {
     const name = `${entry.operation} ${entry.response.status}`;
     counts[name] = (counts[name] ?? 0) + 1;
@@ -224,6 +258,7 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
     declined_at_partner: charges.length - live.length,
     breaker_openings: opened.length,
     ledger_transactions: ledger.transactions,
+    webhook_deliveries: hooks.received.length,
     other_countries_succeeded_while_kr_open: othersDuring.length,
     answers: statuses,
   };
