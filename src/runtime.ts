@@ -16,13 +16,22 @@ import { projectionConsumer, projectionsConsumer, rebuildProjections } from './r
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { PinAttemptLimiter } from './brandpay/pin-limits.js';
-import { storedMethodSource } from './brandpay/payment-methods.js';
+import { createStoredMethods } from './brandpay/payment-methods.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
+import { registerBrandPayRoutes } from './brandpay/routes.js';
+import { registerCheckoutRoutes } from './brandpay/checkout-routes.js';
+import { registerLedgerRoutes } from './ledger/routes.js';
+import { Authenticator } from './merchants/auth.js';
+import { registerMerchantRoutes } from './merchants/routes.js';
+import { registerRefundRoutes } from './payments/refund-routes.js';
+import { registerPaymentRoutes } from './payments/routes.js';
+import { registerReportRoutes } from './reports/routes.js';
+import { registerWebhookRoutes } from './webhooks/routes.js';
 import { reapExpiredKeys } from './idempotency/keys.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { registerBacklogMetrics } from './observability/backlog.js';
+import { registerBacklogMetrics } from './reports/backlog.js';
 import { runCompleter } from './payments/jobs/completer.js';
 import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
 import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
@@ -138,7 +147,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     metrics,
     faults,
     consistencyWindowMs: config.partnerConsistencyWindowMs,
-    storedSource: (merchantId, paymentMethodId) => storedMethodSource(database.db, cipher, merchantId, paymentMethodId),
+    storedMethods: createStoredMethods(database.db, cipher),
   };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   // Names this deployment's events, consumers and shared limits on engines other deployments may share.
@@ -155,6 +164,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     pinLimiter: new PinAttemptLimiter(redis, namespace),
     partnerUrls,
     concurrencyLimit: { current: undefined },
+    authenticator: new Authenticator(database.db, cipher),
     readiness: async () => {
       const checks: Record<string, string> = { database: await database.ping().then(() => 'ok', (error: unknown) => String(error)) };
       if (redis !== undefined) checks['redis'] = await redis.ping().then(() => 'ok', (error: unknown) => String(error));
@@ -162,7 +172,16 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       return checks;
     },
   };
-  const app = await buildApp(services);
+  const app = await buildApp(services, [
+    registerPaymentRoutes,
+    registerRefundRoutes,
+    registerMerchantRoutes,
+    registerBrandPayRoutes,
+    registerCheckoutRoutes,
+    registerWebhookRoutes,
+    registerLedgerRoutes,
+    registerReportRoutes,
+  ]);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
   const deliveryAgent = createDeliveryAgent();
   const jobs: KeelJobs = {

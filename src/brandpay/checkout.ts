@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../errors.js';
 import { capturePayment } from '../payments/operations/capture.js';
-import { runUnderKey } from '../http/idempotent-route.js';
+import { runUnderKey } from '../payments/keyed.js';
 import type { OperationContext, OperationResult, PaymentsDeps } from '../payments/operations/context.js';
 import { ok } from '../payments/operations/context.js';
 import { createPayment } from '../payments/operations/create.js';

@@ -5,13 +5,13 @@ import type { CardDetails, GatewayName, PaymentSource } from '../gateways/connec
 import { cardBrand, cardLast4 } from '../gateways/connector.js';
 import type { GatewayRegistry } from '../gateways/registry.js';
 import { primaryGateway } from '../merchants/merchants.js';
-import { partnerContext } from '../payments/operations/context.js';
+import { partnerContext, type StoredMethods } from '../payments/operations/context.js';
 import type { MerchantContext, PaymentMethodSnapshot } from '../payments/types.js';
 import { isUniqueViolation } from '../storage/database.js';
 import type { FieldCipher } from '../storage/encryption.js';
-import { newId, uuidToPublic } from '../storage/ids.js';
+import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase, PaymentMethodRow } from '../storage/schema.js';
-import type { Customer } from './customers.js';
+import { customerOr404, findCustomer, type Customer } from './customers.js';
 
 /**
  * Stored payment methods. A card is exchanged for the partner's token at once (Toss billing key, Stripe payment
@@ -46,14 +46,34 @@ export function storedCardCharge(method: PaymentMethodRow, token: string, cipher
   };
 }
 
-/**
- * The token of a stored card, for sending a payment's attempt again without the shopper (the janitor and the
- * completer); undefined once the method is detached or was never a card.
- */
-export async function storedMethodSource(db: Kysely<KeelDatabase>, cipher: FieldCipher, merchantId: string, paymentMethodId: string): Promise<PaymentSource | undefined> {
-  const method = await findMethod(db, merchantId, paymentMethodId);
-  if (method === undefined || method.type !== 'card' || method.token_encrypted === null) return undefined;
-  return storedCardCharge(method, method.token_encrypted, cipher).source;
+/** Brand Pay's side of `StoredMethods`: what payments may ask of stored methods and their customers. */
+export function createStoredMethods(db: Kysely<KeelDatabase>, cipher: FieldCipher): StoredMethods {
+  return {
+    async chargeable(merchantId, methodPublicId, customerPublicId) {
+      const methodId = publicToUuid('paymentMethod', methodPublicId);
+      const method = methodId === undefined ? undefined : await findMethod(db, merchantId, methodId);
+      if (method === undefined) throw new KeelError('resource_missing', `No such payment method: ${methodPublicId}.`, { param: 'payment_method' });
+      const customerId = customerPublicId === undefined ? undefined : publicToUuid('customer', customerPublicId);
+      if (customerId === undefined || method.customer_id !== customerId) {
+        throw new KeelError('customer_inactive', 'A stored payment method is used with the customer it belongs to (customer).', { param: 'customer' });
+      }
+      const owner = await findCustomer(db, merchantId, customerId);
+      if (owner?.status === 'locked') throw new KeelError('customer_locked', 'This customer is locked until the merchant unlocks them.');
+      if (owner?.status !== 'active' || method.status !== 'active' || method.token_encrypted === null) {
+        throw new KeelError('customer_inactive', 'The customer is deleted or the payment method is detached.', { param: 'payment_method' });
+      }
+      if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by the merchant\'s partners yet.', { param: 'payment_method' });
+      return { ...storedCardCharge(method, method.token_encrypted, cipher), customerId, paymentMethodId: method.id };
+    },
+    async customerId(merchantId, customerPublicId) {
+      return (await customerOr404(db, merchantId, customerPublicId, { param: 'customer' })).id;
+    },
+    async source(merchantId, paymentMethodId) {
+      const method = await findMethod(db, merchantId, paymentMethodId);
+      if (method === undefined || method.type !== 'card' || method.token_encrypted === null) return undefined;
+      return storedCardCharge(method, method.token_encrypted, cipher).source;
+    },
+  };
 }
 
 /** The partner that issued a stored card's token: the only one that can charge it. */

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
-import { idempotent } from '../http/idempotent-route.js';
+import { idempotent } from '../payments/keyed.js';
 import { AttachMethodBody } from '../http/schemas.js';
 import { checkCard } from '../http/validation.js';
 import { ok } from '../payments/operations/context.js';

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, isGatewayName, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import type { GatewayName } from '../gateways/connector.js';
-import { countryCodes } from '../payments/money.js';
+import { countryCodes } from '../money.js';
 import { createKeel, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from '../storage/database.js';

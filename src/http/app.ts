@@ -8,8 +8,10 @@ import type { KeelConfig } from '../config.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
-import { errorEnvelope, type PaymentsDeps } from '../payments/operations/context.js';
+import type { Authenticated } from '../merchants/merchants.js';
+import type { PaymentsDeps } from '../payments/operations/context.js';
 import type { MerchantContext } from '../payments/types.js';
+import { errorEnvelope } from './envelope.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';
 import type { PinAttemptLimiter } from '../brandpay/pin-limits.js';
@@ -17,22 +19,16 @@ import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import { registerShedding } from './shedding.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
-import { Authenticator, checkAdminToken } from './auth.js';
-import { registerAdminRoutes } from './routes/admin.js';
+import { checkAdminToken } from './auth.js';
 import { registerHealthRoutes } from './routes/health.js';
-import { registerPaymentRoutes } from './routes/payments.js';
-import { registerRefundRoutes } from './routes/refunds.js';
 import { registerResilienceRoutes } from './routes/resilience.js';
-import { registerBrandPayRoutes } from '../brandpay/routes.js';
-import { registerCheckoutRoutes } from '../brandpay/checkout-routes.js';
-import { registerWebhookRoutes } from '../webhooks/routes.js';
-import { registerLedgerRoutes } from '../ledger/routes.js';
-import { registerReportRoutes } from '../reports/routes.js';
 
 /**
- * Builds Keel's HTTP API without listening, so tests (`app.inject`), the CLI and the benchmark share it.
- * Routes are thin: they validate, authenticate, run an operation under its idempotency key and return API
- * objects.
+ * The HTTP kernel: builds Keel's Fastify app without listening, so tests (`app.inject`), the CLI and the
+ * benchmark share it. It owns what every route shares (request context, authentication through the given
+ * authenticator, rate limits, shedding, the error envelope, OpenAPI); each feature module registers its own
+ * routes, which the composition root (`runtime.ts`) hands in. Routes are thin: they validate, authenticate, run
+ * an operation under its idempotency key and return API objects.
  */
 export interface KeelServices {
   readonly config: KeelConfig;
@@ -50,7 +46,12 @@ export interface KeelServices {
   readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
   /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
+  /** Finds the merchant an API key belongs to (merchants own keys); refuses with the catalogue's errors. */
+  readonly authenticator: { authenticate(header: string | undefined, allowPublishable: boolean): Promise<Authenticated> };
 }
+
+/** A feature module's routes, registered on the app the kernel builds. */
+export type RouteModule = (app: KeelApp, services: KeelServices) => void;
 
 export type KeelApp = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger, TypeBoxTypeProvider>;
 
@@ -72,7 +73,7 @@ interface RawWithCorrelation extends IncomingMessage {
   keelCorrelationId?: string;
 }
 
-export async function buildApp(services: KeelServices): Promise<KeelApp> {
+export async function buildApp(services: KeelServices, routeModules: readonly RouteModule[]): Promise<KeelApp> {
   const app = Fastify({
     loggerInstance: services.logger,
     bodyLimit: services.config.bodyBytesMax,
@@ -109,7 +110,7 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
     void reply.header('request-id', request.id);
   });
   services.concurrencyLimit.current = await registerShedding(app, services.config.shedding, services.deps.metrics);
-  const authenticator = new Authenticator(services.database.db, services.deps.cipher);
+  const { authenticator } = services;
   // Authentication and the rate limit run before the body is even parsed: a request that will be refused
   // costs no parsing, no validation and no transaction.
   app.addHook('onRequest', async (request, reply) => {
@@ -144,15 +145,8 @@ export async function buildApp(services: KeelServices): Promise<KeelApp> {
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new KeelError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
   registerHealthRoutes(app, services);
-  registerPaymentRoutes(app, services);
-  registerRefundRoutes(app, services);
-  registerAdminRoutes(app, services);
   registerResilienceRoutes(app, services);
-  registerBrandPayRoutes(app, services);
-  registerCheckoutRoutes(app, services);
-  registerWebhookRoutes(app, services);
-  registerLedgerRoutes(app, services);
-  registerReportRoutes(app, services);
+  for (const register of routeModules) register(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,7 +1,7 @@
 import { KeelError } from '../errors.js';
 import type { CardDetails } from '../gateways/connector.js';
 import { cardBrand, cardLast4 } from '../gateways/connector.js';
-import { countryCodes, currencyRule } from '../payments/money.js';
+import { countryCodes, currencyRule } from '../money.js';
 import type { PaymentMethodSnapshot } from '../payments/types.js';
 
 /** Rules beyond the schemas: an amount's maximum for its currency, country codes, card checksums. */

@@ -114,7 +114,7 @@ export async function chargeAndRecord(context: OperationContext, first: Attempt,
  * the key, otherwise an inquiry.
  */
 export async function askAuthorizeAgain(context: OperationContext, attempt: Attempt, payment: Payment, given?: PaymentSource): Promise<OperationResult> {
-  const source = given ?? (payment.paymentMethodId === null ? undefined : await context.deps.storedSource(payment.merchantId, payment.paymentMethodId));
+  const source = given ?? (payment.paymentMethodId === null ? undefined : await context.deps.storedMethods.source(payment.merchantId, payment.paymentMethodId));
   const same = source !== undefined && attempt.sourceFingerprint === sourceFingerprint(context.deps.cipher, source);
   let outcome: Settlement<AuthorizeResult>;
   if (source !== undefined && same && canResend(context, attempt)) {

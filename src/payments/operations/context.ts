@@ -5,10 +5,11 @@ import type { GatewayName, PartnerCallContext, PaymentSource } from '../../gatew
 import type { GatewayRegistry } from '../../gateways/registry.js';
 import type { IdempotencyKey } from '../../idempotency/keys.js';
 import { currentContext } from '../../observability/context.js';
+import { errorEnvelope } from '../../http/envelope.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { FieldCipher } from '../../storage/encryption.js';
 import type { KeelDatabase } from '../../storage/schema.js';
-import type { MerchantContext } from '../types.js';
+import type { MerchantContext, PaymentMethodSnapshot } from '../types.js';
 
 /** What every payment operation needs, passed as one object. */
 export interface PaymentsDeps {
@@ -20,11 +21,28 @@ export interface PaymentsDeps {
   readonly faults: FaultPoints;
   /** Per partner, how long its inquiries may lag (see `KeelConfig.partnerConsistencyWindowMs`). */
   readonly consistencyWindowMs: Readonly<Record<GatewayName, number>>;
+  /** Brand Pay's stored payment methods, which Brand Pay owns; the composition root passes them in. */
+  readonly storedMethods: StoredMethods;
+}
+
+/** What payments need of stored payment methods and their customers. */
+export interface StoredMethods {
   /**
-   * The partner token of a stored payment method, for sending an attempt again without the shopper (the janitor
-   * and the completer). Brand Pay owns stored methods; the composition root passes this in.
+   * A stored card of the named customer, ready to charge; refused (with the contract's error) when the customer
+   * is locked or deleted, the method detached, or the method not the customer's.
    */
-  readonly storedSource: (merchantId: string, paymentMethodId: string) => Promise<PaymentSource | undefined>;
+  chargeable(merchantId: string, methodPublicId: string, customerPublicId: string | undefined): Promise<ChargeableMethod>;
+  /** The customer's internal id; 404 `resource_missing` (param `customer`) when there is none. */
+  customerId(merchantId: string, customerPublicId: string): Promise<string>;
+  /** The partner token of a stored card, for sending an attempt again without the shopper (janitor, completer). */
+  source(merchantId: string, paymentMethodId: string): Promise<PaymentSource | undefined>;
+}
+
+export interface ChargeableMethod {
+  readonly source: PaymentSource;
+  readonly snapshot: PaymentMethodSnapshot;
+  readonly customerId: string;
+  readonly paymentMethodId: string;
 }
 
 export interface OperationContext {
@@ -47,19 +65,6 @@ export interface OperationResult {
 
 export function ok(status: number, body: unknown): OperationResult {
   return { status, body, final: true };
-}
-
-export function errorEnvelope(error: KeelError): Record<string, unknown> {
-  return {
-    error: {
-      type: error.type,
-      code: error.code,
-      message: error.message,
-      ...(error.param === undefined ? {} : { param: error.param }),
-      request_id: currentContext()?.requestId ?? null,
-      ...(error.payment === undefined ? {} : { payment: error.payment }),
-    },
-  };
 }
 
 export function errorResult(code: ErrorCode, message: string, options: { payment?: unknown; final?: boolean; retryAfterSeconds?: number } = {}): OperationResult {

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { completeUpTo } from '../reports/reports.js';
+import { completeUpTo } from './reports.js';
 import type { KeelDatabase } from '../storage/schema.js';
 
 /**

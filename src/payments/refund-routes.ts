@@ -1,13 +1,13 @@
-import { KeelError } from '../../errors.js';
-import { createRefund } from '../../payments/operations/refund.js';
-import { findPayment, findRefund } from '../../payments/repository.js';
-import { refundToApi } from '../../payments/serialize.js';
-import { publicToUuid } from '../../storage/ids.js';
-import type { KeelApp, KeelServices } from '../app.js';
-import { inContext } from '../app.js';
-import { idempotent } from '../idempotent-route.js';
-import { CreateRefundBody, IdParams } from '../schemas.js';
-import { checkAmount } from '../validation.js';
+import { KeelError } from '../errors.js';
+import { createRefund } from './operations/refund.js';
+import { findPayment, findRefund } from './repository.js';
+import { refundToApi } from './serialize.js';
+import { publicToUuid } from '../storage/ids.js';
+import type { KeelApp, KeelServices } from '../http/app.js';
+import { inContext } from '../http/app.js';
+import { idempotent } from './keyed.js';
+import { CreateRefundBody, IdParams } from '../http/schemas.js';
+import { checkAmount } from '../http/validation.js';
 
 /** `/v1/refunds`: create (partial or full) and retrieve. */
 export function registerRefundRoutes(app: KeelApp, services: KeelServices): void {

@@ -1,10 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeelError, isKeelError } from '../errors.js';
 import { IdempotencyLockLost, assertValidKey, beginKey, discardKey, finishKey, releaseKey, type IdempotencyKey } from '../idempotency/keys.js';
-import { InjectedCrash, type OperationContext, type OperationResult, type PaymentsDeps } from '../payments/operations/context.js';
-import type { MerchantContext } from '../payments/types.js';
+import { InjectedCrash, type OperationContext, type OperationResult, type PaymentsDeps } from './operations/context.js';
+import type { MerchantContext } from './types.js';
 import { isTransientDatabaseError } from '../storage/database.js';
-import { sendError } from './app.js';
+import { sendError } from '../http/app.js';
 
 /**
  * Runs a mutating request under an idempotency key: replays a finished key, refuses a key in use or reused

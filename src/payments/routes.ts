@@ -1,21 +1,19 @@
 import type { Static } from 'typebox';
-import { KeelError } from '../../errors.js';
-import { authorizePayment } from '../../payments/operations/authorize.js';
-import { cancelPayment } from '../../payments/operations/cancel.js';
-import { capturePayment } from '../../payments/operations/capture.js';
-import { createPayment } from '../../payments/operations/create.js';
-import { findPayment, listPayments } from '../../payments/repository.js';
-import { paymentToApi } from '../../payments/serialize.js';
-import type { MerchantContext, Payment } from '../../payments/types.js';
-import { publicToUuid, uuidToPublic } from '../../storage/ids.js';
-import { customerOr404, findCustomer } from '../../brandpay/customers.js';
-import { findMethod, storedCardCharge } from '../../brandpay/payment-methods.js';
-import type { PaymentSource } from '../../gateways/connector.js';
-import type { KeelApp, KeelServices } from '../app.js';
-import { inContext } from '../app.js';
-import { idempotent } from '../idempotent-route.js';
-import { CancelBody, CaptureBody, ConfirmBody, CreatePaymentBody, IdParams, ListPaymentsQuery, type PaymentMethodInput } from '../schemas.js';
-import { checkAmount, checkCard, checkCountry } from '../validation.js';
+import { KeelError } from '../errors.js';
+import { authorizePayment } from './operations/authorize.js';
+import { cancelPayment } from './operations/cancel.js';
+import { capturePayment } from './operations/capture.js';
+import { createPayment } from './operations/create.js';
+import { findPayment, listPayments } from './repository.js';
+import { paymentToApi } from './serialize.js';
+import type { MerchantContext, Payment } from './types.js';
+import { publicToUuid, uuidToPublic } from '../storage/ids.js';
+import type { PaymentSource } from '../gateways/connector.js';
+import type { KeelApp, KeelServices } from '../http/app.js';
+import { inContext } from '../http/app.js';
+import { idempotent } from './keyed.js';
+import { CancelBody, CaptureBody, ConfirmBody, CreatePaymentBody, IdParams, ListPaymentsQuery, type PaymentMethodInput } from '../http/schemas.js';
+import { checkAmount, checkCard, checkCountry } from '../http/validation.js';
 
 /** `/v1/payments`: create (and confirm), confirm, capture, cancel, retrieve, list. */
 export function registerPaymentRoutes(app: KeelApp, services: KeelServices): void {
@@ -121,23 +119,10 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
       const { card, snapshot } = checkCard(input.card);
       return { source: { card } as PaymentSource, snapshot, customerId: undefined, paymentMethodId: undefined };
     }
-    const methodId = publicToUuid('paymentMethod', input);
-    const method = methodId === undefined ? undefined : await findMethod(deps.db, merchant.id, methodId);
-    if (method === undefined) throw new KeelError('resource_missing', `No such payment method: ${input}.`, { param: 'payment_method' });
-    const customerId = customer === undefined ? undefined : publicToUuid('customer', customer);
-    if (customerId === undefined || method.customer_id !== customerId) {
-      throw new KeelError('customer_inactive', 'A stored payment method is used with the customer it belongs to (customer).', { param: 'customer' });
-    }
-    const owner = await findCustomer(deps.db, merchant.id, customerId);
-    if (owner?.status === 'locked') throw new KeelError('customer_locked', 'This customer is locked until the merchant unlocks them.');
-    if (owner?.status !== 'active' || method.status !== 'active' || method.token_encrypted === null) {
-      throw new KeelError('customer_inactive', 'The customer is deleted or the payment method is detached.', { param: 'payment_method' });
-    }
-    if (method.type !== 'card') throw new KeelError('payment_method_unsupported', 'Bank account payments are not supported by the merchant\'s partners yet.', { param: 'payment_method' });
-    return { ...storedCardCharge(method, method.token_encrypted, deps.cipher), customerId, paymentMethodId: method.id };
+    return deps.storedMethods.chargeable(merchant.id, input, customer);
   }
 
   async function customerIdFrom(merchant: MerchantContext, customer: string | undefined): Promise<string | undefined> {
-    return customer === undefined ? undefined : (await customerOr404(deps.db, merchant.id, customer, { param: 'customer' })).id;
+    return customer === undefined ? undefined : deps.storedMethods.customerId(merchant.id, customer);
   }
 }
