@@ -8,7 +8,7 @@ import { cancelableStatuses } from '../state-machine.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { canResend, inquire, lockPayment, markSent, markUnknown, openAttempt, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
+import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
 
 /**
  * Canceling a payment before capture. A payment never sent to a partner is canceled locally; an authorized one
@@ -43,15 +43,12 @@ export async function cancelPayment(context: OperationContext, paymentId: string
 }
 
 /** The same cancel under the same key while the partner keeps it, otherwise an inquiry. */
-export async function askCancelAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
-  let outcome: Settlement<null>;
-  if (canResend(context, attempt)) {
-    await markSent(context.deps.db, attempt);
-    outcome = await sendCancel(context, attempt, payment);
-  } else {
-    outcome = await inquire(context, attempt, payment, (found) => (found.canceled ? { kind: 'approved', value: null } : 'absent'));
-  }
-  return settle(context, attempt, outcome, recordCancel, { resent: true });
+export function askCancelAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
+  return askAgainAndSettle(context, attempt, payment, {
+    send: () => sendCancel(context, attempt, payment),
+    interpret: (found) => (found.canceled ? { kind: 'approved', value: null } : 'absent'),
+    record: recordCancel,
+  });
 }
 
 async function sendCancel(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<null>> {

@@ -8,7 +8,7 @@ import { paymentToApi } from '../serialize.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { canResend, inquire, lockPayment, markSent, markUnknown, openAttempt, partnerCustomerKey, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
+import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, partnerCustomerKey, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
 
 /**
  * Capturing an authorized payment, in full or in part, exactly once: with the payment locked, decide and commit
@@ -41,15 +41,12 @@ export async function capturePayment(context: OperationContext, paymentId: strin
 }
 
 /** The same capture under the same key while the partner keeps it, otherwise an inquiry. */
-export async function askCaptureAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
-  let outcome: Settlement<Captured>;
-  if (canResend(context, attempt)) {
-    await markSent(context.deps.db, attempt);
-    outcome = await sendCapture(context, attempt, payment);
-  } else {
-    outcome = await inquire(context, attempt, payment, (found) => (found.captured ? { kind: 'approved', value: { partnerPaymentId: found.partnerPaymentId } } : 'absent'));
-  }
-  return settle(context, attempt, outcome, recordCapture, { resent: true });
+export function askCaptureAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
+  return askAgainAndSettle(context, attempt, payment, {
+    send: () => sendCapture(context, attempt, payment),
+    interpret: (found) => (found.captured ? { kind: 'approved', value: { partnerPaymentId: found.partnerPaymentId } } : 'absent'),
+    record: recordCapture,
+  });
 }
 
 async function sendCapture(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<Captured>> {

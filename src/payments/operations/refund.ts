@@ -9,7 +9,7 @@ import { refundToApi } from '../serialize.js';
 import type { Attempt, Payment, Refund } from '../types.js';
 import { errorResult, ok, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { canResend, inquire, lockPayment, markSent, markUnknown, openAttempt, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle } from './steps.js';
+import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle } from './steps.js';
 
 /**
  * Refunds, partial or full. The payment row is locked while the refund is reserved, and unfinished refunds
@@ -58,15 +58,12 @@ export async function createRefund(context: OperationContext, input: RefundInput
 }
 
 /** The same refund under the same key while the partner keeps it, otherwise an inquiry by its own reference. */
-export async function askRefundAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
-  let outcome: Settlement<Refunded>;
-  if (canResend(context, attempt)) {
-    await markSent(context.deps.db, attempt);
-    outcome = await sendRefund(context, attempt, payment);
-  } else {
-    outcome = await inquire(context, attempt, payment, () => ({ kind: 'approved', value: { partnerRefundId: null } }));
-  }
-  return settle(context, attempt, outcome, recordRefund, { resent: true });
+export function askRefundAgain(context: OperationContext, attempt: Attempt, payment: Payment): Promise<OperationResult> {
+  return askAgainAndSettle(context, attempt, payment, {
+    send: () => sendRefund(context, attempt, payment),
+    interpret: () => ({ kind: 'approved', value: { partnerRefundId: null } }),
+    record: recordRefund,
+  });
 }
 
 async function sendRefund(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<Refunded>> {

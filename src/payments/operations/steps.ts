@@ -157,6 +157,31 @@ export function absentOrUnknown(context: OperationContext, attempt: Attempt, ask
   return { kind: 'unknown', reason: 'the partner shows no record yet, which may be lag', askAgainAfter: new Date(trustedFrom) };
 }
 
+/**
+ * Asks the partner again about an open capture, cancel or refund and settles it: the same request under the
+ * attempt's own key while the partner keeps the key (noted as sent first), otherwise an inquiry read by
+ * `interpret`.
+ */
+export async function askAgainAndSettle<T>(
+  context: OperationContext,
+  attempt: Attempt,
+  payment: Payment,
+  ask: {
+    readonly send: () => Promise<Settlement<T>>;
+    readonly interpret: (found: Extract<InquiryResult, { state: 'succeeded' }>) => Settlement<T> | 'absent';
+    readonly record: Recorder<T>;
+  },
+): Promise<OperationResult> {
+  let outcome: Settlement<T>;
+  if (canResend(context, attempt)) {
+    await markSent(context.deps.db, attempt);
+    outcome = await ask.send();
+  } else {
+    outcome = await inquire(context, attempt, payment, ask.interpret);
+  }
+  return settle(context, attempt, outcome, ask.record, { resent: true });
+}
+
 export type Recorder<T> = (trx: Db, payment: Payment, attempt: Attempt, outcome: Settlement<T>) => Promise<OperationResult>;
 
 /**
