@@ -6,7 +6,7 @@ import { idempotent } from '../payments/keyed.js';
 import { AttachMethodBody } from '../http/schemas.js';
 import { checkCard } from '../http/validation.js';
 import { ok } from '../payments/operations/context.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext } from '../merchants/types.js';
 import { publicToUuid } from '../storage/ids.js';
 import { createCustomer, customerOr404 as findCustomerOr404, customerToApi, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
 import { attachMethod, detachMethod, findMethod, listMethods, paymentMethodToApi, type MethodToAttach } from './payment-methods.js';

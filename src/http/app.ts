@@ -10,7 +10,7 @@ import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
 import type { Authenticated } from '../merchants/merchants.js';
 import type { PaymentsDeps } from '../payments/operations/context.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext } from '../merchants/types.js';
 import { errorEnvelope } from './envelope.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';

@@ -4,7 +4,7 @@ import { request } from 'undici';
 import type { GatewayName } from '../gateways/connector.js';
 import type { StripeBalanceTransaction, StripeList } from '../gateways/stripe/wire.js';
 import { tossAuthorization, type TossSettlement } from '../gateways/toss/wire.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext } from '../merchants/types.js';
 import { isUniqueViolation } from '../storage/database.js';
 import type { KeelDatabase } from '../storage/schema.js';
 import { postTransaction, settlementPostings } from './ledger.js';

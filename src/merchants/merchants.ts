@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
-import type { MerchantContext, MerchantPartner } from '../payments/types.js';
+import type { MerchantContext, MerchantPartner } from './types.js';
 import { sha256Hex, type FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase } from '../storage/schema.js';

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeelError, isKeelError } from '../errors.js';
 import { IdempotencyLockLost, assertValidKey, beginKey, discardKey, finishKey, releaseKey, type IdempotencyKey } from '../idempotency/keys.js';
 import { InjectedCrash, type OperationContext, type OperationResult, type PaymentsDeps } from './operations/context.js';
-import type { MerchantContext } from './types.js';
+import type { MerchantContext } from '../merchants/types.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { sendError } from '../http/app.js';
 

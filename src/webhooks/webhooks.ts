@@ -5,7 +5,7 @@ import { Agent, request } from 'undici';
 import { KeelError } from '../errors.js';
 import type { KeelEvent } from '../events/bus.js';
 import { deduplicated, toKeelEvent } from '../events/relay.js';
-import type { MerchantContext } from '../payments/types.js';
+import type { MerchantContext } from '../merchants/types.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase, WebhookDeliveryRow, WebhookEndpointRow } from '../storage/schema.js';

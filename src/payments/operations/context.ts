@@ -9,7 +9,8 @@ import { errorEnvelope } from '../../http/envelope.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { FieldCipher } from '../../storage/encryption.js';
 import type { KeelDatabase } from '../../storage/schema.js';
-import type { MerchantContext, PaymentMethodSnapshot } from '../types.js';
+import type { MerchantContext } from '../../merchants/types.js';
+import type { PaymentMethodSnapshot } from '../types.js';
 
 /** What every payment operation needs, passed as one object. */
 export interface PaymentsDeps {
