@@ -187,6 +187,13 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   }
 
   // 2. Every payment Keel answered 200 or 202 for exists, and none is left processing.
+  const stuck = await db
+    .selectFrom('payment_attempts')
+    .innerJoin('payments', 'payments.id', 'payment_attempts.payment_id')
+    .select(['payments.order_id', 'payments.gateway', 'payment_attempts.operation', 'payment_attempts.status', 'payment_attempts.inquiry_count', 'payment_attempts.failure_message'])
+    .where('payments.status', '=', 'processing')
+    .execute();
+  assert.deepEqual(stuck, [], 'the attempts of payments left processing');
   for (const [paymentId, country] of paymentIds) {
     const response = await call(country, 'verify', 'GET', `/v1/payments/${paymentId}`);
     assert.equal(response.status, 200, `payment ${paymentId} exists`);

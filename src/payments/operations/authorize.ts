@@ -141,10 +141,13 @@ export async function sendAuthorize(context: OperationContext, attempt: Attempt,
 }
 
 export function inquireAuthorize(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<AuthorizeResult>> {
-  return inquire(context, attempt, payment, (found) => ({
-    kind: 'approved',
-    value: { partnerPaymentId: found.partnerPaymentId, captured: found.captured, token: null, card: null },
-  }));
+  return inquire(context, attempt, payment, (found) =>
+    // An intent canceled before any capture holds nothing: the charge was not made (a 3-D Secure intent Keel
+    // canceled, or one the partner voided), which is a decline, never an authorization.
+    found.canceled && !found.captured
+      ? { kind: 'declined', code: 'card_declined', message: 'The partner canceled this payment before it was captured.' }
+      : { kind: 'approved', value: { partnerPaymentId: found.partnerPaymentId, captured: found.captured, token: null, card: null } },
+  );
 }
 
 /** Phase 3: what each answer does to the attempt and the payment. */
