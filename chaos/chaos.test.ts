@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { verifyLedger } from '../src/ledger/ledger.js';
+import { resendRoundsMax } from '../src/payments/operations/steps.js';
 import { publicToUuid, uuidToPublic } from '../src/storage/ids.js';
 import type { CreatedMerchant } from '../src/merchants/merchants.js';
 import { createRandom } from '../src/simulator/latency.js';
@@ -150,6 +151,8 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   await sleep(2_500);
   await keel.passTime(testConsistencyWindowMs);
   for (let round = 0; round < 40; round += 1) {
+    // A resend starts the window again; once Keel has stopped resending (resendRoundsMax), let it pass again.
+    if (round > 0 && round % (resendRoundsMax + 1) === 0) await keel.passTime(testConsistencyWindowMs);
     await keel.keel.database.db.updateTable('payment_attempts').set({ next_inquiry_at: new Date() }).where('status', '=', 'unknown').execute();
     await keel.keel.jobs.janitor();
     const unknown = await keel.keel.database.db.selectFrom('payment_attempts').select('id').where('status', '=', 'unknown').execute();
@@ -190,10 +193,20 @@ test(`chaos (seed ${seed}): nothing lost, nothing charged twice`, { timeout: dur
   const stuck = await db
     .selectFrom('payment_attempts')
     .innerJoin('payments', 'payments.id', 'payment_attempts.payment_id')
-    .select(['payments.order_id', 'payments.gateway', 'payment_attempts.operation', 'payment_attempts.status', 'payment_attempts.inquiry_count', 'payment_attempts.failure_message'])
+    .select(['payments.order_id', 'payments.gateway', 'payment_attempts.id', 'payment_attempts.operation', 'payment_attempts.status', 'payment_attempts.inquiry_count', 'payment_attempts.partner_idempotency_key'])
     .where('payments.status', '=', 'processing')
     .execute();
-  assert.deepEqual(stuck, [], 'the attempts of payments left processing');
+  const partnerSide = await Promise.all(
+    stuck.map(async (row) => ({
+      charges: await keel.simCharges(row.order_id),
+      answers: [...(keel.keel.simulator?.state.idempotency.entries() ?? [])].filter(([key]) => key.endsWith(row.partner_idempotency_key)).map(([, entry]) => entry.response?.status ?? 'in flight'),
+    })),
+  );
+  keel.keel.logger.flush();
+  const lines = keel.logs.map((line) => JSON.parse(line) as { request_id?: string; attempt_id?: string; message: string; operation?: string; outcome?: string; reason?: string });
+  const asked = new Set(lines.filter((line) => stuck.some((row) => row.id === line.attempt_id)).map((line) => line.request_id));
+  const calls = lines.filter((line) => line.message === 'partner call' && asked.has(line.request_id)).map((line) => `${line.operation} ${line.outcome} ${line.reason ?? ''}`);
+  assert.deepEqual(stuck, [], `the attempts of payments left processing; at the partner: ${JSON.stringify(partnerSide)}; the janitor's calls: ${JSON.stringify(calls.slice(0, 20))}`);
   for (const [paymentId, country] of paymentIds) {
     const response = await call(country, 'verify', 'GET', `/v1/payments/${paymentId}`);
     assert.equal(response.status, 200, `payment ${paymentId} exists`);

@@ -9,7 +9,7 @@ import type { GatewayRegistry } from '../gateways/registry.js';
 import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { inquireAuthorize } from './operations/authorize.js';
 import type { OperationContext } from './operations/context.js';
-import { absentOrUnknown, canResend, resendMarginMs } from './operations/steps.js';
+import { absentOrUnknown, canResend, resendMarginMs, resendRoundsMax } from './operations/steps.js';
 import type { Attempt, Payment } from './types.js';
 
 const attempt = (overrides: Partial<Attempt> = {}): Attempt => ({
@@ -60,12 +60,13 @@ describe('the rules, on their own', () => {
     assert.deepEqual(absentOrUnknown(context, sent, windowEnds), { kind: 'absent_confirmed' });
   });
 
-  test('an attempt is sent again only while the partner keeps its key, with a margin', () => {
+  test('an attempt is sent again only while the partner keeps its key, with a margin, and for a bounded number of rounds', () => {
     const context = contextAnswering({ state: 'absent' });
     const created = attempt().createdAt.getTime();
     const lastMoment = created + 24 * 3_600_000 - resendMarginMs;
     assert.equal(canResend(context, attempt(), lastMoment - 1), true);
     assert.equal(canResend(context, attempt(), lastMoment), false);
+    assert.equal(canResend(context, attempt({ inquiryCount: resendRoundsMax }), created), false, 'after unanswered resends, Keel inquires');
   });
 
   test('an intent found canceled before any capture is a decline; one found authorized is an authorization', async () => {

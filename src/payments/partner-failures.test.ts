@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { breakerDefaults } from '../resilience/breaker.js';
 import { publicToUuid } from '../storage/ids.js';
+import { resendRoundsMax } from './operations/steps.js';
 import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { startWebhookReceiver } from '../testing/webhook-receiver.js';
 
@@ -158,6 +159,23 @@ for (const gateway of ['toss', 'stripe'] as const) {
       const charges = await keel.simCharges(request.order_id);
       assert.deepEqual(charges.map((charge) => charge.captured_amount), [30000]);
     });
+
+    if (gateway === 'toss') {
+      test('a capture the partner keeps answering 500 without capturing: resent a bounded number of times, then inquired, and past the window capturable again', async () => {
+        // Toss charges a billing key at capture: with the 500 card the billing key is issued, and every charge fails.
+        const request = body('4000000000000119', { capture_method: 'manual' });
+        const authorized = await keel.request('POST', '/v1/payments', { body: request });
+        assert.equal(authorized.body.status, 'requires_capture');
+        assert.equal((await keel.request('POST', `/v1/payments/${authorized.body.id}/capture`, { body: {} })).status, 202);
+        for (let round = 0; round < resendRoundsMax; round += 1) await janitorNow(keel);
+        assert.equal((await keel.request('GET', `/v1/payments/${authorized.body.id}`)).body.status, 'processing', 'a 500 proves nothing');
+        await keel.passTime(testConsistencyWindowMs);
+        await janitorNow(keel);
+        assert.equal((await keel.request('GET', `/v1/payments/${authorized.body.id}`)).body.status, 'requires_capture');
+        assert.deepEqual(await keel.simCharges(request.order_id), []);
+        assert.deepEqual((await eventsOf(keel, authorized.body.id)).slice(-2), ['payment.processing', 'payment.requires_capture']);
+      });
+    }
 
     test('refunds are proven one by one: one whose answer was lost and one that never happened each settle by their own request', async () => {
       const request = body('4242424242424242');

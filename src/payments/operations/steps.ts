@@ -97,9 +97,16 @@ export async function adoptAttempt(trx: Db, context: OperationContext, payment: 
  */
 export const resendMarginMs = 3_600_000;
 
+/**
+ * A resend the partner answers with an error (a 5xx it keeps giving, as Stripe replays a stored 500) proves
+ * nothing, and each resend starts the consistency window again: after this many unanswered rounds Keel stops
+ * sending and inquires, so that the window can pass and a "no such charge" be believed.
+ */
+export const resendRoundsMax = 3;
+
 export function canResend(context: OperationContext, attempt: Attempt, now = Date.now()): boolean {
   const retentionMs = context.deps.gateways.connector(attempt.gateway).idempotencyKeyRetentionMs;
-  return now - attempt.createdAt.getTime() < retentionMs - resendMarginMs;
+  return attempt.inquiryCount < resendRoundsMax && now - attempt.createdAt.getTime() < retentionMs - resendMarginMs;
 }
 
 /** Notes, before it happens, that an attempt is sent again: a later "no such charge" is measured from here. */
