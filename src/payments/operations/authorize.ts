@@ -17,12 +17,12 @@ import {
   inquire,
   lockPayment,
   markSent,
-  markUnknown,
   openAttempt,
   partnerCustomerKey,
+  recordNotSent,
+  recordUnknown,
   resultForPayment,
   resumeKeyAttempt,
-  retryAfterSeconds,
   setAttempt,
   settle,
   transition,
@@ -178,15 +178,9 @@ export function recordAuthorize(context: OperationContext) {
         return resultForPayment(await transition(trx, payment, 'failed', { failure_code: outcome.code, failure_message: outcome.message }));
       }
       case 'unknown':
-        await markUnknown(trx, attempt, outcome.askAgainAfter);
-        return resultForPayment(await transition(trx, payment, 'processing'));
+        return recordUnknown(trx, payment, attempt, outcome);
       case 'not_sent':
-        await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: outcome.reason });
-        return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was charged. Retry the request.', {
-          payment: paymentToApi(payment),
-          final: false,
-          retryAfterSeconds: retryAfterSeconds(outcome),
-        });
+        return recordNotSent(trx, payment, attempt, outcome, 'The payment partner could not be reached; nothing was charged. Retry the request.');
       case 'refused':
         await setAttempt(trx, attempt, 'rejected', { failure_code: 'gateway_error', failure_message: outcome.reason });
         return errorResult('gateway_error', 'The payment partner refused the request; nothing was charged.', { payment: paymentToApi(payment) });

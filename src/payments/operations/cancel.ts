@@ -8,7 +8,7 @@ import { cancelableStatuses } from '../state-machine.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
+import { askAgainAndSettle, lockPayment, openAttempt, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
 /**
  * Canceling a payment before capture. A payment never sent to a partner is canceled locally; an authorized one
@@ -69,15 +69,9 @@ async function recordCancel(trx: Kysely<KeelDatabase>, payment: Payment, attempt
       await setAttempt(trx, attempt, 'succeeded');
       return resultForPayment(await transition(trx, payment, 'canceled', { amount_capturable: 0n }));
     case 'unknown':
-      await markUnknown(trx, attempt, outcome.askAgainAfter);
-      return resultForPayment(await transition(trx, payment, 'processing'));
+      return recordUnknown(trx, payment, attempt, outcome);
     case 'not_sent':
-      await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: outcome.reason });
-      return errorResult('gateway_unavailable', 'The payment partner could not be reached; the payment is still authorized. Retry the request.', {
-        payment: paymentToApi(payment),
-        final: false,
-        retryAfterSeconds: retryAfterSeconds(outcome),
-      });
+      return recordNotSent(trx, payment, attempt, outcome, 'The payment partner could not be reached; the payment is still authorized. Retry the request.');
     case 'declined':
     case 'refused': {
       const failure = outcome.kind === 'declined' ? outcome.message : outcome.reason;

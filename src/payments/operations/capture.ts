@@ -8,7 +8,7 @@ import { paymentToApi } from '../serialize.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, partnerCustomerKey, resultForPayment, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle, transition } from './steps.js';
+import { askAgainAndSettle, lockPayment, openAttempt, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
 /**
  * Capturing an authorized payment, in full or in part, exactly once: with the payment locked, decide and commit
@@ -80,15 +80,9 @@ async function recordCapture(trx: Kysely<KeelDatabase>, payment: Payment, attemp
       await setAttempt(trx, attempt, 'declined', { failure_code: outcome.code, failure_message: outcome.message });
       return resultForPayment(await transition(trx, payment, 'failed', { amount_capturable: 0n, failure_code: outcome.code, failure_message: outcome.message }));
     case 'unknown':
-      await markUnknown(trx, attempt, outcome.askAgainAfter);
-      return resultForPayment(await transition(trx, payment, 'processing'));
+      return recordUnknown(trx, payment, attempt, outcome);
     case 'not_sent':
-      await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: outcome.reason });
-      return errorResult('gateway_unavailable', 'The payment partner could not be reached; nothing was captured. Retry the request.', {
-        payment: paymentToApi(payment),
-        final: false,
-        retryAfterSeconds: retryAfterSeconds(outcome),
-      });
+      return recordNotSent(trx, payment, attempt, outcome, 'The payment partner could not be reached; nothing was captured. Retry the request.');
     case 'refused':
       await setAttempt(trx, attempt, 'rejected', { failure_code: 'gateway_error', failure_message: outcome.reason });
       return errorResult('gateway_error', 'The payment partner refused the capture; nothing was captured.', { payment: paymentToApi(payment) });

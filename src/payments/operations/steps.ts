@@ -279,6 +279,18 @@ export async function scheduleNextInquiry(trx: Db, attempt: Attempt, notBefore?:
     .execute();
 }
 
+/** An answer lost (for a payment's own attempt): the attempt waits to be asked again, the payment is processing (202). */
+export async function recordUnknown(trx: Db, payment: Payment, attempt: Attempt, outcome: Extract<Settlement<unknown>, { kind: 'unknown' }>): Promise<OperationResult> {
+  await markUnknown(trx, attempt, outcome.askAgainAfter);
+  return resultForPayment(await transition(trx, payment, 'processing'));
+}
+
+/** A call that provably never reached the partner: nothing changed, 503 with Retry-After, the key left open. */
+export async function recordNotSent(trx: Db, payment: Payment, attempt: Attempt, outcome: Extract<Settlement<unknown>, { kind: 'not_sent' }>, message: string): Promise<OperationResult> {
+  await setAttempt(trx, attempt, 'not_sent', { failure_code: 'gateway_unavailable', failure_message: outcome.reason });
+  return errorResult('gateway_unavailable', message, { payment: paymentToApi(payment), final: false, retryAfterSeconds: retryAfterSeconds(outcome) });
+}
+
 /** The HTTP answer that describes a payment as it stands. */
 export function resultForPayment(payment: Payment): OperationResult {
   const object = paymentToApi(payment);
