@@ -182,6 +182,7 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
   const say = (text) => { $('message').textContent = text; };
   // Two taps may both learn the result; the browser goes to it once.
   let leaving = false;
+  let settingPin = null;
   const leave = (url) => { if (!leaving) { leaving = true; window.location.assign(url); } };
   async function call(path, body) {
     const response = await fetch(base + path + '?lang=' + lang, {
@@ -243,7 +244,8 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
     const pin = $('pin').value;
     if (!chosen) { say(state && state.methods.length === 0 ? ${JSON.stringify(t.noMethods)} : ''); return; }
     try {
-      if (!state.has_pin) { await call('/pin', { pin }); state.has_pin = true; }
+      // A second tap while the first sets the PIN waits for that same call instead of setting it again.
+      if (!state.has_pin) { settingPin = settingPin || call('/pin', { pin }).then(() => { state.has_pin = true; }, (error) => { settingPin = null; throw error; }); await settingPin; }
       let result = await call('/approve', { payment_method: chosen.value, pin });
       // A payment already under way (a second tap while the partner answers): wait for its result.
       for (let polls = 0; result.status !== 'done' && polls < 120; polls += 1) {
