@@ -5,7 +5,7 @@ import { declineCodes, type GatewayName, type InquiryResult } from '../../gatewa
 import { advanceKey, finishKey } from '../../idempotency/keys.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase, PaymentUpdate } from '../../storage/schema.js';
-import { findAttempt, findPayment, findRefund, updatePayment } from '../repository.js';
+import { findAttempt, findPayment, findRefund, toAttempt, updatePayment } from '../repository.js';
 import { paymentToApi, refundToApi } from '../serialize.js';
 import type { Attempt, Payment, PaymentStatus } from '../types.js';
 import { errorResult, ok, partnerContext, type OperationContext, type OperationResult } from './context.js';
@@ -57,7 +57,7 @@ export interface AttemptSpec {
 /** Commits a `pending` attempt with its own partner idempotency key, and records it on the request's key. */
 export async function openAttempt(trx: Db, context: OperationContext, payment: Payment, spec: AttemptSpec): Promise<Attempt> {
   const { uuid, publicId } = newId('attempt');
-  await trx
+  const row = await trx
     .insertInto('payment_attempts')
     .values({
       id: uuid,
@@ -73,11 +73,10 @@ export async function openAttempt(trx: Db, context: OperationContext, payment: P
       source_fingerprint: spec.sourceFingerprint ?? null,
       reason: spec.reason ?? null,
     })
-    .execute();
+    .returningAll()
+    .executeTakeFirstOrThrow();
   await adoptAttempt(trx, context, payment, uuid, spec.refundId);
-  const attempt = await findAttempt(trx, payment.merchantId, uuid);
-  assert.ok(attempt !== undefined);
-  return attempt;
+  return toAttempt(row);
 }
 
 /** Records on the request's key the attempt it is about, so a crash is resumed from there. */
