@@ -17,6 +17,7 @@ import type { ApiRateLimiter } from './rate-limit.js';
 import type { PinAttemptLimiter } from '../brandpay/pin-limits.js';
 import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import { registerShedding } from './shedding.js';
+import { assertSafeInput } from './input-guard.js';
 import type { Database } from '../storage/database.js';
 import { isTransientDatabaseError } from '../storage/database.js';
 import { checkAdminToken } from './auth.js';
@@ -133,6 +134,12 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     }
     return undefined;
   });
+  // Every value a route receives is checked before its schema and before any write (see input-guard.ts).
+  app.addHook('preValidation', async (request) => {
+    assertSafeInput(request.body, '');
+    assertSafeInput(request.query, 'querystring.');
+    assertSafeInput(request.params, 'params.');
+  });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     services.deps.metrics.httpRequestDurationSeconds.observe(
@@ -190,19 +197,22 @@ function toKeelError(error: FastifyError, request: FastifyRequest): KeelError {
   return new KeelError('internal_error', 'Keel failed unexpectedly; retry with the same idempotency key.');
 }
 
+type SchemaError = NonNullable<FastifyError['validation']>[number];
+
 function validationError(error: FastifyError): KeelError {
-  const errors = error.validation ?? [];
+  const errors = relevantErrors(error.validation ?? []);
   const context = error.validationContext ?? 'body';
+  const prefix = context === 'body' ? '' : `${context}.`;
+  const pathOf = (instancePath: string) => instancePath.split('/').filter((part) => part !== '');
   // TypeBox reports an unknown field as a `false` schema under additionalProperties, at the field's own path.
   const unknownField = errors.find((candidate) => candidate.keyword === 'boolean' && candidate.schemaPath.endsWith('/additionalProperties'));
   if (unknownField !== undefined) {
-    const param = `${context === 'body' ? '' : `${context}.`}${unknownField.instancePath.split('/').filter((part) => part !== '').join('.')}`;
+    const param = `${prefix}${pathOf(unknownField.instancePath).join('.')}`;
     return new KeelError('parameter_unknown', `Unknown parameter: ${param}.`, { param });
   }
   const first = errors[0];
   const params = (first?.params ?? {}) as Record<string, unknown>;
-  const path = (first?.instancePath ?? '').split('/').filter((part) => part !== '').join('.');
-  const prefix = context === 'body' ? '' : `${context}.`;
+  const path = pathOf(first?.instancePath ?? '').join('.');
   const join = (name: unknown) => [path, typeof name === 'string' ? name : ''].filter((part) => part !== '').join('.');
   if (first?.keyword === 'additionalProperties') {
     const name = params['additionalProperty'] ?? (Array.isArray(params['additionalProperties']) ? params['additionalProperties'][0] : undefined);
@@ -212,6 +222,34 @@ function validationError(error: FastifyError): KeelError {
     const name = params['missingProperty'] ?? (Array.isArray(params['requiredProperties']) ? params['requiredProperties'][0] : undefined);
     return new KeelError('parameter_missing', `Missing required parameter: ${prefix}${join(name)}.`, { param: `${prefix}${join(name)}` });
   }
+  if (first !== undefined && first.schemaPath.includes('/propertyNames')) {
+    // A key's own rule (metadata keys are 1-40 characters): the object holding the key is the parameter.
+    const ownerPath = first.keyword === 'propertyNames' ? first.instancePath : first.instancePath.slice(0, first.instancePath.lastIndexOf('/'));
+    const owner = `${prefix}${pathOf(ownerPath).join('.')}` || context;
+    return new KeelError('parameter_invalid', `Invalid parameter ${owner}: a key ${first.message ?? 'is invalid'}.`, { param: owner });
+  }
   const param = `${prefix}${path}` || context;
   return new KeelError('parameter_invalid', `Invalid parameter ${param}: ${first?.message ?? 'invalid value'}.`, { param });
+}
+
+/**
+ * Of a union's branches (a card or a bank account; a stored method's id or a new card), only those the value
+ * chose speak: a branch whose `type` discriminator differs, or whose JSON type is not the value's, is dropped
+ * with its errors, so a card missing its `cvc` is told about the `cvc`, not that `card` is unknown to bank
+ * accounts. When every branch is ruled out, the discriminator's own error remains.
+ */
+function relevantErrors(errors: readonly SchemaError[]): readonly SchemaError[] {
+  const ruledOut = new Set<string>();
+  const discriminators: SchemaError[] = [];
+  for (const candidate of errors) {
+    const branch = /^(.*\/anyOf\/\d+)(\/properties\/type)?$/.exec(candidate.schemaPath);
+    if (branch === null) continue;
+    if ((candidate.keyword === 'const' && branch[2] !== undefined) || (candidate.keyword === 'type' && branch[2] === undefined)) {
+      ruledOut.add(branch[1] as string);
+      discriminators.push(candidate);
+    }
+  }
+  const inBranch = (candidate: SchemaError, branch: string) => candidate.schemaPath === branch || candidate.schemaPath.startsWith(`${branch}/`);
+  const kept = errors.filter((candidate) => candidate.keyword !== 'anyOf' && ![...ruledOut].some((branch) => inBranch(candidate, branch)));
+  return kept.length > 0 ? kept : discriminators;
 }

@@ -46,8 +46,14 @@ export const PaymentMethodInput = Type.Union([
   Type.Object({ type: Type.Literal('card'), card: CardInput }, { additionalProperties: false }),
 ]);
 
-export const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 40 }), Type.String({ maxLength: 500 }), {
+export const metadataKeyLengthMax = 40;
+export const metadataValueLengthMax = 500;
+
+/** Stripe's metadata limits: at most 20 keys, keys of 1-40 characters, string values of at most 500. */
+export const Metadata = Type.Record(Type.String(), Type.String({ maxLength: metadataValueLengthMax }), {
   maxProperties: metadataKeysMax,
+  propertyNames: { minLength: 1, maxLength: metadataKeyLengthMax },
+  description: `At most ${metadataKeysMax} keys of 1-${metadataKeyLengthMax} characters; values are strings of at most ${metadataValueLengthMax}.`,
 });
 
 export const CreatePaymentBody = Type.Object(

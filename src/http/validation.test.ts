@@ -16,11 +16,7 @@ after(async () => {
 
 const valid = () => ({ amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true });
 
-async function countRows(): Promise<{ payments: number; keys: number }> {
-  const payments = await keel.keel.database.db.selectFrom('payments').select('id').execute();
-  const keys = await keel.keel.database.db.selectFrom('idempotency_keys').select('id').execute();
-  return { payments: payments.length, keys: keys.length };
-}
+const countRows = () => keel.countAllRows();
 
 describe('validation', () => {
   const cases: readonly { name: string; body?: unknown; raw?: string; status: number; code: string; param?: string }[] = [

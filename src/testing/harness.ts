@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { Writable } from 'node:stream';
@@ -41,6 +42,8 @@ export interface TestKeel {
    * The partners' consistency windows are minutes to an hour; a test lets them pass instead of waiting.
    */
   passTime(ms: number): Promise<void>;
+  /** The number of rows in every table of Keel's schema, by table: a refusal must leave all of them as they were. */
+  countAllRows(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -167,6 +170,19 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
         .set({ last_sent_at: sql<Date>`last_sent_at - make_interval(secs => ${ms / 1000})`, next_inquiry_at: sql<Date>`next_inquiry_at - make_interval(secs => ${ms / 1000})` })
         .execute();
       keel.simulator?.state.ageHistory(ms);
+    },
+    async countAllRows() {
+      const db = keel.database.db;
+      const tables = await sql<{ name: string }>`
+        SELECT table_name AS name FROM information_schema.tables
+        WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(db);
+      const counts: Record<string, number> = {};
+      for (const { name } of tables.rows) {
+        const result = await sql<{ count: string }>`SELECT count(*)::text AS count FROM ${sql.table(name)}`.execute(db);
+        counts[name] = Number(result.rows[0]?.count ?? 0);
+      }
+      assert.ok(Object.keys(counts).length >= 20, `expected Keel's tables in the current schema, found ${Object.keys(counts).join(', ')}`);
+      return counts;
     },
     async close() {
       await keel.close();
