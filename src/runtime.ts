@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
@@ -38,6 +38,7 @@ import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js
 import { startSimulator, type Simulator } from './simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from './storage/database.js';
 import { FieldCipher } from './storage/encryption.js';
+import { prepareDataDir } from './storage/data-dir.js';
 
 /**
  * Wires one Keel process: database, partners (or the in-process benchmark gateway), the API and the
@@ -105,7 +106,19 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const logger = createLogger({ level: config.logLevel, ...(options.logDestination === undefined ? {} : { destination: options.logDestination }) });
   // Tests keep nothing on disk; every other start keeps its database (embedded) and its secrets in dataDir.
   const persistent = options.inMemory !== true;
-  if (persistent) mkdirSync(config.dataDir, { recursive: true });
+  if (persistent && config.databaseUrl !== undefined && config.encryptionKey === undefined) {
+    // A key generated here would be this machine's alone: another instance could not read what this one sealed.
+    throw new Error('KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL: every instance must share one key (64 hex digits; e.g. `openssl rand -hex 32`). See docs/security.md.');
+  }
+  if (persistent) {
+    const report = prepareDataDir(config.dataDir);
+    if (report.wideEntries.length > 0) {
+      logger.warn(
+        { data_dir: config.dataDir, entries: report.wideEntries },
+        `the data directory holds secrets but others may read it; narrow it with: chmod -R go= ${config.dataDir}`,
+      );
+    }
+  }
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,

@@ -118,7 +118,7 @@ describe('payment methods', () => {
     const text = JSON.stringify(rows);
     assert.equal(text.includes('4242424242424242'), false, 'no card number stored');
     assert.equal(text.includes('"321"'), false, 'no CVC stored');
-    assert.ok(rows.every((row) => row.token_encrypted === null || row.token_encrypted.startsWith('v1.')), 'tokens are encrypted');
+    assert.ok(rows.every((row) => row.token_encrypted === null || row.token_encrypted.startsWith('v2.')), 'tokens are encrypted');
     const list = await keel.request('GET', `/v1/brandpay/customers/${customer.id}/payment_methods`);
     assert.equal(list.body.data.length, 2);
   });
@@ -131,7 +131,7 @@ describe('payment methods', () => {
     assert.equal(response.status, 201);
     assert.deepEqual(response.body.bank_account, { bank_code: '088', last4: '6789' });
     const row = await keel.keel.database.db.selectFrom('payment_methods').selectAll().where('bank_code', '=', '088').executeTakeFirstOrThrow();
-    assert.ok(row.account_number_encrypted?.startsWith('v1.'));
+    assert.ok(row.account_number_encrypted?.startsWith('v2.'));
     assert.equal(JSON.stringify(row).includes('110123456789'), false);
   });
 

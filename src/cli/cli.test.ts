@@ -4,12 +4,13 @@
 // and the data survives; `projections rebuild` works both ways; `gateway-sim` serves the benchmark gateway alone.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
+import { wideEntriesIn } from '../storage/data-dir.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-cli-'));
 let apiPort = 0;
@@ -49,6 +50,7 @@ function run(args: readonly string[]): Promise<KeelRun> {
 }
 
 function startServer(): Promise<void> {
+  serverOutput = '';
   return new Promise((resolve, reject) => {
     server = spawnKeel(['start'], environment());
     const timer = setTimeout(() => reject(new Error(`keel start did not come up:\n${serverOutput}`)), 60_000);
@@ -93,6 +95,54 @@ test('start prints the demo merchant, whose key pays', async () => {
   });
   assert.equal(response.status, 200);
   assert.equal(((await response.json()) as { status: string }).status, 'succeeded');
+});
+
+test('the data directory and every file in it are readable by their owner only, and the generated admin token is printed once', () => {
+  assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+  assert.deepEqual(wideEntriesIn(dataDir), []);
+  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  assert.match(token, /^adm_/);
+  assert.equal(serverOutput.split(token).length - 1, 1, 'the generated token is printed exactly once');
+});
+
+test('an operator\'s own KEEL_ADMIN_TOKEN is never printed; a data directory others can read is warned about', async () => {
+  const ownDir = mkdtempSync(join(tmpdir(), 'keel-cli-own-'));
+  try {
+    const token = `adm_operator_${Date.now()}`;
+    const port = await freePort();
+    const child = spawnKeel(['start'], { ...environment(), KEEL_DATA_DIR: join(ownDir, 'data'), KEEL_ADMIN_TOKEN: token, KEEL_PORT: String(port), KEEL_GATEWAY_SIM_PORT: String(await freePort()) });
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`keel start did not come up:\n${output}`)), 60_000);
+      const read = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Try it:')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+    assert.equal(output.includes(token), false, 'the operator\'s token is not echoed');
+    assert.doesNotMatch(output, /admin token:/);
+    // Someone widened the directory: the next command warns and names the fix.
+    chmodSync(join(ownDir, 'data'), 0o755);
+    const migrate = await runKeel(['migrate'], { ...environment(), KEEL_DATA_DIR: join(ownDir, 'data') });
+    assert.equal(migrate.code, 0, migrate.stderr);
+    assert.match(migrate.stderr, /others may read it.*chmod -R go= /);
+  } finally {
+    rmSync(ownDir, { recursive: true, force: true });
+  }
+});
+
+test('with KEEL_DATABASE_URL and no KEEL_ENCRYPTION_KEY, serve refuses to start and says why', async () => {
+  const refused = await runKeel(['serve', '--role', 'api'], { ...environment(), KEEL_DATABASE_URL: 'postgres://root@127.0.0.1:5432/test', KEEL_ENCRYPTION_KEY: '' });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^keel: KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL/m);
 });
 
 test('while it runs: merchant create goes through it, a second start refuses, migrate has nothing to do', async () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
@@ -9,6 +9,7 @@ import { createKeel, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from '../storage/database.js';
 import { FieldCipher } from '../storage/encryption.js';
+import { prepareDataDir } from '../storage/data-dir.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { rebuildProjections } from '../reports/projection.js';
@@ -139,8 +140,13 @@ function parseGateways(value: string): GatewayName[] {
 
 function embeddedDataDir(config: KeelConfig): string | undefined {
   if (config.databaseUrl !== undefined) return undefined;
-  mkdirSync(config.dataDir, { recursive: true });
+  warnIfWide(config.dataDir, prepareDataDir(config.dataDir).wideEntries);
   return join(config.dataDir, 'pgdata');
+}
+
+function warnIfWide(dataDir: string, wideEntries: readonly string[]): void {
+  if (wideEntries.length === 0) return;
+  console.error(`warning: ${dataDir} holds Keel's secrets but others may read it (${wideEntries.slice(0, 3).join(', ')}${wideEntries.length > 3 ? ', …' : ''}); narrow it with: chmod -R go= ${dataDir}`);
 }
 
 async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchant> {
@@ -188,7 +194,8 @@ async function askRunningKeel(config: KeelConfig, path: string, body: unknown): 
 
 function cipherFor(config: KeelConfig): FieldCipher {
   if (config.encryptionKey !== undefined) return FieldCipher.fromSecret(config.encryptionKey);
-  mkdirSync(config.dataDir, { recursive: true });
+  if (config.databaseUrl !== undefined) throw new Error('KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL: every instance must share one key. See docs/security.md.');
+  prepareDataDir(config.dataDir);
   const path = join(config.dataDir, 'encryption-key');
   if (!existsSync(path)) writeFileSync(path, `${FieldCipher.generateSecret()}\n`, { mode: 0o600 });
   return FieldCipher.fromSecret(readFileSync(path, 'utf8').trim());
@@ -219,8 +226,9 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
 
 async function printWelcome(keel: Keel, config: KeelConfig, url: string): Promise<void> {
   const demo = await demoMerchant(keel, config);
-  const firstStart = !existsSync(join(config.dataDir, 'admin-token.shown'));
-  if (firstStart) writeFileSync(join(config.dataDir, 'admin-token.shown'), '');
+  // Only a token Keel generated is printed, once; an operator's own KEEL_ADMIN_TOKEN is never echoed.
+  const showToken = config.adminToken === undefined && !existsSync(join(config.dataDir, 'admin-token.shown'));
+  if (showToken) writeFileSync(join(config.dataDir, 'admin-token.shown'), '', { mode: 0o600 });
   const lines = [
     '',
     'Keel is running (embedded: PGlite, in-process events, benchmark gateway).',
@@ -233,7 +241,7 @@ async function printWelcome(keel: Keel, config: KeelConfig, url: string): Promis
     `Demo merchant ${demo.id}`,
     `  secret key:        ${demo.secret_key}`,
     `  publishable key:   ${demo.publishable_key}`,
-    firstStart ? `  admin token:       ${keel.services.adminToken}  (shown once; kept in ${config.dataDir}/admin-token)` : '',
+    showToken ? `  admin token:       ${keel.services.adminToken}  (shown once; kept in ${config.dataDir}/admin-token)` : '',
     '',
     'Try it:',
     `  curl -s ${url}/v1/payments -H "Authorization: Bearer ${demo.secret_key}" -H "Idempotency-Key: $(date +%s%N)" \\`,
@@ -260,4 +268,9 @@ function untilSignal(): Promise<void> {
   });
 }
 
-await program.parseAsync(process.argv);
+await program.parseAsync(process.argv).catch((error: unknown) => {
+  // A refusal to start (a missing key, a taken port) is said in one line; the stack only at debug level.
+  console.error(`keel: ${error instanceof Error ? error.message : String(error)}`);
+  if (process.env['KEEL_LOG_LEVEL'] === 'debug' && error instanceof Error) console.error(error.stack);
+  process.exitCode = 1;
+});

@@ -3,11 +3,13 @@
 // pair of phases recovered by a retry or by the completer with exactly one charge, and the reaper's bounded
 // batches. The benchmark gateway's own record of charges is the ground truth.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { faultPointNames } from '../payments/operations/context.js';
 import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel } from '../testing/harness.js';
-import { reapExpiredKeys } from './keys.js';
+import { FieldCipher } from '../storage/encryption.js';
+import { reapExpiredKeys, requestHash } from './keys.js';
 
 let keel: TestKeel;
 before(async () => {
@@ -92,6 +94,28 @@ describe('replay and refusal', () => {
     assert.equal(conflict.body.error.code, 'order_id_taken');
     const fixed = await keel.request('POST', '/v1/payments', { body: { ...body, order_id: uniqueKey('ord') }, idempotencyKey: key });
     assert.equal(fixed.status, 200, JSON.stringify(fixed.body));
+  });
+});
+
+describe('the stored request digest', () => {
+  test('is a keyed HMAC that leaves the card number and CVC out, and still tells another card from the same one', async () => {
+    const body = paymentBody();
+    const key = uniqueKey();
+    assert.equal((await keel.request('POST', '/v1/payments', { body, idempotencyKey: key })).status, 200);
+    const row = await keel.keel.database.db.selectFrom('idempotency_keys').select('request_hash').where('key', '=', key).executeTakeFirstOrThrow();
+    // What an unkeyed digest would be, over the body as sent or in any key order: none matches.
+    const unkeyed = [JSON.stringify(body), `POST\u0000/v1/payments\u0000${JSON.stringify(body)}`].map((text) => createHash('sha256').update(text).digest('hex'));
+    assert.equal(unkeyed.includes(row.request_hash), false);
+    // Another Keel (another encryption key) digests the same request differently.
+    const cipher = keel.keel.services.deps.cipher;
+    const other = FieldCipher.fromSecret(FieldCipher.generateSecret());
+    assert.equal(requestHash(cipher, 'POST', '/v1/payments', body), row.request_hash);
+    assert.notEqual(requestHash(other, 'POST', '/v1/payments', body), row.request_hash);
+    // The card's secrets are not digested: only their keyed fingerprint is, so a changed CVC is still a change.
+    const withoutSecrets = { ...body, payment_method: { type: 'card', card: { exp_month: 12, exp_year: 2034, fingerprint: cipher.fingerprint('card:4242424242424242:123') } } };
+    assert.equal(requestHash(cipher, 'POST', '/v1/payments', withoutSecrets), row.request_hash);
+    const otherCvc = { ...body, payment_method: { type: 'card', card: { ...testCard().card, cvc: '999' } } };
+    assert.equal((await keel.request('POST', '/v1/payments', { body: otherCvc, idempotencyKey: key })).body.error.code, 'idempotency_key_reused');
   });
 });
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Updateable } from 'kysely';
 import { KeelError } from '../errors.js';
 import { currentContext } from '../observability/context.js';
-import { sha256Hex } from '../storage/encryption.js';
+import type { FieldCipher } from '../storage/encryption.js';
 import type { IdempotencyKeyRow, IdempotencyKeysTable, KeelDatabase } from '../storage/schema.js';
 
 /**
@@ -40,6 +40,8 @@ export interface BeginRequest {
   readonly path: string;
   readonly body: unknown;
   readonly lockTimeoutMs: number;
+  /** Keys the request digest and opens a sealed stored response. */
+  readonly cipher: FieldCipher;
 }
 
 type Db = Kysely<KeelDatabase>;
@@ -58,18 +60,29 @@ export function assertValidKey(header: unknown): string {
   return header;
 }
 
-/** A stable digest of a JSON body: key order does not matter, values do. */
-export function requestHash(method: string, path: string, body: unknown): string {
-  return sha256Hex(`${method}\u0000${path}\u0000${canonicalJson(body)}`);
+/**
+ * A keyed digest of a request: key order does not matter, values do. A card's number and CVC are not part of
+ * what is digested; their keyed fingerprint stands in for them, so a retry with another card is still a
+ * different request, and nothing stored with the key is derived from a card number without a key.
+ */
+export function requestHash(cipher: FieldCipher, method: string, path: string, body: unknown): string {
+  return cipher.digest(`${method}\u0000${path}\u0000${canonicalJson(body, cipher)}`);
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+function canonicalJson(value: unknown, cipher: FieldCipher): string {
+  if (Array.isArray(value)) return `[${value.map((inner) => canonicalJson(inner, cipher)).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${canonicalJson(inner)}`).join(',')}}`;
+    const entries = Object.entries(withoutCardSecrets(value as Record<string, unknown>, cipher)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${canonicalJson(inner, cipher)}`).join(',')}}`;
   }
   return JSON.stringify(value ?? null);
+}
+
+/** `{ number, cvc, … }` of a card becomes `{ fingerprint, … }`. */
+function withoutCardSecrets(value: Record<string, unknown>, cipher: FieldCipher): Record<string, unknown> {
+  if (typeof value['number'] !== 'string' || !('exp_month' in value)) return value;
+  const { number, cvc, ...rest } = value;
+  return { ...rest, fingerprint: cipher.fingerprint(`card:${String(number)}:${String(cvc)}`) };
 }
 
 function toKey(row: IdempotencyKeyRow, lockToken: string): IdempotencyKey {
@@ -86,7 +99,7 @@ function toKey(row: IdempotencyKeyRow, lockToken: string): IdempotencyKey {
 }
 
 export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResult> {
-  const hash = requestHash(request.method, request.path, request.body);
+  const hash = requestHash(request.cipher, request.method, request.path, request.body);
   const lockToken = randomUUID();
   const inserted = await db
     .insertInto('idempotency_keys')
@@ -117,7 +130,7 @@ export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResu
   if (existing.request_method !== request.method || existing.request_path !== request.path || existing.request_hash !== hash) {
     return { kind: 'reused' };
   }
-  if (existing.recovery_point === 'finished') return replayOf(existing);
+  if (existing.recovery_point === 'finished') return replayOf(existing, request.cipher);
 
   const taken = await db
     .updateTable('idempotency_keys')
@@ -131,12 +144,13 @@ export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResu
     .executeTakeFirst();
   if (taken !== undefined) return { kind: 'run', key: toKey(taken, lockToken) };
   const again = await db.selectFrom('idempotency_keys').selectAll().where('id', '=', existing.id).executeTakeFirst();
-  return again?.recovery_point === 'finished' ? replayOf(again) : { kind: 'in_use' };
+  return again?.recovery_point === 'finished' ? replayOf(again, request.cipher) : { kind: 'in_use' };
 }
 
-function replayOf(row: IdempotencyKeyRow): BeginResult {
+function replayOf(row: IdempotencyKeyRow, cipher: FieldCipher): BeginResult {
   assert.ok(row.response_status !== null, 'a finished key has a stored response');
-  return { kind: 'replay', status: row.response_status, body: row.response_body };
+  const body = row.response_sealed === null ? row.response_body : (JSON.parse(cipher.decrypt(row.response_sealed)) as unknown);
+  return { kind: 'replay', status: row.response_status, body };
 }
 
 /** Lock lost: another holder resumed this key. The caller's transaction must roll back. */
@@ -165,8 +179,11 @@ export async function advanceKey(
   if (references.attemptId !== undefined) key.attemptId = references.attemptId;
 }
 
-export async function finishKey(db: Db, key: IdempotencyKey, status: number, body: unknown): Promise<void> {
-  await fencedUpdate(db, key, { recovery_point: 'finished', response_status: status, response_body: JSON.stringify(body), locked_at: null, lock_token: null });
+/** Stores the final answer; `sealWith` encrypts it, for an answer that holds a secret. */
+export async function finishKey(db: Db, key: IdempotencyKey, status: number, body: unknown, sealWith?: FieldCipher): Promise<void> {
+  const json = JSON.stringify(body);
+  const stored = sealWith === undefined ? { response_body: json, response_sealed: null } : { response_body: null, response_sealed: sealWith.encrypt(json) };
+  await fencedUpdate(db, key, { recovery_point: 'finished', response_status: status, ...stored, locked_at: null, lock_token: null });
   key.recoveryPoint = 'finished';
 }
 

@@ -34,7 +34,7 @@ export async function runUnderKey(
   lockTimeoutMs: number,
   operation: (context: OperationContext) => Promise<OperationResult>,
 ): Promise<KeyedOutcome> {
-  const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs });
+  const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs, cipher: deps.cipher });
   switch (begun.kind) {
     case 'replay':
       return { kind: 'answered', result: { status: begun.status, body: begun.body, final: true }, replayed: true };
@@ -49,7 +49,7 @@ export async function runUnderKey(
 async function execute(deps: PaymentsDeps, merchant: MerchantContext, key: IdempotencyKey, operation: (context: OperationContext) => Promise<OperationResult>): Promise<OperationResult> {
   try {
     const result = await operation({ deps, merchant, key });
-    if (result.final && key.recoveryPoint !== 'finished') await finishKey(deps.db, key, result.status, result.body);
+    if (result.final && key.recoveryPoint !== 'finished') await finishKey(deps.db, key, result.status, result.body, result.sensitive === true ? deps.cipher : undefined);
     if (!result.final) await releaseKey(deps.db, key);
     return result;
   } catch (error) {

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { CommentingDialect } from './commenting-dialect.js';
 import { migrationProvider } from './migrations/index.js';
 import { openPglite, PgliteDialect } from './pglite.js';
+import { restrictTree } from './data-dir.js';
 import type { KeelDatabase } from './schema.js';
 
 /**
@@ -99,6 +100,9 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
 async function openEmbedded(options: DatabaseOptions): Promise<Database> {
   const pglite = openPglite(options.dataDir);
   await pglite.waitReady;
+  const { dataDir } = options;
+  // The engine's files hold every payment and secret: readable by Keel's user only (see data-dir.ts).
+  if (dataDir !== undefined) restrictTree(dataDir);
   const dialect: Dialect = new CommentingDialect(new PgliteDialect(pglite));
   const db = new Kysely<KeelDatabase>({ dialect });
   return {
@@ -110,6 +114,7 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
     },
     close: async () => {
       await db.destroy();
+      if (dataDir !== undefined) restrictTree(dataDir);
     },
   };
 }

@@ -126,6 +126,8 @@ export interface IdempotencyKeysTable {
   attempt_id: string | null;
   response_status: number | null;
   response_body: ColumnType<unknown, string | null | undefined, string | null>;
+  /** The stored response, encrypted, when it holds a secret (then `response_body` is null). */
+  response_sealed: string | null;
   correlation_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;

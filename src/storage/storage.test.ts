@@ -3,7 +3,7 @@
 // bigint money survives both drivers, ids are time-ordered and convert both ways, and field encryption detects
 // tampering.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { after, before, describe, test } from 'node:test';
 import { testDatabaseUrl } from '../testing/harness.js';
@@ -114,5 +114,28 @@ describe('field encryption', () => {
     assert.throws(() => other.decrypt(sealed));
     assert.equal(cipher.fingerprint('4242424242424242'), cipher.fingerprint('4242424242424242'));
     assert.notEqual(cipher.fingerprint('4242424242424242'), other.fingerprint('4242424242424242'));
+  });
+
+  test('separate keys derived with HKDF: no use shares the master key, and values sealed with it (v1) still open', () => {
+    const secret = FieldCipher.generateSecret();
+    const master = Buffer.from(secret, 'hex');
+    const cipher = FieldCipher.fromSecret(secret);
+    assert.match(cipher.encrypt('x'), /^v2\./);
+    // A value sealed by an earlier Keel directly with the master key.
+    const nonce = randomBytes(12);
+    const legacy = createCipheriv('aes-256-gcm', master, nonce);
+    const ciphertext = Buffer.concat([legacy.update('bk_old_token', 'utf8'), legacy.final()]);
+    const v1 = ['v1', nonce.toString('base64url'), ciphertext.toString('base64url'), legacy.getAuthTag().toString('base64url')].join('.');
+    assert.equal(cipher.decrypt(v1), 'bk_old_token');
+    // A v2 value does not open with the master key itself.
+    const [, sealedNonce, sealedText, sealedTag] = cipher.encrypt('bk_new_token').split('.');
+    const withMaster = createDecipheriv('aes-256-gcm', master, Buffer.from(sealedNonce ?? '', 'base64url'));
+    withMaster.setAuthTag(Buffer.from(sealedTag ?? '', 'base64url'));
+    assert.throws(() => Buffer.concat([withMaster.update(Buffer.from(sealedText ?? '', 'base64url')), withMaster.final()]));
+    // Fingerprints and request digests are HMACs under their own keys, neither under the master key.
+    const underMaster = createHmac('sha256', master).update('4242424242424242').digest();
+    assert.notEqual(cipher.fingerprint('4242424242424242'), underMaster.toString('base64url').slice(0, 22));
+    assert.notEqual(cipher.digest('4242424242424242'), underMaster.toString('hex'));
+    assert.notEqual(cipher.digest('4242424242424242').slice(0, 22), cipher.fingerprint('4242424242424242'));
   });
 });

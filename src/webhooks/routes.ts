@@ -21,7 +21,10 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
 
   app.post('/v1/webhook_endpoints', { config: secret, schema: { body: EndpointBody, tags: ['webhooks'] } }, (request, reply) =>
     inContext(request, async () =>
-      idempotent(services, request, reply, async () => ok(200, await createEndpoint(deps.db, deps.cipher, request.merchant, request.body.url, request.body.events))),
+      idempotent(services, request, reply, async () =>
+        // The answer carries the signing secret, so its stored copy under the key is encrypted.
+        ok(200, await createEndpoint(deps.db, deps.cipher, request.merchant, request.body.url, request.body.events), { sensitive: true }),
+      ),
     ),
   );
 

@@ -62,10 +62,12 @@ export interface OperationResult {
   readonly body: unknown;
   readonly final: boolean;
   readonly headers?: Readonly<Record<string, string>>;
+  /** The answer holds a secret (a webhook signing secret): it is stored encrypted under its key. */
+  readonly sensitive?: boolean;
 }
 
-export function ok(status: number, body: unknown): OperationResult {
-  return { status, body, final: true };
+export function ok(status: number, body: unknown, options: { sensitive?: boolean } = {}): OperationResult {
+  return { status, body, final: true, ...(options.sensitive === true ? { sensitive: true } : {}) };
 }
 
 export function errorResult(code: ErrorCode, message: string, options: { payment?: unknown; final?: boolean; retryAfterSeconds?: number } = {}): OperationResult {

@@ -372,6 +372,14 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0013_sealed_responses': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A stored idempotent response that holds a secret (a webhook endpoint's signing secret) is kept
+      // encrypted, in place of response_body. Request digests become keyed HMACs: a digest stored by an
+      // earlier version cannot match one computed now, so keys still open keep their digest until they finish.
+      await sql`ALTER TABLE idempotency_keys ADD COLUMN response_sealed text`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
