@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -98,6 +99,11 @@ async function startCheckout(page: Page, steps: Steps): Promise<void> {
 
 test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
   const page = await browser.newPage({ viewport: { width: 430, height: 900 } });
+  // The page works under its strict policy: the browser refuses nothing it loads or runs.
+  const refused: string[] = [];
+  page.on('console', (message) => {
+    if (/Content Security Policy|Refused to/i.test(message.text())) refused.push(message.text());
+  });
 
   // First purchase: register a card, choose a PIN, pay, return to the shop, confirmed on its server.
   const first = new Steps();
@@ -159,6 +165,7 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   assert.deepEqual(payments.map((payment) => payment.status).sort(), ['succeeded', 'succeeded']);
   const locked = await keel.keel.database.db.selectFrom('customers').select('status').execute();
   assert.deepEqual(locked.map((customer) => customer.status), ['locked']);
+  assert.deepEqual(refused, [], 'no Content-Security-Policy refusals');
 });
 
 test('a second tap while a slow partner answers shows the payment under way, then its one result', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
@@ -200,4 +207,34 @@ test('a second tap while a slow partner answers shows the payment under way, the
   const payments = await keel.keel.database.db.selectFrom('payments').select(['order_id', 'status']).where('amount', '=', '19000').execute();
   assert.deepEqual(payments.map((payment) => payment.status), ['succeeded'], 'one payment for the checkout');
   assert.equal((await keel.simCharges(payments[0]?.order_id)).length, 1, 'one charge at the partner');
+});
+
+test('another site cannot frame the pay page (clickjacking), while the same frame shows a page that allows it', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
+  const customer = (await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') } })).body;
+  const session = (
+    await keel.request('POST', '/v1/brandpay/checkout_sessions', {
+      body: { customer: customer.id, amount: 7000, currency: 'KRW', order_id: uniqueKey('ord'), success_url: `${shop.url}/success`, fail_url: `${shop.url}/fail` },
+    })
+  ).body;
+  // The attacker's site: another origin whose page puts Keel's pay page in a frame (and, as a control, the shop's page).
+  const attacker = createHttpServer((request, response) => {
+    const target = request.url === '/control' ? shop.url : session.url;
+    response.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><iframe id="victim" src="${target}" width="400" height="600"></iframe>`);
+  });
+  await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', () => resolve()));
+  const address = attacker.address();
+  const attackerUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  const page = await browser.newPage();
+  try {
+    const framed = async (path: string, selector: string) => {
+      await page.goto(`${attackerUrl}${path}`, { waitUntil: 'load' });
+      const frame = await (await page.waitForSelector('#victim')).contentFrame();
+      return frame === null ? null : frame.$(selector);
+    };
+    assert.notEqual(await framed('/control', '#buy'), null, 'the control: a page without frame-ancestors renders in the frame');
+    assert.equal(await framed('/', '#pay'), null, 'the pay page does not render inside another site\'s frame');
+  } finally {
+    await page.close();
+    await new Promise<void>((resolve) => attacker.close(() => resolve()));
+  }
 });

@@ -12,7 +12,7 @@ import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
 import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi, type Approval } from './checkout.js';
 import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
-import { languageFrom, renderPayPage, renderSdk } from './page.js';
+import { languageFrom, payPageCss, payPageScript, renderPayPage, renderSdk } from './page.js';
 import { attachMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
 import { newMethodFrom } from './routes.js';
 
@@ -20,6 +20,10 @@ import { newMethodFrom } from './routes.js';
  * Checkout sessions and the merchant's confirm (`/v1/brandpay/…`), the hosted page and its calls (`/pay/…`,
  * credentialed by the session id alone), and the browser SDK (`/v1/brandpay.js`).
  */
+/** The pay page's policy: Keel's own script and stylesheet only, nothing inline, never framed. */
+export const payPageCsp =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src https: http: data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 const url = Type.String({ pattern: '^https?://', maxLength: 2000 });
 const SessionBody = Type.Object(
   {
@@ -109,11 +113,22 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const language = languageFrom(query.lang, request.headers['accept-language']);
     return reply
       .header('content-type', 'text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src https: http: data:; connect-src 'self'; base-uri 'none'; form-action 'self'")
+      .header('content-security-policy', payPageCsp)
+      // No site may frame the page that takes the PIN (clickjacking); X-Frame-Options for browsers without CSP 2.
+      .header('x-frame-options', 'DENY')
+      .header('x-content-type-options', 'nosniff')
       .header('referrer-policy', 'no-referrer')
       .header('cache-control', 'no-store')
-      .send(renderPayPage(request.params.session, { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url }, language));
+      .send(renderPayPage(request.params.session, { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url }, language).text);
   });
+
+  // The page's own static files: the only script and stylesheet its CSP admits.
+  app.get('/assets/pay-page.js', { schema: { hide: true } }, async (_request, reply) =>
+    reply.header('content-type', 'application/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=300').send(payPageScript()),
+  );
+  app.get('/assets/pay-page.css', { schema: { hide: true } }, async (_request, reply) =>
+    reply.header('content-type', 'text/css; charset=utf-8').header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=300').send(payPageCss),
+  );
 
   app.get('/pay/:session/session', { schema: { params: SessionParams, hide: true } }, async (request) => {
     const session = await findSession(deps.db, request.params.session);

@@ -143,12 +143,56 @@ describe('checkout', () => {
     assert.match(html.body, /<html lang="ko">/);
     assert.match(html.body, /결제 비밀번호/);
     assert.match(html.body, /Test Shop Pay/);
-    assert.doesNotMatch(html.body, /<script[^>]+src=|<link[^>]+href=|@import|fonts\.googleapis/);
+    // Only Keel's own static files: every script and stylesheet is a same-origin path, nothing external.
+    const sources = [...html.body.matchAll(/<(?:script[^>]+src|link[^>]+href)="([^"]+)"/g)].map((match) => match[1]);
+    assert.deepEqual(sources.sort(), ['/assets/pay-page.css', '/assets/pay-page.js']);
+    assert.doesNotMatch(html.body, /@import|fonts\.googleapis|https?:\/\/[^"]*\.(js|css)/);
     const english = await keel.request('GET', `/pay/${session.id}`, { secretKey: null, headers: { 'accept-language': 'en-US' } });
     assert.match(english.body, /6-digit payment PIN/);
     const sdk = await keel.request('GET', '/v1/brandpay.js', { secretKey: null });
     assert.match(String(sdk.headers['content-type']), /javascript/);
     assert.match(sdk.body, /global\.KeelPay = KeelPay/);
+  });
+
+  test('the page cannot be framed, runs no inline script or style, and its script and stylesheet are served', async () => {
+    const { session } = await newSession();
+    const page = await keel.request('GET', `/pay/${session.id}`, { secretKey: null });
+    const csp = String(page.headers['content-security-policy']);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.equal(page.headers['x-frame-options'], 'DENY');
+    assert.equal(page.headers['x-content-type-options'], 'nosniff');
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.match(csp, /script-src 'self'(;|$)/);
+    assert.match(csp, /style-src 'self'(;|$)/);
+    // The one inline <script> is a JSON data block the browser never runs; no inline style, no handler attributes.
+    const inline = [...page.body.matchAll(/<script(?![^>]*\bsrc=)([^>]*)>/g)].map((match) => match[1]);
+    assert.deepEqual(inline, [' type="application/json" id="keel-page"']);
+    assert.doesNotMatch(page.body, /<style|\sstyle=|\son[a-z]+=/i);
+    const script = await keel.request('GET', '/assets/pay-page.js', { secretKey: null });
+    assert.equal(script.status, 200);
+    assert.match(String(script.headers['content-type']), /application\/javascript/);
+    assert.match(script.body, /keel-page/);
+    assert.doesNotMatch(script.body, /: PageData|interface /, 'served compiled, without types');
+    const css = await keel.request('GET', '/assets/pay-page.css', { secretKey: null });
+    assert.match(String(css.headers['content-type']), /text\/css/);
+    assert.match(css.body, /--brand/);
+  });
+
+  test('a hostile brand name and logo URL are escaped, and the page data cannot close its block', async () => {
+    const hostile = await keel.createMerchant({ name: 'Hostile', brandName: '</script><img src=x onerror=alert(1)>"\'&', brandLogoUrl: 'https://cdn.example/logo.png"><script>alert(2)</script>' });
+    const customer = (await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') }, secretKey: hostile.secret_key })).body;
+    const created = await keel.request('POST', '/v1/brandpay/checkout_sessions', {
+      secretKey: hostile.secret_key,
+      body: { customer: customer.id, amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), success_url: 'https://shop.example/ok', fail_url: 'https://shop.example/fail' },
+    });
+    const page = await keel.request('GET', `/pay/${created.body.id}`, { secretKey: null });
+    assert.equal(page.status, 200);
+    assert.doesNotMatch(page.body, /<img src=x|<script>alert|<\/script><img/);
+    assert.match(page.body, /&lt;\/script&gt;&lt;img src=x onerror=alert\(1\)&gt;&quot;&#39;&amp;/);
+    assert.match(page.body, /src="https:\/\/cdn\.example\/logo\.png&quot;&gt;&lt;script&gt;alert\(2\)&lt;\/script&gt;"/);
+    const block = /<script type="application\/json" id="keel-page">([^<]*)<\/script>/.exec(page.body)?.[1];
+    assert.ok(block !== undefined, 'the data block is whole: nothing in it closed it early');
+    assert.equal(JSON.parse(block).sessionId, created.body.id);
   });
 });
 

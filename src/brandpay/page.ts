@@ -1,7 +1,13 @@
+import { readFileSync } from 'node:fs';
+import { transformSync } from 'esbuild';
+import { html, jsonData, type Html } from '../http/html.js';
+
 /**
- * The hosted Brand Pay page, rendered on the server with inline styles and script: no external fonts,
- * scripts or CDNs, and no cookies (the session id in the path is the page's credential). Korean or English by
- * `?lang=` or Accept-Language. Every control has a label and works from the keyboard.
+ * The hosted Brand Pay page, rendered on the server through the escaping `html` template. Its stylesheet and
+ * script are Keel's own static files (`/assets/pay-page.css`, `/assets/pay-page.js`), so its CSP allows no
+ * inline script or style; no external fonts, scripts or CDNs, and no cookies (the session id in the path is the
+ * page's credential). Korean or English by `?lang=` or Accept-Language. Every control has a label and works
+ * from the keyboard.
  */
 
 export type Language = 'ko' | 'en';
@@ -66,65 +72,36 @@ export function languageFrom(query: string | undefined, acceptLanguage: string |
   return (acceptLanguage ?? '').toLowerCase().startsWith('ko') ? 'ko' : 'en';
 }
 
-function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char] ?? char);
-}
-
 export interface PageBrand {
   readonly name: string;
   readonly color: string;
   readonly logoUrl: string | null;
 }
 
-export function renderPayPage(sessionId: string, brand: PageBrand, language: Language): string {
+export function renderPayPage(sessionId: string, brand: PageBrand, language: Language): Html {
   const t = text[language];
   const color = /^#[0-9a-fA-F]{6}$/.test(brand.color) ? brand.color : '#1b64da';
-  const logo = brand.logoUrl !== null && /^https?:\/\//.test(brand.logoUrl) ? `<img src="${escapeHtml(brand.logoUrl)}" alt="" class="logo">` : '';
+  const logo = brand.logoUrl !== null && /^https?:\/\//.test(brand.logoUrl) ? html`<img src="${brand.logoUrl}" alt="" class="logo">` : '';
   const digits = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '', '0', ''];
   const pad = digits
     .map((digit, index) =>
       digit === ''
         ? index === 9
-          ? `<button type="button" class="key" data-action="clear">${t.clear}</button>`
-          : `<button type="button" class="key" data-action="back" aria-label="${t.back}">⌫</button>`
-        : `<button type="button" class="key" data-digit="${digit}">${digit}</button>`,
-    )
-    .join('');
-  return `<!doctype html>
+          ? html`<button type="button" class="key" data-action="clear">${t.clear}</button>`
+          : html`<button type="button" class="key" data-action="back" aria-label="${t.back}">⌫</button>`
+        : html`<button type="button" class="key" data-digit="${digit}">${digit}</button>`,
+    );
+  return html`<!doctype html>
 <html lang="${language}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(brand.name)} · ${t.title}</title>
-<style>
-  :root { --brand: ${color}; }
-  * { box-sizing: border-box; }
-  body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", "Apple SD Gothic Neo", "Noto Sans KR", sans-serif; background: #f2f4f6; color: #191f28; }
-  main { max-width: 420px; margin: 0 auto; padding: 24px 20px 40px; }
-  header { display: flex; align-items: center; gap: 10px; margin-bottom: 20px; }
-  header h1 { font-size: 20px; margin: 0; color: var(--brand); }
-  .logo { height: 32px; }
-  section { background: #fff; border-radius: 16px; padding: 18px; margin-bottom: 14px; }
-  h2 { font-size: 15px; margin: 0 0 12px; }
-  .amount { font-size: 28px; font-weight: 700; }
-  .method { display: flex; align-items: center; gap: 10px; padding: 10px; border: 1px solid #e5e8eb; border-radius: 12px; margin-bottom: 8px; }
-  label { display: block; font-size: 13px; margin: 8px 0 4px; color: #4e5968; }
-  input[type=text], input[type=password], input[type=number] { width: 100%; padding: 10px; border: 1px solid #d1d6db; border-radius: 10px; font-size: 16px; }
-  button { font: inherit; }
-  .primary { width: 100%; padding: 14px; border: 0; border-radius: 12px; background: var(--brand); color: #fff; font-size: 17px; font-weight: 600; margin-top: 12px; cursor: pointer; }
-  .secondary { padding: 10px 14px; border: 1px solid var(--brand); border-radius: 10px; background: #fff; color: var(--brand); margin-top: 10px; cursor: pointer; }
-  .pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; margin-top: 10px; }
-  .key { padding: 14px 0; font-size: 20px; border: 0; border-radius: 10px; background: #f2f4f6; cursor: pointer; }
-  .key:focus-visible, .primary:focus-visible, .secondary:focus-visible, input:focus-visible { outline: 3px solid var(--brand); outline-offset: 2px; }
-  .dots { letter-spacing: 8px; font-size: 24px; text-align: center; min-height: 32px; }
-  #message { min-height: 20px; color: #d22030; font-weight: 600; }
-  details summary { cursor: pointer; color: var(--brand); font-weight: 600; }
-  [hidden] { display: none !important; }
-</style>
+<title>${brand.name} · ${t.title}</title>
+<link rel="stylesheet" href="/assets/pay-page.css">
 </head>
 <body>
 <main>
-  <header>${logo}<h1>${escapeHtml(brand.name)}</h1></header>
+  <header>${logo}<h1>${brand.name}</h1></header>
   <p id="message" role="alert" aria-live="assertive"></p>
   <div id="checkout">
     <section>
@@ -171,102 +148,44 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
     </section>
   </div>
 </main>
-<script>
-(() => {
-  const sessionId = ${JSON.stringify(sessionId)};
-  const lang = ${JSON.stringify(language)};
-  const t = ${JSON.stringify({ setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked, processing: t.processing })};
-  const base = '/pay/' + encodeURIComponent(sessionId);
-  const $ = (id) => document.getElementById(id);
-  let state = null;
-  const say = (text) => { $('message').textContent = text; };
-  // Two taps may both learn the result; the browser goes to it once.
-  let leaving = false;
-  let settingPin = null;
-  const leave = (url) => { if (!leaving) { leaving = true; window.location.assign(url); } };
-  async function call(path, body) {
-    const response = await fetch(base + path + '?lang=' + lang, {
-      method: body === undefined ? 'GET' : 'POST',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = await response.json();
-    if (!response.ok) throw json.error || { message: 'error' };
-    return json;
-  }
-  function render() {
-    $('amount').textContent = new Intl.NumberFormat(lang === 'ko' ? 'ko-KR' : 'en-US', { style: 'currency', currency: state.currency }).format(state.amount / Math.pow(10, state.exponent));
-    const list = $('methods');
-    list.textContent = '';
-    state.methods.forEach((method, index) => {
-      const row = document.createElement('label');
-      row.className = 'method';
-      const radio = document.createElement('input');
-      radio.type = 'radio'; radio.name = 'method'; radio.value = method.id; radio.checked = index === 0;
-      row.appendChild(radio);
-      row.appendChild(document.createTextNode(method.card ? method.card.brand.toUpperCase() + ' •••• ' + method.card.last4 : method.bank_account.bank_code + ' •••• ' + method.bank_account.last4));
-      list.appendChild(row);
-    });
-    $('no-methods').hidden = state.methods.length > 0;
-    $('pin-title').textContent = state.has_pin ? t.enterPin : t.setPin;
-  }
-  function stop(code) {
-    $('checkout').hidden = true;
-    say(code === 'checkout_session_expired' ? t.expired : code === 'customer_locked' ? t.locked : t.used);
-  }
-  async function load() {
-    try { state = await call('/session'); render(); } catch (error) { if (error.code) stop(error.code); else say(error.message); }
-  }
-  document.querySelectorAll('.key').forEach((key) => key.addEventListener('click', () => {
-    const pin = $('pin');
-    if (key.dataset.digit && pin.value.length < 6) pin.value += key.dataset.digit;
-    if (key.dataset.action === 'back') pin.value = pin.value.slice(0, -1);
-    if (key.dataset.action === 'clear') pin.value = '';
-  }));
-  $('card-form').addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const form = new FormData(event.target);
-    try {
-      await call('/payment_methods', { type: 'card', card: { number: String(form.get('number')).replace(/\\s/g, ''), exp_month: Number(form.get('exp_month')), exp_year: Number(form.get('exp_year')), cvc: String(form.get('cvc')) } });
-      event.target.reset(); $('add-card').open = false; say(''); await load();
-    } catch (error) { say(error.message); }
-  });
-  $('bank-form').addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const form = new FormData(event.target);
-    try {
-      await call('/payment_methods', { type: 'bank_account', bank_account: { bank_code: String(form.get('bank_code')), account_number: String(form.get('account_number')), holder_name: String(form.get('holder_name')) } });
-      event.target.reset(); $('add-bank').open = false; say(''); await load();
-    } catch (error) { say(error.message); }
-  });
-  $('pay').addEventListener('click', async () => {
-    const chosen = document.querySelector('input[name=method]:checked');
-    const pin = $('pin').value;
-    if (!chosen) { say(state && state.methods.length === 0 ? ${JSON.stringify(t.noMethods)} : ''); return; }
-    try {
-      // A second tap while the first sets the PIN waits for that same call instead of setting it again.
-      if (!state.has_pin) { settingPin = settingPin || call('/pin', { pin }).then(() => { state.has_pin = true; }, (error) => { settingPin = null; throw error; }); await settingPin; }
-      let result = await call('/approve', { payment_method: chosen.value, pin });
-      // A payment already under way (a second tap while the partner answers): wait for its result.
-      for (let polls = 0; result.status !== 'done' && polls < 120; polls += 1) {
-        $('pay').disabled = true;
-        say(t.processing);
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-        result = await call('/approval');
-      }
-      if (result.status === 'done') leave(result.redirect_url);
-    } catch (error) {
-      $('pay').disabled = false;
-      $('pin').value = '';
-      if (error.code === 'customer_locked' || error.code === 'checkout_session_expired' || error.code === 'checkout_session_used') stop(error.code);
-      else say(error.message);
-    }
-  });
-  load();
-})();
-</script>
+<script type="application/json" id="keel-page">${jsonData({ sessionId, lang: language, brandColor: color, text: { setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked, processing: t.processing, noMethods: t.noMethods } })}</script>
+<script src="/assets/pay-page.js" defer></script>
 </body>
 </html>`;
+}
+
+/** The page's stylesheet, served at /assets/pay-page.css (the brand colour is set by the script). */
+export const payPageCss = `  :root { --brand: #1b64da; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", "Apple SD Gothic Neo", "Noto Sans KR", sans-serif; background: #f2f4f6; color: #191f28; }
+  main { max-width: 420px; margin: 0 auto; padding: 24px 20px 40px; }
+  header { display: flex; align-items: center; gap: 10px; margin-bottom: 20px; }
+  header h1 { font-size: 20px; margin: 0; color: var(--brand); }
+  .logo { height: 32px; }
+  section { background: #fff; border-radius: 16px; padding: 18px; margin-bottom: 14px; }
+  h2 { font-size: 15px; margin: 0 0 12px; }
+  .amount { font-size: 28px; font-weight: 700; }
+  .method { display: flex; align-items: center; gap: 10px; padding: 10px; border: 1px solid #e5e8eb; border-radius: 12px; margin-bottom: 8px; }
+  label { display: block; font-size: 13px; margin: 8px 0 4px; color: #4e5968; }
+  input[type=text], input[type=password], input[type=number] { width: 100%; padding: 10px; border: 1px solid #d1d6db; border-radius: 10px; font-size: 16px; }
+  button { font: inherit; }
+  .primary { width: 100%; padding: 14px; border: 0; border-radius: 12px; background: var(--brand); color: #fff; font-size: 17px; font-weight: 600; margin-top: 12px; cursor: pointer; }
+  .secondary { padding: 10px 14px; border: 1px solid var(--brand); border-radius: 10px; background: #fff; color: var(--brand); margin-top: 10px; cursor: pointer; }
+  .pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; margin-top: 10px; }
+  .key { padding: 14px 0; font-size: 20px; border: 0; border-radius: 10px; background: #f2f4f6; cursor: pointer; }
+  .key:focus-visible, .primary:focus-visible, .secondary:focus-visible, input:focus-visible { outline: 3px solid var(--brand); outline-offset: 2px; }
+  .dots { letter-spacing: 8px; font-size: 24px; text-align: center; min-height: 32px; }
+  #message { min-height: 20px; color: #d22030; font-weight: 600; }
+  details summary { cursor: pointer; color: var(--brand); font-weight: 600; }
+  [hidden] { display: none !important; }
+`;
+
+let compiledScript: string | undefined;
+
+/** The page's script, compiled once from `page-client.ts`, served at /assets/pay-page.js. */
+export function payPageScript(): string {
+  compiledScript ??= transformSync(readFileSync(new URL('./page-client.ts', import.meta.url), 'utf8'), { loader: 'ts', target: 'es2020', format: 'iife' }).code;
+  return compiledScript;
 }
 
 /** The browser SDK served at /v1/brandpay.js: `KeelPay(publishableKey).requestPayment({ checkoutSession })`. */
