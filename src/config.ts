@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { partnerHttpDefaults, type PartnerHttpOptions } from './gateways/http.js';
 import type { SheddingOptions } from './http/shedding.js';
 import { adaptiveLimitDefaults } from './resilience/adaptive-limit.js';
@@ -46,6 +47,31 @@ export interface KeelConfig {
   readonly publicUrl: string;
   /** Default API rate limit per key (a token bucket: `perSecond` refill, `burst` capacity). */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
+  /**
+   * Which proxies in front of Keel may say who the client is (`X-Forwarded-For`): none (false), the nearest
+   * `n` hops, or the listed addresses and CIDR ranges. Decides the client IP that shopper limits are keyed on.
+   */
+  readonly trustProxy: false | number | readonly string[];
+  /** Days that finished records (keys, published events, inbox entries, settled deliveries) are kept. */
+  readonly retentionDays: number;
+}
+
+const proxyNames = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** `KEEL_TRUST_PROXY`: unset or `off` (default), a hop count, or a comma-separated list of addresses and CIDRs. */
+export function parseTrustProxy(value: string | undefined): false | number | readonly string[] {
+  if (value === undefined || value === '' || value === 'off' || value === 'false' || value === '0') return false;
+  if (/^[0-9]+$/.test(value)) return Number(value);
+  const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  for (const entry of entries) {
+    const [address, bits, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const validBits = bits === undefined || (/^[0-9]+$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (!proxyNames.has(entry) && (family === 0 || !validBits || extra !== undefined)) {
+      throw new Error(`KEEL_TRUST_PROXY must be off, a hop count, or addresses and CIDR ranges separated by commas (got ${JSON.stringify(entry)}); trusting every hop ("true") would let any client choose its own IP`);
+    }
+  }
+  return entries;
 }
 
 /**
@@ -120,5 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       perSecond: integer(env['KEEL_RATE_LIMIT_PER_SECOND'], 100, 'KEEL_RATE_LIMIT_PER_SECOND'),
       burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),
     },
+    trustProxy: parseTrustProxy(optional(env['KEEL_TRUST_PROXY'])),
+    retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], 30, 'KEEL_RETENTION_DAYS')),
   };
 }

@@ -15,7 +15,7 @@ import { relayOnce, runRelay } from './events/relay.js';
 import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
-import { PinAttemptLimiter } from './brandpay/pin-limits.js';
+import { ShopperLimits } from './brandpay/shopper-limits.js';
 import { createStoredMethods } from './brandpay/payment-methods.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
@@ -174,7 +174,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     adminToken,
     rateLimiter: new ApiRateLimiter(redis),
-    pinLimiter: new PinAttemptLimiter(redis, namespace),
+    shopperLimits: new ShopperLimits(redis, namespace),
     partnerUrls,
     concurrencyLimit: { current: undefined },
     authenticator: new Authenticator(database.db, cipher),

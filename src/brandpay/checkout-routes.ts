@@ -49,7 +49,7 @@ const PagePinBody = Type.Object({ pin: Type.String({ maxLength: 16 }) }, { addit
 export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): void {
   const { deps, config } = services;
   const publicUrl = config.publicUrl;
-  const pinLimiter = services.pinLimiter;
+  const { shopperLimits } = services;
 
   app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () =>
@@ -155,6 +155,8 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
     const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
     if (merchant === undefined || customer === undefined || customer.status !== 'active') throw new KeelError('customer_inactive', 'This shopper cannot add payment methods now.');
+    // Card testing: new cards are limited per session, customer and client IP before any is tokenized.
+    await shopperLimits.admitNewMethod({ customerId: customer.id, sessionId: session.id, ip: request.ip });
     const { method, created } = await attachMethod(deps, merchant, customer, newMethodFrom(request.body));
     return reply.status(created ? 201 : 200).send(paymentMethodToApi(method));
   });
@@ -171,7 +173,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/pay/:session/approve', { schema: { params: SessionParams, body: ApproveBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
       const session = await findSession(deps.db, request.params.session);
-      await pinLimiter.admit(session.customer_id, request.ip);
+      await shopperLimits.admitPin({ customerId: session.customer_id, ip: request.ip });
       const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
       if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
       // A refusal is thrown, and the error handler answers with it (Retry-After included), as on every route.

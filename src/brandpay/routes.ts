@@ -62,6 +62,8 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
     inContext(request, () =>
       idempotent(services, request, reply, async () => {
         const customer = await customerOr404(request.merchant, request.params.id);
+        // The merchant's server calls here: the customer's budget of new methods applies, no IP's.
+        await services.shopperLimits.admitNewMethod({ customerId: customer.id });
         const { method, created } = await attachMethod(deps, request.merchant, customer, newMethodFrom(request.body));
         return ok(created ? 201 : 200, paymentMethodToApi(method));
       }),

@@ -14,7 +14,7 @@ import type { MerchantContext } from '../merchants/types.js';
 import { errorEnvelope } from './envelope.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';
-import type { PinAttemptLimiter } from '../brandpay/pin-limits.js';
+import type { ShopperLimits } from '../brandpay/shopper-limits.js';
 import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import { registerShedding } from './shedding.js';
 import { assertSafeInput } from './input-guard.js';
@@ -39,8 +39,8 @@ export interface KeelServices {
   readonly logger: Logger;
   readonly adminToken: string;
   readonly rateLimiter: ApiRateLimiter;
-  /** Brand Pay PIN attempt limits (shared through Redis when it is configured). */
-  readonly pinLimiter: PinAttemptLimiter;
+  /** Brand Pay velocity limits: PIN attempts and new payment methods (shared through Redis when it is configured). */
+  readonly shopperLimits: ShopperLimits;
   /** Each partner's base URL (settlement reports). */
   readonly partnerUrls: Readonly<Record<GatewayName, string>>;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
@@ -78,6 +78,8 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
   const app = Fastify({
     loggerInstance: services.logger,
     bodyLimit: services.config.bodyBytesMax,
+    // Off unless KEEL_TRUST_PROXY names the proxies: otherwise any client could choose its own IP.
+    trustProxy: trustProxyOption(services.config.trustProxy),
     genReqId: (raw: RawWithCorrelation) => {
       raw.keelCorrelationId = correlationIdFrom(raw.headers['x-correlation-id']);
       return `req_${randomUUID().replaceAll('-', '')}`;
@@ -156,6 +158,13 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
   for (const register of routeModules) register(app, services);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
+}
+
+/** Fastify's `trustProxy`: off, the nearest `n` hops, or proxy-addr's list of addresses and ranges. */
+function trustProxyOption(setting: KeelConfig['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (setting === false) return false;
+  if (typeof setting === 'number') return (_address: string, hop: number) => hop < setting;
+  return [...setting];
 }
 
 /** Runs a handler with the request's correlation context, so logs, partner calls and SQL carry it. */

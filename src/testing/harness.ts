@@ -24,6 +24,8 @@ export interface RequestOptions {
   readonly idempotencyKey?: string | null;
   readonly headers?: Record<string, string>;
   readonly secretKey?: string | null;
+  /** The connection's address (default 127.0.0.1). */
+  readonly remoteAddress?: string;
 }
 
 export interface TestKeel {
@@ -143,7 +145,13 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
       let payload: string | undefined = requestOptions.rawBody;
       if (payload === undefined && requestOptions.body !== undefined) payload = JSON.stringify(requestOptions.body);
       if (payload !== undefined) headers['content-type'] ??= 'application/json';
-      const response = await keel.app.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) });
+      const response = await keel.app.inject({
+        method,
+        url: path,
+        headers,
+        ...(payload === undefined ? {} : { payload }),
+        ...(requestOptions.remoteAddress === undefined ? {} : { remoteAddress: requestOptions.remoteAddress }),
+      });
       const text = response.body;
       let body: unknown = text;
       try {
