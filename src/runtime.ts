@@ -13,7 +13,7 @@ import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
 import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
-import { createDeliveryAgent, runDeliveries, webhookConsumer } from './webhooks/webhooks.js';
+import { DeliveryScheduler, createDeliveryAgent, webhookConsumer } from './webhooks/webhooks.js';
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { ShopperLimits } from './brandpay/shopper-limits.js';
 import { createStoredMethods } from './brandpay/payment-methods.js';
@@ -196,10 +196,12 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     registerReportRoutes,
   ]);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
-  const deliveryAgent = createDeliveryAgent();
+  const deliveryAgent = createDeliveryAgent({ live: false });
+  const liveDeliveryAgent = createDeliveryAgent({ live: true });
+  const deliveries = new DeliveryScheduler({ db: database.db, cipher, logger, agent: deliveryAgent, liveAgent: liveDeliveryAgent });
   const jobs: KeelJobs = {
     relay: () => relayOnce(database.db, bus, relayHolder),
-    webhooks: () => runDeliveries({ db: database.db, cipher, logger, agent: deliveryAgent }),
+    webhooks: () => deliveries.runOnce(),
     janitor: () => runJanitor(deps),
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     reaper: () => reapExpiredKeys(database.db, config.idempotencyTtlHours, reaperBatchSizeMax),
@@ -239,7 +241,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('janitor', config.janitorIntervalMs, jobs.janitor);
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('reaper', jobIntervalsMs.reaper, jobs.reaper);
-    every('webhooks', jobIntervalsMs.webhooks, jobs.webhooks);
+    // Each tick starts endpoints' tasks and returns: no endpoint waits for another's deliveries.
+    every('webhooks', jobIntervalsMs.webhooks, () => deliveries.tick());
     const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
     inFlightJobs.add(relay);
   }
@@ -263,7 +266,9 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       await Promise.race([Promise.allSettled([...inFlightJobs]), sleep(shutdownJobsWaitMs)]);
       await gateways.close();
       await bus.close();
+      await Promise.race([deliveries.drain(), sleep(shutdownJobsWaitMs)]);
       await deliveryAgent.close();
+      await liveDeliveryAgent.close();
       await simulator?.close();
       await database.close();
       redis?.disconnect();

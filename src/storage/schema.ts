@@ -239,6 +239,8 @@ export interface WebhookDeliveriesTable {
   last_status_code: number | null;
   last_latency_ms: number | null;
   last_error: string | null;
+  /** The holder of the delivery's lease while it is being sent. */
+  lease_token: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

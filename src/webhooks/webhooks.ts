@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
@@ -10,13 +10,15 @@ import type { FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase, WebhookDeliveryRow, WebhookEndpointRow } from '../storage/schema.js';
 import { signWebhook } from './signature.js';
+import { assertPublicHost, ForbiddenDestination, guardedLookup, hostOf } from './destination.js';
 
 /**
  * Webhooks to merchants. The `webhooks` consumer turns each event into one delivery per subscribed endpoint
  * (de-duplicated through the inbox); the delivery job sends them signed, with a 10 s timeout, and retries any
  * non-2xx or timeout after 1, 4, 16, 64, 256, 1024 and 4096 minutes, then marks the delivery failed. Deliveries
- * are claimed with a lease under `FOR UPDATE SKIP LOCKED`, so several workers share them; each endpoint's
- * deliveries go one at a time while endpoints proceed in parallel, so a slow endpoint delays only itself.
+ * are claimed one by one under a fenced lease with `FOR UPDATE SKIP LOCKED`, so several workers share them;
+ * each endpoint has its own task in a worker, which sends its deliveries one at a time while other endpoints
+ * proceed, so a slow, hanging or trickling endpoint delays only itself (and is cut off at the 10 s deadline).
  */
 export const retryScheduleMinutes = [1, 4, 16, 64, 256, 1024, 4096] as const;
 export const deliveryTimeoutMs = 10_000;
@@ -55,21 +57,35 @@ export function deliveryToApi(row: WebhookDeliveryRow): Record<string, unknown> 
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
-/** Endpoints are https; in test mode, plain http to loopback is allowed too. */
-export function checkEndpointUrl(url: string, livemode: boolean): void {
+/**
+ * Endpoints are https. In test mode plain http to loopback is allowed too; in live mode the host must be public:
+ * every address it resolves to now, and again at each delivery (`destination.ts`).
+ */
+export async function checkEndpointUrl(url: string, livemode: boolean): Promise<void> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     throw new KeelError('parameter_invalid', 'url must be an absolute URL.', { param: 'url' });
   }
-  if (parsed.protocol === 'https:') return;
-  if (!livemode && parsed.protocol === 'http:' && loopbackHosts.has(parsed.hostname)) return;
-  throw new KeelError('parameter_invalid', livemode ? 'Live webhook endpoints must use https.' : 'Webhook endpoints must use https (or http to loopback in test mode).', { param: 'url' });
+  if (!livemode) {
+    if (parsed.protocol === 'https:') return;
+    if (parsed.protocol === 'http:' && loopbackHosts.has(parsed.hostname)) return;
+    throw new KeelError('parameter_invalid', 'Webhook endpoints must use https (or http to loopback in test mode).', { param: 'url' });
+  }
+  if (parsed.protocol !== 'https:') throw new KeelError('parameter_invalid', 'Live webhook endpoints must use https.', { param: 'url' });
+  try {
+    await assertPublicHost(hostOf(parsed));
+  } catch (error) {
+    if (error instanceof ForbiddenDestination) {
+      throw new KeelError('parameter_invalid', `Live webhook endpoints must be on the public internet: ${error.message}.`, { param: 'url' });
+    }
+    // A name that does not resolve now is accepted: every delivery checks again where it leads.
+  }
 }
 
 export async function createEndpoint(db: Db, cipher: FieldCipher, merchant: MerchantContext, url: string, events: readonly string[]): Promise<Record<string, unknown>> {
-  checkEndpointUrl(url, merchant.livemode);
+  await checkEndpointUrl(url, merchant.livemode);
   const secret = `whsec_${randomBytes(24).toString('base64url')}`;
   const row = await db
     .insertInto('webhook_endpoints')
@@ -131,58 +147,159 @@ export interface DeliveryDeps {
   readonly db: Db;
   readonly cipher: FieldCipher;
   readonly logger: Logger;
+  /** Test merchants' deliveries. */
   readonly agent: Agent;
+  /** Live merchants' deliveries: every connection's addresses are checked (`destination.ts`). */
+  readonly liveAgent: Agent;
+  /** A delivery's whole budget, connection, headers and body included (default `deliveryTimeoutMs`). */
+  readonly deadlineMs?: number;
+  /** How long a claim holds a delivery (default `deliveryLeaseSeconds`). */
+  readonly leaseSeconds?: number;
 }
 
-export function createDeliveryAgent(): Agent {
-  return new Agent({ connect: { timeout: 5_000 }, headersTimeout: deliveryTimeoutMs, bodyTimeout: deliveryTimeoutMs, connections: 8 });
+export function createDeliveryAgent(options: { live: boolean }): Agent {
+  return new Agent({
+    connect: { timeout: 5_000, ...(options.live ? { lookup: guardedLookup } : {}) },
+    headersTimeout: deliveryTimeoutMs,
+    bodyTimeout: deliveryTimeoutMs,
+    connections: 8,
+  });
 }
 
-/** One round of the delivery job; returns how many deliveries it attempted. */
-export async function runDeliveries(deps: DeliveryDeps): Promise<number> {
-  const claimed = await sql<WebhookDeliveryRow>`
-    UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => ${deliveryLeaseSeconds}), updated_at = now()
-    WHERE id IN (
-      SELECT id FROM webhook_deliveries
-      WHERE status = 'pending' AND next_attempt_at <= now()
-      ORDER BY next_attempt_at LIMIT ${deliveryBatchSizeMax}
-      FOR UPDATE SKIP LOCKED
-    ) RETURNING *`.execute(deps.db);
-  const byEndpoint = new Map<string, WebhookDeliveryRow[]>();
-  for (const row of claimed.rows) byEndpoint.set(row.endpoint_id, [...(byEndpoint.get(row.endpoint_id) ?? []), row]);
-  await Promise.all(
-    [...byEndpoint.entries()].map(async ([endpointId, rows]) => {
-      const endpoint = await deps.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
-      if (endpoint === undefined) return;
-      const secret = deps.cipher.decrypt(endpoint.secret_encrypted);
-      // In event order (event ids are time-ordered), whichever order the consumers created the deliveries in.
-      for (const row of rows.sort((a, b) => (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0))) await deliverOne(deps, endpoint, secret, row);
-    }),
-  );
-  return claimed.rows.length;
+/**
+ * The delivery job. Each endpoint with deliveries due gets a task of its own that sends them one at a time,
+ * in event order, until none is due; a tick starts a task for every such endpoint without one (up to
+ * `endpointsInFlightMax`) and returns at once, so no endpoint waits for another's round. A delivery is claimed
+ * under a lease (`next_attempt_at` moves `deliveryLeaseSeconds` ahead, `lease_token` names the holder): the
+ * result is written only by the holder, and a holder that finds its lease too old to finish a send within it
+ * gives the delivery up unsent, so an expired lease never sends twice.
+ */
+export const endpointsInFlightMax = 64;
+
+export class DeliveryScheduler {
+  readonly #deps: DeliveryDeps;
+  readonly #inFlight = new Map<string, Promise<void>>();
+
+  constructor(deps: DeliveryDeps) {
+    this.#deps = deps;
+  }
+
+  /** Starts a task for each endpoint with deliveries due and none running here; returns how many started. */
+  async tick(): Promise<number> {
+    const room = endpointsInFlightMax - this.#inFlight.size;
+    if (room <= 0) return 0;
+    const due = await sql<{ endpoint_id: string }>`
+      SELECT DISTINCT endpoint_id FROM (
+        SELECT endpoint_id FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT ${deliveryBatchSizeMax}
+      ) AS due`.execute(this.#deps.db);
+    let started = 0;
+    for (const { endpoint_id: endpointId } of due.rows) {
+      if (this.#inFlight.has(endpointId) || started >= room) continue;
+      const task = this.#runEndpoint(endpointId)
+        .catch((error: unknown) => this.#deps.logger.error({ err: error, endpoint_id: endpointId }, 'webhook endpoint task failed'))
+        .finally(() => this.#inFlight.delete(endpointId));
+      this.#inFlight.set(endpointId, task);
+      started += 1;
+    }
+    return started;
+  }
+
+  /** Waits for every task running here (tests; shutdown). */
+  async drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight.values()]);
+  }
+
+  /** One tick, then every task it started to its end; returns how many deliveries were attempted. */
+  async runOnce(): Promise<number> {
+    const before = this.#attempted;
+    await this.tick();
+    await this.drain();
+    return this.#attempted - before;
+  }
+
+  #attempted = 0;
+
+  async #runEndpoint(endpointId: string): Promise<void> {
+    const { db } = this.#deps;
+    const endpoint = await db
+      .selectFrom('webhook_endpoints')
+      .innerJoin('merchants', 'merchants.id', 'webhook_endpoints.merchant_id')
+      .selectAll('webhook_endpoints')
+      .select('merchants.livemode')
+      .where('webhook_endpoints.id', '=', endpointId)
+      .executeTakeFirst();
+    if (endpoint === undefined) return;
+    const secret = this.#deps.cipher.decrypt(endpoint.secret_encrypted);
+    const leaseSeconds = this.#deps.leaseSeconds ?? deliveryLeaseSeconds;
+    for (;;) {
+      const claimStarted = performance.now();
+      const leaseToken = randomUUID();
+      // The oldest event due first, whichever order the consumers created the deliveries in.
+      const claimed = await sql<WebhookDeliveryRow>`
+        UPDATE webhook_deliveries
+        SET next_attempt_at = now() + make_interval(secs => ${leaseSeconds}), lease_token = ${leaseToken}, updated_at = now()
+        WHERE id = (
+          SELECT id FROM webhook_deliveries
+          WHERE endpoint_id = ${endpointId} AND status = 'pending' AND next_attempt_at <= now()
+          ORDER BY event_id LIMIT 1
+          FOR UPDATE SKIP LOCKED
+        ) RETURNING *`.execute(db);
+      const row = claimed.rows[0];
+      if (row === undefined) return;
+      // The lease runs from before the claim was asked for; a send must end inside it.
+      const deadlineMs = this.#deps.deadlineMs ?? deliveryTimeoutMs;
+      if (performance.now() - claimStarted > leaseSeconds * 1_000 - deadlineMs - leaseMarginMs) {
+        this.#deps.logger.warn({ delivery_id: row.id }, 'webhook delivery lease too old to send within; left for the next holder');
+        return;
+      }
+      this.#attempted += 1;
+      await deliverOne(this.#deps, endpoint, endpoint.livemode, secret, row, leaseToken, deadlineMs);
+    }
+  }
 }
 
-async function deliverOne(deps: DeliveryDeps, endpoint: WebhookEndpointRow, secret: string, row: WebhookDeliveryRow): Promise<void> {
+/** Time kept in hand between a send's deadline and the lease's end (clocks, the result's own write). */
+const leaseMarginMs = 5_000;
+
+async function deliverOne(
+  deps: DeliveryDeps,
+  endpoint: WebhookEndpointRow,
+  livemode: boolean,
+  secret: string,
+  row: WebhookDeliveryRow,
+  leaseToken: string,
+  deadlineMs: number,
+): Promise<void> {
   const started = performance.now();
   let statusCode: number | null = null;
   let error: string | null = null;
+  // One deadline for the whole exchange: a receiver that trickles its headers or body is cut off at it.
+  const deadline = AbortSignal.timeout(deadlineMs);
   try {
-    const response = await request(endpoint.url, {
+    const url = new URL(endpoint.url);
+    // A literal address never goes through DNS, so it is checked here; names are checked on connect.
+    if (livemode) await assertPublicHost(hostOf(url));
+    const response = await request(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'keel-signature': signWebhook(row.payload, secret), 'user-agent': 'Keel-Webhooks/1' },
       body: row.payload,
-      dispatcher: deps.agent,
+      dispatcher: livemode ? deps.liveAgent : deps.agent,
+      signal: deadline,
     });
     statusCode = response.statusCode;
-    await response.body.dump();
+    // The answer is not read, only drained (up to 64 KiB, then the connection is dropped).
+    await response.body.dump({ limit: 65_536, signal: deadline });
   } catch (caught) {
-    error = (caught as { code?: string }).code ?? String(caught);
+    error = deadline.aborted ? 'deadline_exceeded' : (caught as { code?: string }).code ?? String(caught);
+    if (deadline.aborted) statusCode = null;
   }
   const latencyMs = Math.round(performance.now() - started);
   const attempts = row.attempts + 1;
   const succeeded = statusCode !== null && statusCode >= 200 && statusCode < 300;
   const retryMinutes = retryScheduleMinutes[attempts - 1];
-  await deps.db
+  const written = await deps.db
     .updateTable('webhook_deliveries')
     .set({
       attempts,
@@ -191,11 +308,14 @@ async function deliverOne(deps: DeliveryDeps, endpoint: WebhookEndpointRow, secr
       last_status_code: statusCode,
       last_latency_ms: latencyMs,
       last_error: succeeded ? null : error ?? `HTTP ${statusCode}`,
+      lease_token: null,
       updated_at: new Date(),
     })
     .where('id', '=', row.id)
-    .execute();
-  deps.logger.info({ delivery_id: row.id, event_type: row.event_type, status_code: statusCode, latency_ms: latencyMs, attempts, succeeded }, 'webhook delivery');
+    .where('lease_token', '=', leaseToken)
+    .executeTakeFirst();
+  if (written.numUpdatedRows === 0n) deps.logger.warn({ delivery_id: row.id }, 'webhook delivery result not written: the lease was taken over');
+  deps.logger.info({ delivery_id: row.id, event_type: row.event_type, status_code: statusCode, latency_ms: latencyMs, attempts, succeeded, error }, 'webhook delivery');
 }
 
 /** Manual redelivery: every delivery of the event becomes due now (and endpoints subscribed since get one). */

@@ -380,6 +380,12 @@ const migrations: Record<string, Migration> = {
       await sql`ALTER TABLE idempotency_keys ADD COLUMN response_sealed text`.execute(db);
     },
   },
+  '0014_delivery_leases': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Who holds a webhook delivery's lease: only the holder may write its result.
+      await sql`ALTER TABLE webhook_deliveries ADD COLUMN lease_token uuid`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
