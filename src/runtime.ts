@@ -28,7 +28,7 @@ import { registerRefundRoutes } from './payments/refund-routes.js';
 import { registerPaymentRoutes } from './payments/routes.js';
 import { registerReportRoutes } from './reports/routes.js';
 import { registerWebhookRoutes } from './webhooks/routes.js';
-import { reapExpiredKeys } from './idempotency/keys.js';
+import { pruneExpired, type RetentionReport } from './storage/retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
@@ -69,7 +69,8 @@ export interface KeelJobs {
   webhooks(): Promise<number>;
   janitor(): Promise<JanitorReport>;
   completer(): Promise<{ completed: number }>;
-  reaper(): Promise<number>;
+  /** Prunes what retention allows, in bounded batches until none is due (`storage/retention.ts`). */
+  retention(): Promise<RetentionReport>;
 }
 
 export interface Keel {
@@ -86,8 +87,7 @@ export interface Keel {
   close(): Promise<void>;
 }
 
-export const jobIntervalsMs = { completer: 10_000, reaper: 60_000, webhooks: 1_000 } as const;
-export const reaperBatchSizeMax = 1_000;
+export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000 } as const;
 /** How long a shutting-down process waits for its background jobs in flight. */
 export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
@@ -165,7 +165,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   // Names this deployment's events, consumers and shared limits on engines other deployments may share.
   const namespace = database.schema ?? 'keel';
-  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, namespace);
+  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, namespace, { maxAgeDays: config.retentionDays });
   const services: KeelServices = {
     config,
     database,
@@ -204,7 +204,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     webhooks: () => deliveries.runOnce(),
     janitor: () => runJanitor(deps),
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
-    reaper: () => reapExpiredKeys(database.db, config.idempotencyTtlHours, reaperBatchSizeMax),
+    retention: () => pruneExpired(database.db, config),
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
@@ -240,7 +240,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     };
     every('janitor', config.janitorIntervalMs, jobs.janitor);
     every('completer', jobIntervalsMs.completer, jobs.completer);
-    every('reaper', jobIntervalsMs.reaper, jobs.reaper);
+    every('retention', jobIntervalsMs.retention, jobs.retention);
     // Each tick starts endpoints' tasks and returns: no endpoint waits for another's deliveries.
     every('webhooks', jobIntervalsMs.webhooks, () => deliveries.tick());
     const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);

@@ -23,10 +23,10 @@ export const namespaceHeader = 'Keel-Namespace';
  * starts at the stream's end: in Keel's topology the relay runs only in workers, and a worker subscribes before
  * its relay starts, so no event of its own deployment precedes its consumers.
  */
-export async function createJetStreamBus(url: string, logger: Logger, namespace = 'keel'): Promise<EventBus> {
+export async function createJetStreamBus(url: string, logger: Logger, namespace = 'keel', options: { readonly maxAgeDays?: number } = {}): Promise<EventBus> {
   const connection: NatsConnection = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'keel' });
   const manager: JetStreamManager = await jetstreamManager(connection);
-  await ensureStream(manager);
+  await ensureStream(manager, options.maxAgeDays ?? streamMaxAgeDaysDefault, logger);
   const client: JetStreamClient = jetstream(connection);
   const loops: Promise<void>[] = [];
   let closing = false;
@@ -101,10 +101,21 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
   };
 }
 
-async function ensureStream(manager: JetStreamManager): Promise<void> {
+/** The stream keeps events this many days unless told otherwise (`KEEL_RETENTION_DAYS`). */
+export const streamMaxAgeDaysDefault = 30;
+
+/** Creates the stream, or brings an existing one's `max_age` to the retention asked for. */
+async function ensureStream(manager: JetStreamManager, maxAgeDays: number, logger: Logger): Promise<void> {
+  const maxAge = nanos(maxAgeDays * 86_400_000);
+  let info: Awaited<ReturnType<JetStreamManager['streams']['info']>> | undefined;
   try {
-    await manager.streams.info(streamName);
+    info = await manager.streams.info(streamName);
   } catch {
-    await manager.streams.add({ name: streamName, subjects: ['keel.>'], duplicate_window: nanos(duplicateWindowMs) });
+    await manager.streams.add({ name: streamName, subjects: ['keel.>'], duplicate_window: nanos(duplicateWindowMs), max_age: maxAge });
+    return;
+  }
+  if (info.config.max_age !== maxAge) {
+    await manager.streams.update(streamName, { max_age: maxAge });
+    logger.info({ stream: streamName, max_age_days: maxAgeDays }, 'event stream retention set');
   }
 }

@@ -1,7 +1,7 @@
 // Proves the Idempotency-Key contract end to end: replays, in-use and reuse refusals, validation failures that
 // store nothing, 50 concurrent identical requests that charge once, a simulated process death between every
-// pair of phases recovered by a retry or by the completer with exactly one charge, and the reaper's bounded
-// batches. The benchmark gateway's own record of charges is the ground truth.
+// pair of phases recovered by a retry or by the completer with exactly one charge.
+// (Pruning finished keys past the TTL: src/storage/retention.test.ts.) The benchmark gateway's own record of charges is the ground truth.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { faultPointNames } from '../payments/operations/context.js';
 import { startTestKeel, testCard, testConsistencyWindowMs, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { FieldCipher } from '../storage/encryption.js';
-import { reapExpiredKeys, requestHash } from './keys.js';
+import { requestHash } from './keys.js';
 
 let keel: TestKeel;
 before(async () => {
@@ -243,23 +243,4 @@ describe('a process death between phases', () => {
       }
     });
   }
-});
-
-describe('reaper', () => {
-  test('deletes finished keys past the TTL in bounded batches', async () => {
-    const keys = [uniqueKey(), uniqueKey(), uniqueKey()];
-    for (const key of keys) await keel.request('POST', '/v1/payments', { body: paymentBody(), idempotencyKey: key });
-    await sleep(10);
-    const first = await reapExpiredKeys(keel.keel.database.db, 0, 2);
-    assert.equal(first, 2, 'one batch deletes at most batchSizeMax keys');
-    let total = first;
-    for (let round = 0; round < 100; round += 1) {
-      const deleted = await reapExpiredKeys(keel.keel.database.db, 0, 2);
-      total += deleted;
-      if (deleted === 0) break;
-    }
-    assert.ok(total >= 3);
-    const remaining = await keel.keel.database.db.selectFrom('idempotency_keys').select('id').where('recovery_point', '=', 'finished').execute();
-    assert.equal(remaining.length, 0);
-  });
 });

@@ -219,18 +219,6 @@ export async function discardKey(db: Db, key: IdempotencyKey): Promise<void> {
     .execute();
 }
 
-/** The reaper's step: deletes finished keys past the TTL, at most `batchSizeMax` per call. */
-export async function reapExpiredKeys(db: Db, ttlHours: number, batchSizeMax: number): Promise<number> {
-  const result = await sql<{ id: string }>`
-    DELETE FROM idempotency_keys WHERE id IN (
-      SELECT id FROM idempotency_keys
-      WHERE created_at < now() - make_interval(hours => ${ttlHours}) AND recovery_point = 'finished'
-      ORDER BY id LIMIT ${batchSizeMax}
-      FOR UPDATE SKIP LOCKED
-    ) RETURNING id`.execute(db);
-  return result.rows.length;
-}
-
 /** Keys abandoned mid-flight longer than `abandonedAfterMs`, claimed for the completer. */
 export async function claimAbandonedKeys(db: Db, abandonedAfterMs: number, batchSizeMax: number): Promise<IdempotencyKey[]> {
   const lockToken = randomUUID();

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { outboxPrunedBefore } from '../storage/retention.js';
 import type { EventHandler, KeelEvent } from '../events/bus.js';
 import { deduplicated, toKeelEvent } from '../events/relay.js';
 import { publicToUuid } from '../storage/ids.js';
@@ -152,7 +153,8 @@ async function addIncrement(trx: Db, increment: Increment): Promise<void> {
  * Applies one event to the read model (within the caller's transaction). A malformed event is logged and left
  * out; a database error propagates, so the event is delivered again.
  */
-export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger): Promise<void> {
+/** Applies an event's increment; with `fromDay`, only to days from it on (a rebuild after retention pruned). */
+export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger, fromDay?: string): Promise<void> {
   if (!projectedEventTypes.has(event.type)) return;
   let increment: Increment | undefined;
   try {
@@ -162,7 +164,7 @@ export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger): Pro
     logger.error({ event_id: event.id, event_type: event.type, err_message: error.message }, 'event left out of the read model');
     return;
   }
-  if (increment !== undefined) await addIncrement(trx, increment);
+  if (increment !== undefined && (fromDay === undefined || increment.day >= fromDay)) await addIncrement(trx, increment);
 }
 
 /** The worker's consumer: each projected event applied once, under the shared side of the rebuild lock. */
@@ -199,8 +201,13 @@ export async function rebuildProjections(db: Db, logger: Logger, options: { read
       const built = await trx.selectFrom('projections').select(['rebuilt_at', 'events_replayed']).where('name', '=', paymentsProjection).executeTakeFirst();
       if (built !== undefined) return { events: Number(built.events_replayed), rebuiltAt: new Date(built.rebuilt_at) };
     }
-    await trx.deleteFrom('report_payment_failures').execute();
-    await trx.deleteFrom('report_payments_daily').execute();
+    // Retention may have pruned the outbox's oldest days. A day before the mark gets no increment from a
+    // retained event (an event counts on its payment's or refund's day, never later than itself), so its rows,
+    // applied live from events now pruned, are kept, and only days from the mark on are rebuilt.
+    const prunedBefore = await outboxPrunedBefore(trx);
+    const fromDay = prunedBefore === null ? undefined : prunedBefore.toISOString().slice(0, 10);
+    await (fromDay === undefined ? trx.deleteFrom('report_payment_failures') : trx.deleteFrom('report_payment_failures').where('day', '>=', fromDay)).execute();
+    await (fromDay === undefined ? trx.deleteFrom('report_payments_daily') : trx.deleteFrom('report_payments_daily').where('day', '>=', fromDay)).execute();
     await trx.deleteFrom('inbox').where('consumer', '=', projectionConsumer).execute();
     let events = 0;
     let after: string | undefined;
@@ -209,7 +216,7 @@ export async function rebuildProjections(db: Db, logger: Logger, options: { read
       if (after !== undefined) query = query.where('id', '>', after);
       const rows = await query.execute();
       if (rows.length === 0) break;
-      for (const row of rows) await applyEvent(trx, toKeelEvent(row), logger);
+      for (const row of rows) await applyEvent(trx, toKeelEvent(row), logger, fromDay);
       await trx
         .insertInto('inbox')
         .values(rows.map((row) => ({ consumer: projectionConsumer, event_id: row.id })))

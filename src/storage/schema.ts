@@ -133,6 +133,11 @@ export interface IdempotencyKeysTable {
   updated_at: Timestamp;
 }
 
+export interface RetentionMarksTable {
+  name: string;
+  pruned_before: ColumnType<Date, Date, Date>;
+}
+
 export interface OutboxTable {
   id: string;
   merchant_id: string;
@@ -318,6 +323,7 @@ export interface KeelDatabase {
   payment_attempts: AttemptsTable;
   refunds: RefundsTable;
   idempotency_keys: IdempotencyKeysTable;
+  retention_marks: RetentionMarksTable;
   outbox: OutboxTable;
   anomalies: AnomaliesTable;
 }

@@ -386,6 +386,19 @@ const migrations: Record<string, Migration> = {
       await sql`ALTER TABLE webhook_deliveries ADD COLUMN lease_token uuid`.execute(db);
     },
   },
+  '0015_retention': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Retention prunes by age: each pruned table gets an index on the age it is pruned by, and the outbox's
+      // mark records before when it holds no events any more.
+      await sql`
+        CREATE TABLE retention_marks (name text PRIMARY KEY, pruned_before timestamptz NOT NULL);
+        CREATE INDEX outbox_published_created ON outbox (created_at) WHERE published_at IS NOT NULL;
+        CREATE INDEX inbox_processed ON inbox (processed_at);
+        CREATE INDEX webhook_deliveries_settled ON webhook_deliveries (updated_at) WHERE status IN ('succeeded', 'failed');
+        CREATE INDEX checkout_sessions_unused ON checkout_sessions (expires_at) WHERE payment_id IS NULL;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
