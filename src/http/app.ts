@@ -112,7 +112,8 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
   });
-  services.concurrencyLimit.current = await registerShedding(app, services.config.shedding, services.deps.metrics);
+  const shedding = await registerShedding(app, services.config.shedding, services.deps.metrics);
+  services.concurrencyLimit.current = shedding.limiter;
   const { authenticator } = services;
   // Authentication and the rate limit run before the body is even parsed: a request that will be refused
   // costs no parsing, no validation and no transaction.
@@ -134,7 +135,8 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     if (!limit.allowed) {
       return sendError(request, reply, new KeelError('rate_limited', `Too many requests for this API key; retry after ${limit.resetSeconds} s.`, { retryAfterSeconds: limit.resetSeconds }));
     }
-    return undefined;
+    // Admission to the concurrency limit, fairly across merchants (shedding.ts).
+    return shedding.admitTenant(request, reply, authenticated.merchant.id);
   });
   // Every value a route receives is checked before its schema and before any write (see input-guard.ts).
   app.addHook('preValidation', async (request) => {

@@ -52,7 +52,7 @@ describe('with shedding on', () => {
       const served = results.filter((response) => response.status === 200);
       const outcomes = results.map((response) => `${response.status} ${response.body?.error?.code ?? ''}`).join(', ');
       assert.equal(served.length + shed.length, 16, outcomes);
-      assert.equal(served.length, 8, `80% of a limit of 10 for new work: ${outcomes}`);
+      assert.equal(served.length, 7, `80% of a limit of 10 for new work, less the slot kept for other merchants: ${outcomes}`);
       for (const response of shed) {
         assert.equal(response.body.error.code, 'overloaded');
         assert.match(response.body.error.message, /concurrency limit/);
@@ -65,6 +65,64 @@ describe('with shedding on', () => {
       assert.equal(keysAfter - keysBefore, served.length + 1, 'shed requests wrote nothing');
       const metrics = await keel.request('GET', '/metrics', { secretKey: null });
       assert.match(metrics.body, new RegExp(`keel_shed_requests_total\\{priority="new",reason="concurrency_limit"\\} ${shed.length}`));
+    } finally {
+      await slowPartner(keel, 0);
+    }
+  });
+});
+
+describe('fair across merchants', () => {
+  let keel: TestKeel;
+  before(async () => {
+    keel = await startTestKeel({
+      config: {
+        shedding: { enabled: true, limit: { ...fixedLimit, initialLimit: 20, minLimit: 20, maxLimit: 20 }, maxEventLoopDelayMs: 0, maxHeapShare: 0.99 },
+        partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 5_000, connectionsMax: 64 },
+        idempotencyLockTimeoutMs: 10_000,
+      },
+    });
+  });
+  after(async () => {
+    await keel.close();
+  });
+
+  test('one merchant\'s burst sheds that merchant: the other keeps being served, and the burster is told it is over its share', async () => {
+    const burster = await keel.createMerchant({ name: 'Flash Sale Shop' });
+    const other = await keel.createMerchant({ name: 'Quiet Shop' });
+    const earlier = await keel.request('POST', '/v1/payments', { body: body(), secretKey: other.secret_key });
+    assert.equal(earlier.status, 200);
+    for (let waited = 0; (keel.keel.services.concurrencyLimit.current?.inFlight ?? 0) > 0 && waited < 500; waited += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await slowPartner(keel, 1_000);
+    try {
+      const limiter = keel.keel.services.concurrencyLimit.current;
+      const inFlightReaches = async (count: number) => {
+        for (let turn = 0; (limiter?.inFlight ?? 0) < count && turn < 10_000; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+        assert.ok((limiter?.inFlight ?? 0) >= count, `in flight ${limiter?.inFlight} of ${count}`);
+      };
+      const burst = Array.from({ length: 40 }, () => keel.request('POST', '/v1/payments', { body: body(), secretKey: burster.secret_key }));
+      // The burster's admitted payments are all in flight at the slow partner before the quiet shop comes.
+      await inFlightReaches(14);
+      const quiet = [
+        ...Array.from({ length: 2 }, () => keel.request('POST', '/v1/payments', { body: body(), secretKey: other.secret_key })),
+        ...Array.from({ length: 3 }, () => keel.request('GET', `/v1/payments/${earlier.body.id}`, { secretKey: other.secret_key })),
+      ];
+      await inFlightReaches(15);
+      const secondWave = await Promise.all(Array.from({ length: 3 }, () => keel.request('POST', '/v1/payments', { body: body(), secretKey: burster.secret_key })));
+      const quietResults = await Promise.all(quiet);
+      const burstResults = await Promise.all(burst);
+      const describe = (results: readonly { status: number; body: { error?: { code: string } } }[]) => results.map((response) => `${response.status} ${response.body?.error?.code ?? ''}`).join(', ');
+      assert.deepEqual(quietResults.map((response) => response.status), [200, 200, 200, 200, 200], describe(quietResults));
+      const burstServed = burstResults.filter((response) => response.status === 200).length;
+      assert.equal(burstServed, 14, `new work's ceiling of 16 less the headroom: ${describe(burstResults)}`);
+      assert.ok(burstResults.every((response) => response.status === 200 || response.body.error.code === 'overloaded'), 'alone, the burster was told Keel is overloaded');
+      for (const response of secondWave) {
+        assert.equal(response.status, 429, describe(secondWave));
+        assert.equal(response.body.error.code, 'rate_limited');
+        assert.match(response.body.error.message, /share/);
+        assert.equal(response.headers['retry-after'], '1');
+      }
     } finally {
       await slowPartner(keel, 0);
     }

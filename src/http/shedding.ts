@@ -1,6 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import underPressure from '@fastify/under-pressure';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeelError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AdaptiveConcurrencyLimit, type AdaptiveLimitOptions, type WorkPriority } from '../resilience/adaptive-limit.js';
@@ -11,7 +11,10 @@ import { errorBody, sendError } from './app.js';
  * Load shedding for the API, in front of everything that costs a database round trip: an adaptive concurrency
  * limit with priorities, and event-loop delay and heap pressure (@fastify/under-pressure). A shed request gets
  * 503 `overloaded` with `Retry-After` at once. Starting a new payment is shed first; confirming, capturing,
- * refunding, canceling and reading go on as long as the full limit allows.
+ * refunding, canceling and reading go on as long as the full limit allows. Authenticated requests are admitted
+ * once their merchant is known (authentication is a cached lookup), and fairly: close to the limit, a merchant
+ * holding its fair share or more is refused first, with 429 `rate_limited`, so one merchant's burst does not
+ * shed the others.
  */
 export interface SheddingOptions {
   readonly enabled: boolean;
@@ -24,7 +27,17 @@ export interface SheddingOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     keelAdmittedAt: number;
+    /** The tenant the admission was counted for (the merchant), released with it. */
+    keelTenant: string | undefined;
   }
+}
+
+/** Admits an authenticated request for its tenant, or answers for it (429 over its share, 503 overloaded). */
+export type TenantAdmission = (request: FastifyRequest, reply: FastifyReply, tenant: string) => FastifyReply | undefined;
+
+export interface Shedding {
+  readonly limiter: AdaptiveConcurrencyLimit;
+  readonly admitTenant: TenantAdmission;
 }
 
 const exempt = /^\/(healthz|readyz|metrics|openapi\.json|admin\/)/;
@@ -36,11 +49,12 @@ export function priorityOf(request: FastifyRequest): WorkPriority | undefined {
   return request.method === 'POST' && url === '/v1/payments' ? 'new' : 'finish';
 }
 
-export async function registerShedding(app: KeelApp, options: SheddingOptions, metrics: Metrics): Promise<AdaptiveConcurrencyLimit> {
+export async function registerShedding(app: KeelApp, options: SheddingOptions, metrics: Metrics): Promise<Shedding> {
   const limiter = new AdaptiveConcurrencyLimit(options.limit);
   metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
-  if (!options.enabled) return limiter;
+  if (!options.enabled) return { limiter, admitTenant: () => undefined };
   app.decorateRequest('keelAdmittedAt', 0);
+  app.decorateRequest('keelTenant', undefined);
 
   await app.register(underPressure, {
     maxEventLoopDelay: options.maxEventLoopDelayMs,
@@ -57,16 +71,28 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     },
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined): FastifyReply | undefined => {
     const priority = priorityOf(request);
     if (priority === undefined || reply.sent) return undefined;
-    if (!limiter.tryAcquire(priority)) {
+    const admission = limiter.admit(priority, tenant);
+    if (admission === 'over_share') {
+      metrics.shedRequests.inc({ priority, reason: 'tenant_share' });
+      return sendError(request, reply, new KeelError('rate_limited', 'This merchant holds more than its share of Keel\'s capacity right now; retry shortly.', { retryAfterSeconds: 1 }));
+    }
+    if (admission === 'overloaded') {
       metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
       return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
     }
     request.keelAdmittedAt = performance.now();
+    request.keelTenant = tenant;
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
     return undefined;
+  };
+  // Routes without a merchant are admitted here; authenticated ones once the merchant is known (app.ts).
+  app.addHook('onRequest', async (request, reply) => {
+    const auth = request.routeOptions.config.auth;
+    if (auth === 'secret' || auth === 'publishable') return undefined;
+    return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
   });
 
   const release = (request: FastifyRequest, sample: boolean) => {
@@ -74,12 +100,12 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     // Keel's own latency: the partner's time is the breakers' and bulkheads' business, and its variance would
     // hide Keel's own queueing from the limit.
     const ownMs = performance.now() - request.keelAdmittedAt - (request.keelTiming?.partnerMs ?? 0);
-    limiter.release(Math.max(0, ownMs), sample);
+    limiter.release(Math.max(0, ownMs), sample, request.keelTenant);
     request.keelAdmittedAt = 0;
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
     metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
   };
   app.addHook('onResponse', async (request, reply) => release(request, reply.statusCode < 500));
   app.addHook('onRequestAbort', async (request) => release(request, false));
-  return limiter;
+  return { limiter, admitTenant: (request, reply, tenant) => admit(request, reply, tenant) };
 }

@@ -24,6 +24,11 @@ export interface AdaptiveLimitOptions {
   /** Samples the long-term baseline averages over. */
   readonly longWindowSize: number;
   readonly newWorkShare: number;
+  /**
+   * The share of the limit kept for tenants below their fair share: once in flight reaches the rest, a tenant
+   * holding its fair share of it (the rest over the tenants in flight) or more is refused, so others are served.
+   */
+  readonly tenantHeadroom: number;
 }
 
 export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
@@ -35,9 +40,13 @@ export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
   windowSize: 50,
   longWindowSize: 600,
   newWorkShare: 0.8,
+  tenantHeadroom: 0.1,
 };
 
 export type WorkPriority = 'finish' | 'new';
+
+/** Admitted; refused because Keel is at its limit; refused because this tenant holds more than its fair share. */
+export type Admission = 'admitted' | 'overloaded' | 'over_share';
 
 export class AdaptiveConcurrencyLimit {
   readonly #options: AdaptiveLimitOptions;
@@ -47,6 +56,7 @@ export class AdaptiveConcurrencyLimit {
   #windowSum = 0;
   #windowCount = 0;
   #windowMaxInFlight = 0;
+  readonly #tenants = new Map<string, number>();
 
   constructor(options: AdaptiveLimitOptions = adaptiveLimitDefaults) {
     assert.ok(options.minLimit >= 1 && options.minLimit <= options.initialLimit && options.initialLimit <= options.maxLimit);
@@ -62,19 +72,48 @@ export class AdaptiveConcurrencyLimit {
     return this.#inFlight;
   }
 
+  /** Requests in flight for this tenant. */
+  inFlightOf(tenant: string): number {
+    return this.#tenants.get(tenant) ?? 0;
+  }
+
   /** Admits a request of this priority, or refuses it; an admitted request must be released once. */
   tryAcquire(priority: WorkPriority): boolean {
-    const ceiling = priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare;
-    if (this.#inFlight >= Math.max(1, Math.floor(ceiling))) return false;
+    return this.admit(priority) === 'admitted';
+  }
+
+  /**
+   * Admits a request of this priority for this tenant (a merchant), or says why not. The last `tenantHeadroom`
+   * of the priority's ceiling (at least one slot) is kept for tenants below their fair share: once in flight
+   * reaches it, a tenant holding its share of the rest (the rest over the tenants in flight) is refused, so a
+   * burst of one merchant sheds that merchant and a newcomer still finds room. A lone tenant refused so is told
+   * Keel is overloaded; with others in flight, that it is over its share.
+   */
+  admit(priority: WorkPriority, tenant?: string): Admission {
+    const ceiling = Math.max(1, Math.floor(priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare));
+    if (tenant !== undefined && ceiling > 1) {
+      const held = this.#tenants.get(tenant) ?? 0;
+      const tenants = this.#tenants.size + (held === 0 ? 1 : 0);
+      const shared = Math.min(ceiling - 1, Math.floor(ceiling * (1 - this.#options.tenantHeadroom)));
+      const fairShare = Math.max(1, Math.floor(shared / tenants));
+      if (this.#inFlight >= shared && held >= fairShare) return tenants === 1 ? 'overloaded' : 'over_share';
+    }
+    if (this.#inFlight >= ceiling) return 'overloaded';
     this.#inFlight += 1;
+    if (tenant !== undefined) this.#tenants.set(tenant, (this.#tenants.get(tenant) ?? 0) + 1);
     this.#windowMaxInFlight = Math.max(this.#windowMaxInFlight, this.#inFlight);
-    return true;
+    return 'admitted';
   }
 
   /** Ends an admitted request, with its latency; `sample` false for answers that say nothing of load. */
-  release(latencyMs: number, sample = true): void {
+  release(latencyMs: number, sample = true, tenant?: string): void {
     assert.ok(this.#inFlight > 0, 'release matches an acquire');
     this.#inFlight -= 1;
+    if (tenant !== undefined) {
+      const held = (this.#tenants.get(tenant) ?? 0) - 1;
+      if (held > 0) this.#tenants.set(tenant, held);
+      else this.#tenants.delete(tenant);
+    }
     if (!sample) return;
     this.#windowSum += latencyMs;
     this.#windowCount += 1;
