@@ -22,6 +22,7 @@ const outstandingMax = 20_000;
 interface Server {
   readonly url: string;
   readonly secretKey: string;
+  readonly otherSecretKey: string;
   readonly child: ChildProcess;
 }
 
@@ -33,7 +34,7 @@ async function startKeel(schema: string, gatewayUrl: string, shedding: boolean):
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   for await (const line of lines) {
     if (line.startsWith('{')) {
-      const ready = JSON.parse(line) as { url: string; secretKey: string };
+      const ready = JSON.parse(line) as { url: string; secretKey: string; otherSecretKey: string };
       return { ...ready, child };
     }
   }
@@ -51,17 +52,20 @@ interface Step {
   readonly offeredPerSecond: number;
   readonly goodputPerSecond: number;
   readonly shedPerSecond: number;
+  /** Refused with 429: the merchant held more than its share of Keel's capacity. */
+  readonly overSharePerSecond: number;
   readonly failedPerSecond: number;
   readonly admittedP50Ms: number;
   readonly admittedP99Ms: number;
 }
 
 /** Offers `rate` payments a second for `durationMs`, open loop, and measures what came back. */
-async function offer(server: Server, rate: number, durationMs: number): Promise<Step> {
+async function offer(server: Server, rate: number, durationMs: number, secretKey = server.secretKey): Promise<Step> {
   const client = new Pool(server.url, { connections: 4_096, pipelining: 1, headersTimeout: clientTimeoutMs, bodyTimeout: clientTimeoutMs });
   const admitted: number[] = [];
   let good = 0;
   let shed = 0;
+  let overShare = 0;
   let failed = 0;
   let outstanding = 0;
   const inFlight: Promise<void>[] = [];
@@ -72,7 +76,7 @@ async function offer(server: Server, rate: number, durationMs: number): Promise<
       const response = await client.request({
         method: 'POST',
         path: '/v1/payments',
-        headers: { authorization: `Bearer ${server.secretKey}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${secretKey}`, 'idempotency-key': randomUUID(), 'content-type': 'application/json' },
         body: JSON.stringify({
           amount: 15000,
           currency: 'KRW',
@@ -84,6 +88,7 @@ async function offer(server: Server, rate: number, durationMs: number): Promise<
       const text = await response.body.text();
       const elapsed = performance.now() - started;
       if (response.statusCode === 503 && text.includes('"overloaded"')) shed += 1;
+      else if (response.statusCode === 429) overShare += 1;
       else {
         admitted.push(elapsed);
         if (response.statusCode === 200 && text.includes('"status":"succeeded"')) good += 1;
@@ -116,6 +121,7 @@ async function offer(server: Server, rate: number, durationMs: number): Promise<
     offeredPerSecond: rate,
     goodputPerSecond: good / seconds,
     shedPerSecond: shed / seconds,
+    overSharePerSecond: overShare / seconds,
     failedPerSecond: failed / seconds,
     admittedP50Ms: at(0.5),
     admittedP99Ms: at(0.99),
@@ -123,7 +129,7 @@ async function offer(server: Server, rate: number, durationMs: number): Promise<
 }
 
 function row(label: string, step: Step): string {
-  return `${label.padEnd(26)} offered ${step.offeredPerSecond.toFixed(0).padStart(5)}/s  goodput ${step.goodputPerSecond.toFixed(1).padStart(6)}/s  shed ${step.shedPerSecond.toFixed(1).padStart(6)}/s  failed ${step.failedPerSecond.toFixed(1).padStart(6)}/s  admitted p50 ${step.admittedP50Ms.toFixed(0).padStart(5)} ms  p99 ${step.admittedP99Ms.toFixed(0).padStart(5)} ms`;
+  return `${label.padEnd(26)} offered ${step.offeredPerSecond.toFixed(0).padStart(5)}/s  goodput ${step.goodputPerSecond.toFixed(1).padStart(6)}/s  shed ${step.shedPerSecond.toFixed(1).padStart(6)}/s  over share ${step.overSharePerSecond.toFixed(1).padStart(6)}/s  failed ${step.failedPerSecond.toFixed(1).padStart(6)}/s  admitted p50 ${step.admittedP50Ms.toFixed(0).padStart(5)} ms  p99 ${step.admittedP99Ms.toFixed(0).padStart(5)} ms`;
 }
 
 export async function runOverload(): Promise<void> {
@@ -144,6 +150,11 @@ export async function runOverload(): Promise<void> {
       if (step.goodputPerSecond < rate * 0.8) break;
     }
     const overloadRate = Math.round(peak.goodputPerSecond * 3);
+    // Fairness, in the same process: a quiet merchant at a tenth of the peak, alone, then beside the other
+    // merchant's 3x burst.
+    const quietRate = Math.max(5, Math.round(peak.goodputPerSecond / 10));
+    const quietAlone = await offer(server, quietRate, stepMs, server.otherSecretKey);
+    const [burstBeside, quietBeside] = await Promise.all([offer(server, overloadRate, overloadMs), offer(server, quietRate, overloadMs, server.otherSecretKey)]);
     const withShedding = await offer(server, overloadRate, overloadMs);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const sheddingLines = metrics.split('\n').filter((line) => /^keel_(shed_requests_total|api_concurrency)\{/.test(line));
@@ -155,6 +166,13 @@ export async function runOverload(): Promise<void> {
     console.log(row('peak', peak));
     console.log(row('3x peak, shedding on', withShedding));
     console.log(row('3x peak, shedding off', withoutShedding));
+    console.log(row('quiet merchant alone', quietAlone));
+    console.log(row('quiet beside a 3x burst', quietBeside));
+    console.log(row('the 3x burst beside it', burstBeside));
+    console.log(
+      `quiet merchant beside another's 3x burst / alone: goodput ${(quietBeside.goodputPerSecond / quietAlone.goodputPerSecond).toFixed(2)} (goal >= 0.95), ` +
+        `admitted p99 ${(quietBeside.admittedP99Ms / quietAlone.admittedP99Ms).toFixed(2)}, shed ${quietBeside.shedPerSecond.toFixed(1)}/s, over share ${quietBeside.overSharePerSecond.toFixed(1)}/s`,
+    );
     console.log(
       `goodput at 3x / peak: shedding on ${(withShedding.goodputPerSecond / peak.goodputPerSecond).toFixed(2)} (goal >= 0.90), ` +
         `off ${(withoutShedding.goodputPerSecond / peak.goodputPerSecond).toFixed(2)}`,

@@ -10,7 +10,10 @@ import pino from 'pino';
 import { after, before, describe, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import type { KeelEvent } from './bus.js';
-import { createJetStreamBus } from './bus-jetstream.js';
+import { createJetStreamBus, streamName } from './bus-jetstream.js';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
 import { newId, publicToUuid } from '../storage/ids.js';
 import { acquireLease, deduplicated, relayLeaseMs, relayLeaseName, relayOnce, releaseLease } from './relay.js';
 
@@ -196,5 +199,22 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
     assert.equal(deliveries.size, expected, 'every event arrived');
     assert.deepEqual([...deliveries.values()].filter((count) => count > 1), [], 'no event was delivered twice');
     assert.equal(applied, expected);
+  });
+
+  test('the stream keeps events for KEEL_RETENTION_DAYS (max_age), and a start brings an existing stream to it', async () => {
+    const connection = await connect({ servers: natsUrl ?? '' });
+    try {
+      const manager = await jetstreamManager(connection);
+      const maxAge = async () => (await manager.streams.info(streamName)).config.max_age;
+      assert.equal(await maxAge(), nanos(30 * 86_400_000), 'the test Keel started with the default 30 days');
+      const shorter = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), 'retention_probe', { maxAgeDays: 7 });
+      await shorter.close();
+      assert.equal(await maxAge(), nanos(7 * 86_400_000));
+      const back = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), 'retention_probe', { maxAgeDays: 30 });
+      await back.close();
+      assert.equal(await maxAge(), nanos(30 * 86_400_000));
+    } finally {
+      await connection.close();
+    }
   });
 });

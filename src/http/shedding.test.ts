@@ -116,7 +116,8 @@ describe('fair across merchants', () => {
       assert.deepEqual(quietResults.map((response) => response.status), [200, 200, 200, 200, 200], describe(quietResults));
       const burstServed = burstResults.filter((response) => response.status === 200).length;
       assert.equal(burstServed, 14, `new work's ceiling of 16 less the headroom: ${describe(burstResults)}`);
-      assert.ok(burstResults.every((response) => response.status === 200 || response.body.error.code === 'overloaded'), 'alone, the burster was told Keel is overloaded');
+      // Refused while alone: overloaded; refused once the quiet shop was in flight too: over its share.
+      assert.ok(burstResults.every((response) => response.status === 200 || ['overloaded', 'rate_limited'].includes(response.body.error.code)), describe(burstResults));
       for (const response of secondWave) {
         assert.equal(response.status, 429, describe(secondWave));
         assert.equal(response.body.error.code, 'rate_limited');

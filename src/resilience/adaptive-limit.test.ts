@@ -79,3 +79,15 @@ test('tenants: a burst of one is capped short of the ceiling, a newcomer finds r
   while (plain.tryAcquire('new')) admitted += 1;
   assert.equal(admitted, 16);
 });
+
+test('tenants: the fair share is max-min, so a burster may use what a quiet tenant leaves', () => {
+  const limit = new AdaptiveConcurrencyLimit({ ...options, initialLimit: 20, minLimit: 20, maxLimit: 20 });
+  assert.equal(limit.admit('new', 'quiet'), 'admitted');
+  assert.equal(limit.admit('new', 'quiet'), 'admitted');
+  let burst = 0;
+  while (limit.admit('new', 'burster') === 'admitted') burst += 1;
+  // 14 slots are shared (16 less the headroom); the quiet tenant holds 2, so the burster's share is the other 12.
+  assert.equal(burst, 12);
+  assert.equal(limit.admit('new', 'burster'), 'over_share');
+  assert.equal(limit.admit('new', 'quiet'), 'admitted', 'the quiet tenant, below its share, is served from the headroom');
+});

@@ -26,7 +26,7 @@ export interface AdaptiveLimitOptions {
   readonly newWorkShare: number;
   /**
    * The share of the limit kept for tenants below their fair share: once in flight reaches the rest, a tenant
-   * holding its fair share of it (the rest over the tenants in flight) or more is refused, so others are served.
+   * holding its (max-min) fair share of it or more is refused, so the others keep being served.
    */
   readonly tenantHeadroom: number;
 }
@@ -85,24 +85,37 @@ export class AdaptiveConcurrencyLimit {
   /**
    * Admits a request of this priority for this tenant (a merchant), or says why not. The last `tenantHeadroom`
    * of the priority's ceiling (at least one slot) is kept for tenants below their fair share: once in flight
-   * reaches it, a tenant holding its share of the rest (the rest over the tenants in flight) is refused, so a
-   * burst of one merchant sheds that merchant and a newcomer still finds room. A lone tenant refused so is told
-   * Keel is overloaded; with others in flight, that it is over its share.
+   * reaches the rest, a tenant holding its fair share of it or more is refused, so a burst of one merchant
+   * sheds that merchant and a newcomer still finds room. The fair share is max-min: what the other tenants hold
+   * below an equal split is theirs, and the tenant's share is an equal split of what is left, so a burster may
+   * use what a quiet merchant does not. A lone tenant refused so is told Keel is overloaded; with others in
+   * flight, that it is over its share.
    */
   admit(priority: WorkPriority, tenant?: string): Admission {
     const ceiling = Math.max(1, Math.floor(priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare));
     if (tenant !== undefined && ceiling > 1) {
-      const held = this.#tenants.get(tenant) ?? 0;
-      const tenants = this.#tenants.size + (held === 0 ? 1 : 0);
       const shared = Math.min(ceiling - 1, Math.floor(ceiling * (1 - this.#options.tenantHeadroom)));
-      const fairShare = Math.max(1, Math.floor(shared / tenants));
-      if (this.#inFlight >= shared && held >= fairShare) return tenants === 1 ? 'overloaded' : 'over_share';
+      const held = this.#tenants.get(tenant) ?? 0;
+      if (this.#inFlight >= shared && held >= this.#fairShare(tenant, shared)) return this.#tenants.size <= (held === 0 ? 0 : 1) ? 'overloaded' : 'over_share';
     }
     if (this.#inFlight >= ceiling) return 'overloaded';
     this.#inFlight += 1;
     if (tenant !== undefined) this.#tenants.set(tenant, (this.#tenants.get(tenant) ?? 0) + 1);
     this.#windowMaxInFlight = Math.max(this.#windowMaxInFlight, this.#inFlight);
     return 'admitted';
+  }
+
+  /** The tenant's max-min share of `shared` slots, given what the others hold now (water-filling). */
+  #fairShare(tenant: string, shared: number): number {
+    const others = [...this.#tenants].filter(([name]) => name !== tenant).map(([, held]) => held).sort((a, b) => a - b);
+    let remaining = shared;
+    let claimants = others.length + 1;
+    for (const held of others) {
+      if (held >= remaining / claimants) break;
+      remaining -= held;
+      claimants -= 1;
+    }
+    return Math.max(1, Math.floor(remaining / claimants));
   }
 
   /** Ends an admitted request, with its latency; `sample` false for answers that say nothing of load. */
