@@ -150,12 +150,12 @@ export async function runOverload(): Promise<void> {
       if (step.goodputPerSecond < rate * 0.8) break;
     }
     const overloadRate = Math.round(peak.goodputPerSecond * 3);
+    const withShedding = await offer(server, overloadRate, overloadMs);
     // Fairness, in the same process: a quiet merchant at a tenth of the peak, alone, then beside the other
-    // merchant's 3x burst.
+    // merchant's 3x burst (after the one-merchant runs, which it would otherwise share the limit with).
     const quietRate = Math.max(5, Math.round(peak.goodputPerSecond / 10));
     const quietAlone = await offer(server, quietRate, stepMs, server.otherSecretKey);
     const [burstBeside, quietBeside] = await Promise.all([offer(server, overloadRate, overloadMs), offer(server, quietRate, overloadMs, server.otherSecretKey)]);
-    const withShedding = await offer(server, overloadRate, overloadMs);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const sheddingLines = metrics.split('\n').filter((line) => /^keel_(shed_requests_total|api_concurrency)\{/.test(line));
     await stopKeel(server);

@@ -88,11 +88,15 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
     return undefined;
   };
-  // Routes without a merchant are admitted here; authenticated ones once the merchant is known (app.ts).
+  // Routes without a merchant are admitted here; authenticated ones once the merchant is known (app.ts). At the
+  // ceiling nobody can be admitted, so those are refused here too, before authentication costs anything.
   app.addHook('onRequest', async (request, reply) => {
     const auth = request.routeOptions.config.auth;
-    if (auth === 'secret' || auth === 'publishable') return undefined;
-    return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
+    if (auth !== 'secret' && auth !== 'publishable') return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
+    const priority = priorityOf(request);
+    if (priority === undefined || !limiter.full(priority)) return undefined;
+    metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
+    return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
   });
 
   const release = (request: FastifyRequest, sample: boolean) => {

@@ -55,17 +55,24 @@ test('does not grow when traffic never reaches the limit', () => {
   assert.equal(limit.limit, 20);
 });
 
-test('tenants: a burst of one is capped short of the ceiling, a newcomer finds room, and the burster is refused over its share', () => {
+test('tenants: alone, a tenant may use the whole ceiling; with another present, a burst is capped short of it, a newcomer finds room, and the burster is refused over its share', () => {
+  const alone = new AdaptiveConcurrencyLimit({ ...options, initialLimit: 20, minLimit: 20, maxLimit: 20 });
+  let solo = 0;
+  for (let admission = alone.admit('new', 'a'); admission === 'admitted'; admission = alone.admit('new', 'a')) solo += 1;
+  assert.equal(solo, 16, 'new work\'s whole ceiling: no one to keep room for');
+  assert.equal(alone.admit('new', 'a'), 'overloaded');
+
   const limit = new AdaptiveConcurrencyLimit({ ...options, initialLimit: 20, minLimit: 20, maxLimit: 20 });
-  // New work's ceiling is 16; 10% of it (at least one slot) is kept for tenants below their share.
+  // b was here a moment ago: 10% of the ceiling (at least one slot) is kept for tenants below their share.
+  assert.equal(limit.admit('new', 'b'), 'admitted');
+  limit.release(10, true, 'b');
   let burst = 0;
   for (let admission = limit.admit('new', 'a'); admission === 'admitted'; admission = limit.admit('new', 'a')) burst += 1;
   assert.equal(burst, 14, 'floor(16 x 0.9)');
-  assert.equal(limit.admit('new', 'a'), 'overloaded', 'alone, the burster is told Keel is overloaded');
-  assert.equal(limit.admit('new', 'b'), 'admitted', 'a newcomer is served from the headroom');
-  assert.equal(limit.admit('new', 'a'), 'over_share', 'with another tenant in flight, the burster is over its share');
-  assert.equal(limit.admit('finish', 'b'), 'admitted', 'the newcomer\'s finishing work too');
-  // As the burster's requests end, the newcomer keeps being admitted until both hold their share (7 each of 14).
+  assert.equal(limit.admit('new', 'b'), 'admitted', 'the other tenant is served from the headroom');
+  assert.equal(limit.admit('new', 'a'), 'over_share');
+  assert.equal(limit.admit('finish', 'b'), 'admitted', 'the other tenant\'s finishing work too');
+  // As the burster's requests end, b keeps being admitted until both hold their share (7 each of 14).
   for (let index = 0; index < 7; index += 1) limit.release(10, true, 'a');
   assert.equal(limit.inFlightOf('a'), 7);
   let more = 0;

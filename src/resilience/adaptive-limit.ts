@@ -29,6 +29,8 @@ export interface AdaptiveLimitOptions {
    * holding its (max-min) fair share of it or more is refused, so the others keep being served.
    */
   readonly tenantHeadroom: number;
+  /** A tenant seen within this long counts as present: the headroom is kept only while two or more are. */
+  readonly tenantMemoryMs: number;
 }
 
 export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
@@ -41,6 +43,7 @@ export const adaptiveLimitDefaults: AdaptiveLimitOptions = {
   longWindowSize: 600,
   newWorkShare: 0.8,
   tenantHeadroom: 0.1,
+  tenantMemoryMs: 10_000,
 };
 
 export type WorkPriority = 'finish' | 'new';
@@ -57,6 +60,9 @@ export class AdaptiveConcurrencyLimit {
   #windowCount = 0;
   #windowMaxInFlight = 0;
   readonly #tenants = new Map<string, number>();
+  /** When each tenant last asked for admission (admitted or not). */
+  readonly #lastSeen = new Map<string, number>();
+  #prunedAt = 0;
 
   constructor(options: AdaptiveLimitOptions = adaptiveLimitDefaults) {
     assert.ok(options.minLimit >= 1 && options.minLimit <= options.initialLimit && options.initialLimit <= options.maxLimit);
@@ -77,32 +83,52 @@ export class AdaptiveConcurrencyLimit {
     return this.#tenants.get(tenant) ?? 0;
   }
 
+  /** True when no request of this priority can be admitted now, whoever it is for. */
+  full(priority: WorkPriority): boolean {
+    return this.#inFlight >= this.#ceiling(priority);
+  }
+
+  #ceiling(priority: WorkPriority): number {
+    return Math.max(1, Math.floor(priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare));
+  }
+
   /** Admits a request of this priority, or refuses it; an admitted request must be released once. */
   tryAcquire(priority: WorkPriority): boolean {
     return this.admit(priority) === 'admitted';
   }
 
   /**
-   * Admits a request of this priority for this tenant (a merchant), or says why not. The last `tenantHeadroom`
-   * of the priority's ceiling (at least one slot) is kept for tenants below their fair share: once in flight
-   * reaches the rest, a tenant holding its fair share of it or more is refused, so a burst of one merchant
-   * sheds that merchant and a newcomer still finds room. The fair share is max-min: what the other tenants hold
-   * below an equal split is theirs, and the tenant's share is an equal split of what is left, so a burster may
-   * use what a quiet merchant does not. A lone tenant refused so is told Keel is overloaded; with others in
-   * flight, that it is over its share.
+   * Admits a request of this priority for this tenant (a merchant), or says why not. While another tenant has
+   * been seen within `tenantMemoryMs`, the last `tenantHeadroom` of the priority's ceiling (at least one slot) is
+   * kept for tenants below their fair share: once in flight reaches the rest, a tenant holding its fair share of
+   * it or more is refused ('over_share'), so a burst of one merchant sheds that merchant and the others still
+   * find room. The fair share is max-min: what the other tenants hold below an equal split is theirs, and the
+   * tenant's share is an equal split of what is left, so a burster may use what a quiet merchant does not. A
+   * tenant alone may use the whole ceiling.
    */
   admit(priority: WorkPriority, tenant?: string): Admission {
-    const ceiling = Math.max(1, Math.floor(priority === 'finish' ? this.#limit : this.#limit * this.#options.newWorkShare));
-    if (tenant !== undefined && ceiling > 1) {
+    const ceiling = this.#ceiling(priority);
+    if (tenant !== undefined && ceiling > 1 && this.#othersPresent(tenant)) {
       const shared = Math.min(ceiling - 1, Math.floor(ceiling * (1 - this.#options.tenantHeadroom)));
       const held = this.#tenants.get(tenant) ?? 0;
-      if (this.#inFlight >= shared && held >= this.#fairShare(tenant, shared)) return this.#tenants.size <= (held === 0 ? 0 : 1) ? 'overloaded' : 'over_share';
+      if (this.#inFlight >= shared && held >= this.#fairShare(tenant, shared)) return 'over_share';
     }
     if (this.#inFlight >= ceiling) return 'overloaded';
     this.#inFlight += 1;
     if (tenant !== undefined) this.#tenants.set(tenant, (this.#tenants.get(tenant) ?? 0) + 1);
     this.#windowMaxInFlight = Math.max(this.#windowMaxInFlight, this.#inFlight);
     return 'admitted';
+  }
+
+  /** Records the tenant's visit; true when another tenant was seen within `tenantMemoryMs` (pruned each second). */
+  #othersPresent(tenant: string): boolean {
+    const now = performance.now();
+    if (now - this.#prunedAt > 1_000) {
+      this.#prunedAt = now;
+      for (const [name, seenAt] of this.#lastSeen) if (now - seenAt > this.#options.tenantMemoryMs) this.#lastSeen.delete(name);
+    }
+    this.#lastSeen.set(tenant, now);
+    return this.#lastSeen.size > 1;
   }
 
   /** The tenant's max-min share of `shared` slots, given what the others hold now (water-filling). */
