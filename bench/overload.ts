@@ -152,7 +152,7 @@ export async function runOverload(): Promise<void> {
     const overloadRate = Math.round(peak.goodputPerSecond * 3);
     const withShedding = await offer(server, overloadRate, overloadMs);
     // Fairness, in the same process: a quiet merchant at a tenth of the peak, alone, then beside the other
-    // merchant's 3x burst (after the one-merchant runs, which it would otherwise share the limit with).
+    // merchant's 3x burst (after the one-merchant run with shedding on, so that run has the limit to itself).
     const quietRate = Math.max(5, Math.round(peak.goodputPerSecond / 10));
     const quietAlone = await offer(server, quietRate, stepMs, server.otherSecretKey);
     const [burstBeside, quietBeside] = await Promise.all([offer(server, overloadRate, overloadMs), offer(server, quietRate, overloadMs, server.otherSecretKey)]);
@@ -162,7 +162,7 @@ export async function runOverload(): Promise<void> {
     server = await startKeel(schema, simulator.url, false);
     const withoutShedding = await offer(server, overloadRate, overloadMs);
     await stopKeel(server);
-    console.log(`shedding at 3x: ${sheddingLines.join('  ')}`);
+    console.log(`shedding counters after the 3x runs (one merchant, then two): ${sheddingLines.join('  ')}`);
     console.log(row('peak', peak));
     console.log(row('3x peak, shedding on', withShedding));
     console.log(row('3x peak, shedding off', withoutShedding));
