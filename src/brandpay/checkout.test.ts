@@ -237,7 +237,10 @@ describe('the approval runs under a key of its own', () => {
     // its own takes one request at a time: while one is held, Keel's is refused with 429, which proves nothing
     // was done.
     const busy = await startSimulator({ port: 0, concurrencyMax: 1 });
-    const own = await startTestKeel({ gateway: 'stripe', config: { gatewayUrl: busy.url } });
+    const own = await startTestKeel({ gateway: 'stripe', config: { gatewayUrl: busy.url } }).catch(async (error: unknown) => {
+      await busy.close();
+      throw error;
+    });
     try {
       const { approve, orderId } = await readyToApprove(own);
       await fetch(`${busy.url}/__sim/faults`, { method: 'POST', body: JSON.stringify({ country: 'US', mode: 'latency', latency_ms: 3_000, duration_s: 30 }) });

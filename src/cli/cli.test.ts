@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
 import { wideEntriesIn } from '../storage/data-dir.js';
+import { dropSchema } from '../storage/database.js';
+import { testDatabaseUrl } from '../testing/harness.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-cli-'));
 let apiPort = 0;
@@ -143,6 +145,24 @@ test('with KEEL_DATABASE_URL and no KEEL_ENCRYPTION_KEY, serve refuses to start 
   const refused = await runKeel(['serve', '--role', 'api'], { ...environment(), KEEL_DATABASE_URL: 'postgres://root@127.0.0.1:5432/test', KEEL_ENCRYPTION_KEY: '' });
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /^keel: KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL/m);
+});
+
+const databaseUrl = testDatabaseUrl();
+test('a port already taken is said in one line naming the variable that moves it', { skip: databaseUrl === undefined ? 'no KEEL_TEST_DATABASE_URL' : false }, async () => {
+  const schema = `keel_cli_${Date.now().toString(36)}`;
+  const distributed = { ...environment(), KEEL_DATABASE_URL: databaseUrl ?? '', KEEL_DATABASE_SCHEMA: schema, KEEL_ENCRYPTION_KEY: 'ab'.repeat(32) };
+  try {
+    // The running Keel holds both the API port and the benchmark gateway's.
+    const gatewayTaken = await runKeel(['serve', '--role', 'api'], distributed);
+    assert.equal(gatewayTaken.code, 1, gatewayTaken.stderr);
+    assert.match(gatewayTaken.stderr, new RegExp(`^keel: port ${simPort} is already in use on 127\\.0\\.0\\.1; choose another with KEEL_GATEWAY_SIM_PORT`, 'm'));
+    const apiTaken = await runKeel(['serve', '--role', 'api'], { ...distributed, KEEL_GATEWAY_URL: `http://127.0.0.1:${simPort}` });
+    assert.equal(apiTaken.code, 1, apiTaken.stderr);
+    assert.match(apiTaken.stderr, new RegExp(`^keel: port ${apiPort} is already in use on 127\\.0\\.0\\.1; choose another with KEEL_PORT$`, 'm'));
+    assert.doesNotMatch(apiTaken.stderr, /at .*\.ts:\d+/, 'no stack trace');
+  } finally {
+    await dropSchema(databaseUrl ?? '', schema);
+  }
 });
 
 test('while it runs: merchant create goes through it, a second start refuses, migrate has nothing to do', async () => {

@@ -212,9 +212,18 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
       return;
     }
   }
-  const keel = await createKeel({ config, role, runJobTimers: true });
+  const keel = await createKeel({ config, role, runJobTimers: true }).catch((error: unknown) => {
+    throw portTaken(error, config) ?? error;
+  });
   let url = '(no HTTP listener for the worker role)';
-  if (role !== 'worker') url = await keel.listen();
+  if (role !== 'worker') {
+    try {
+      url = await keel.listen();
+    } catch (error) {
+      await keel.close();
+      throw portTaken(error, config) ?? error;
+    }
+  }
   const releaseLock = embedded ? writeLock(config.dataDir, { pid: process.pid, url }) : () => undefined;
   if (seedDemo) await printWelcome(keel, config, url);
   else console.log(`Keel ${role} ready at ${url}`);
@@ -222,6 +231,14 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
   console.log('Keel is shutting down: finishing requests in flight');
   await keel.close();
   releaseLock();
+}
+
+/** A port already in use, said with the variable that moves it. */
+function portTaken(error: unknown, config: KeelConfig): Error | undefined {
+  const { code, port } = error as { code?: string; port?: number };
+  if (code !== 'EADDRINUSE') return undefined;
+  const variable = port === config.gatewaySimPort ? 'KEEL_GATEWAY_SIM_PORT (the benchmark gateway), or point KEEL_GATEWAY_URL at a running one' : 'KEEL_PORT';
+  return new Error(`port ${port ?? config.port} is already in use on ${config.host}; choose another with ${variable}`);
 }
 
 async function printWelcome(keel: Keel, config: KeelConfig, url: string): Promise<void> {
@@ -244,7 +261,7 @@ async function printWelcome(keel: Keel, config: KeelConfig, url: string): Promis
     showToken ? `  admin token:       ${keel.services.adminToken}  (shown once; kept in ${config.dataDir}/admin-token)` : '',
     '',
     'Try it:',
-    `  curl -s ${url}/v1/payments -H "Authorization: Bearer ${demo.secret_key}" -H "Idempotency-Key: $(date +%s%N)" \\`,
+    `  curl -s ${url}/v1/payments -H "Authorization: Bearer ${demo.secret_key}" -H "Idempotency-Key: $(od -An -tx1 -N16 /dev/urandom | tr -d ' \\n')" \\`,
     `    -H "Content-Type: application/json" -d '{"amount":15000,"currency":"KRW","order_id":"ord_'$(date +%s)'","confirm":true,` +
       `"payment_method":{"type":"card","card":{"number":"4242424242424242","exp_month":12,"exp_year":2034,"cvc":"123"}}}'`,
     '',

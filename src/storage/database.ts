@@ -128,10 +128,17 @@ export async function migrateToLatest(database: Database): Promise<readonly stri
     provider: migrationProvider,
     ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }),
   });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error !== undefined) throw error;
-  return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
+  for (let attempt = 1; ; attempt += 1) {
+    const { error, results } = await migrator.migrateToLatest();
+    // Kysely finds its migration table by reading the catalog of every schema in the database; a schema another
+    // deployment drops during that read fails it ("schema … does not exist", 3F000) before anything ran here.
+    if (error !== undefined && (error as PgErrorLike).code === '3F000' && attempt < migrationAttemptsMax) continue;
+    if (error !== undefined) throw error;
+    return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
+  }
 }
+
+const migrationAttemptsMax = 5;
 
 /** Drops a test schema and everything in it. */
 export async function dropSchema(url: string, schema: string): Promise<void> {
