@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
 import { wideEntriesIn } from '../storage/data-dir.js';
-import { dropSchema } from '../storage/database.js';
+import { dropSchema, openDatabase } from '../storage/database.js';
+import { FieldCipher } from '../storage/encryption.js';
+import { publicToUuid } from '../storage/ids.js';
 import { testDatabaseUrl } from '../testing/harness.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-cli-'));
@@ -148,6 +150,9 @@ test('with KEEL_DATABASE_URL and no KEEL_ENCRYPTION_KEY, serve refuses to start 
 });
 
 const databaseUrl = testDatabaseUrl();
+const tossKey = `test_sk_cli_${Date.now().toString(36)}`;
+const stripeKey = `sk_test_cli_${Date.now().toString(36)}`;
+let keyedMerchant = '';
 test('a port already taken is said in one line naming the variable that moves it', { skip: databaseUrl === undefined ? 'no KEEL_TEST_DATABASE_URL' : false }, async () => {
   const schema = `keel_cli_${Date.now().toString(36)}`;
   const distributed = { ...environment(), KEEL_DATABASE_URL: databaseUrl ?? '', KEEL_DATABASE_SCHEMA: schema, KEEL_ENCRYPTION_KEY: 'ab'.repeat(32) };
@@ -180,6 +185,14 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   assert.match(migrate.stdout, /nothing to do/);
   const badCountry = await run(['merchant', 'create', '--name', 'X', '--country', 'ZZ', '--json']);
   assert.notEqual(badCountry.code, 0);
+  // The shop's own partner keys and brand, through the running Keel: stored (encrypted), never echoed.
+  const keyed = await run(['merchant', 'create', '--name', 'Keyed Shop', '--gateway', 'toss,stripe', '--toss-secret-key', tossKey, '--stripe-secret-key', stripeKey, '--brand-color', '#123456', '--logo-url', 'https://cdn.example/logo.png', '--json']);
+  assert.equal(keyed.code, 0, keyed.stderr);
+  assert.equal(keyed.stdout.includes(tossKey) || keyed.stdout.includes(stripeKey), false, 'partner keys are never shown');
+  keyedMerchant = (JSON.parse(keyed.stdout) as { id: string }).id;
+  const strayKey = await run(['merchant', 'create', '--name', 'Stray', '--stripe-secret-key', stripeKey, '--json']);
+  assert.notEqual(strayKey.code, 0);
+  assert.match(strayKey.stderr, /stripe is not in --gateway/);
   // The demo payment's two events (created, succeeded) are the read model's whole history.
   const rebuilt = await run(['projections', 'rebuild']);
   assert.equal(rebuilt.code, 0, rebuilt.stderr);
@@ -188,6 +201,19 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
 
 test('after it stops, the CLI opens the embedded database itself and the data is intact', async () => {
   assert.equal(await stopServer(), 0);
+  // The keyed merchant's partner keys are in the database sealed, and open with the data directory's key.
+  const database = await openDatabase({ url: undefined, dataDir: join(dataDir, 'pgdata'), schema: undefined });
+  try {
+    const cipher = FieldCipher.fromSecret(readFileSync(join(dataDir, 'encryption-key'), 'utf8').trim());
+    const merchantUuid = publicToUuid('merchant', keyedMerchant) ?? '';
+    const partners = await database.db.selectFrom('merchant_partners').select(['gateway', 'partner_secret_key_encrypted']).where('merchant_id', '=', merchantUuid).orderBy('priority').execute();
+    assert.deepEqual(partners.map((partner) => [partner.gateway, cipher.decrypt(partner.partner_secret_key_encrypted)]), [['toss', tossKey], ['stripe', stripeKey]]);
+    assert.ok(partners.every((partner) => partner.partner_secret_key_encrypted.startsWith('v2.')));
+    const brand = await database.db.selectFrom('merchants').select(['brand_color', 'brand_logo_url']).where('id', '=', merchantUuid).executeTakeFirstOrThrow();
+    assert.deepEqual(brand, { brand_color: '#123456', brand_logo_url: 'https://cdn.example/logo.png' });
+  } finally {
+    await database.close();
+  }
   const migrate = await run(['migrate']);
   assert.equal(migrate.code, 0, migrate.stderr);
   assert.match(migrate.stdout, /up to date/);

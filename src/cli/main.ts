@@ -56,13 +56,23 @@ merchant
   .option('--brand <brand>', 'brand pay name, e.g. "Shop Pay"')
   .option('--country <country>', 'ISO 3166-1 alpha-2 country', parseCountry, 'KR')
   .option('--gateway <gateways>', 'partners in priority order: toss, stripe, or toss,stripe', parseGateways, ['toss'])
+  .option('--toss-secret-key <key>', 'the shop\'s own Toss Payments secret key (stored encrypted, never shown again)')
+  .option('--stripe-secret-key <key>', 'the shop\'s own Stripe secret key (stored encrypted, never shown again)')
+  .option('--brand-color <color>', 'the hosted page\'s colour, "#RRGGBB"', parseColor)
+  .option('--logo-url <url>', 'the hosted page\'s logo (https)', parseLogoUrl)
   .option('--json', 'print JSON only')
-  .action(async (options: { name: string; brand?: string; country: string; gateway: GatewayName[]; json?: boolean }) => {
+  .action(async (options: MerchantCreateOptions) => {
+    const keys: Record<GatewayName, string | undefined> = { toss: options.tossSecretKey, stripe: options.stripeSecretKey };
+    for (const gateway of ['toss', 'stripe'] as const) {
+      if (keys[gateway] !== undefined && !options.gateway.includes(gateway)) throw new InvalidArgumentError(`--${gateway}-secret-key was given, but ${gateway} is not in --gateway`);
+    }
     const created = await createMerchantFromCli({
       name: options.name,
       brandName: options.brand,
+      brandColor: options.brandColor,
+      brandLogoUrl: options.logoUrl,
       country: options.country,
-      partners: options.gateway.map((gateway) => ({ gateway })),
+      partners: options.gateway.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway] })),
     });
     if (options.json === true) console.log(JSON.stringify(created));
     else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
@@ -138,6 +148,28 @@ function parseGateways(value: string): GatewayName[] {
   return names;
 }
 
+interface MerchantCreateOptions {
+  readonly name: string;
+  readonly brand?: string;
+  readonly country: string;
+  readonly gateway: GatewayName[];
+  readonly tossSecretKey?: string;
+  readonly stripeSecretKey?: string;
+  readonly brandColor?: string;
+  readonly logoUrl?: string;
+  readonly json?: boolean;
+}
+
+function parseColor(value: string): string {
+  if (!/^#[0-9a-fA-F]{6}$/.test(value)) throw new InvalidArgumentError('brand colour must be "#RRGGBB"');
+  return value;
+}
+
+function parseLogoUrl(value: string): string {
+  if (!/^https?:\/\/\S+$/.test(value) || value.length > 2000) throw new InvalidArgumentError('logo URL must be an http(s) URL of at most 2000 characters');
+  return value;
+}
+
 function embeddedDataDir(config: KeelConfig): string | undefined {
   if (config.databaseUrl !== undefined) return undefined;
   warnIfWide(config.dataDir, prepareDataDir(config.dataDir).wideEntries);
@@ -154,8 +186,10 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
   const answer = await askRunningKeel(config, '/admin/merchants', {
     name: input.name,
     brand_name: input.brandName,
+    brand_color: input.brandColor,
+    logo_url: input.brandLogoUrl,
     country: input.country,
-    partners: input.partners?.map((partner) => ({ gateway: partner.gateway })),
+    partners: input.partners?.map((partner) => ({ gateway: partner.gateway, partner_secret_key: partner.partnerSecretKey })),
   });
   if (answer !== undefined) return answer as CreatedMerchant;
   return withDatabase(config, async (database) => {

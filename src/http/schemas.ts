@@ -112,6 +112,11 @@ export const CreateMerchantBody = Type.Object(
     brand_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     brand_color: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
     brand_logo_url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000 })),
+    /** The contract's name for `brand_logo_url` (`keel merchant create --logo-url`). */
+    logo_url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000 })),
+    /** The shop's own partner secret keys, by partner (`--toss-secret-key`, `--stripe-secret-key`). */
+    toss_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    stripe_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
     gateway: Type.Optional(Type.Union([Type.Literal('toss'), Type.Literal('stripe')])),
     partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
