@@ -1,6 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { lookup, type LookupAddress } from 'node:dns';
-import { promises as dnsPromises } from 'node:dns';
+import { lookup, promises as dnsPromises, type LookupAddress } from 'node:dns';
 
 /**
  * Where a live merchant's webhooks may go: the public internet only. Loopback, private, shared, link-local
@@ -74,14 +73,21 @@ export function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
+/** A literal address that is not public throws; a name passes here (its addresses are checked where it resolves). */
+export function assertPublicLiteral(host: string): void {
+  if (isIP(host) !== 0 && isForbiddenAddress(host)) throw new ForbiddenDestination(host, host);
+}
+
 /** Every address the host resolves to, each checked; throws ForbiddenDestination on the first that is not public. */
 export async function assertPublicHost(host: string): Promise<void> {
-  if (isIP(host) !== 0) {
-    if (isForbiddenAddress(host)) throw new ForbiddenDestination(host, host);
-    return;
-  }
-  const addresses = await dnsPromises.lookup(host, { all: true, verbatim: true });
-  for (const { address } of addresses) if (isForbiddenAddress(address)) throw new ForbiddenDestination(host, address);
+  assertPublicLiteral(host);
+  if (isIP(host) !== 0) return;
+  const refused = firstForbidden(await dnsPromises.lookup(host, { all: true, verbatim: true }));
+  if (refused !== undefined) throw new ForbiddenDestination(host, refused.address);
+}
+
+function firstForbidden(addresses: readonly LookupAddress[]): LookupAddress | undefined {
+  return addresses.find(({ address }) => isForbiddenAddress(address));
 }
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -90,7 +96,7 @@ type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | Lo
 export function guardedLookup(hostname: string, options: { all?: boolean; family?: number }, callback: LookupCallback): void {
   lookup(hostname, { all: true, verbatim: true, ...(options.family === undefined ? {} : { family: options.family }) }, (error, addresses) => {
     if (error !== null) return callback(error, []);
-    const refused = addresses.find(({ address }) => isForbiddenAddress(address));
+    const refused = firstForbidden(addresses);
     if (refused !== undefined) return callback(new ForbiddenDestination(hostname, refused.address) as unknown as NodeJS.ErrnoException, []);
     if (options.all === true) return callback(null, addresses);
     const first = addresses[0];

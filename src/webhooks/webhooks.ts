@@ -10,7 +10,7 @@ import type { FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase, WebhookDeliveryRow, WebhookEndpointRow } from '../storage/schema.js';
 import { signWebhook } from './signature.js';
-import { assertPublicHost, ForbiddenDestination, guardedLookup, hostOf } from './destination.js';
+import { assertPublicHost, assertPublicLiteral, ForbiddenDestination, guardedLookup, hostOf } from './destination.js';
 
 /**
  * Webhooks to merchants. The `webhooks` consumer turns each event into one delivery per subscribed endpoint
@@ -279,8 +279,9 @@ async function deliverOne(
   const deadline = AbortSignal.timeout(deadlineMs);
   try {
     const url = new URL(endpoint.url);
-    // A literal address never goes through DNS, so it is checked here; names are checked on connect.
-    if (livemode) await assertPublicHost(hostOf(url));
+    // A literal address never goes through DNS, so it is checked here; a name is checked by the live agent's
+    // lookup when the connection is made (the one resolution that decides where the request goes).
+    if (livemode) assertPublicLiteral(hostOf(url));
     const response = await request(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'keel-signature': signWebhook(row.payload, secret), 'user-agent': 'Keel-Webhooks/1' },
