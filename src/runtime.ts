@@ -38,7 +38,7 @@ import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js
 import { startSimulator, type Simulator } from './simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from './storage/database.js';
 import { FieldCipher } from './storage/encryption.js';
-import { prepareDataDir } from './storage/data-dir.js';
+import { prepareDataDir, wideDataDirAdvice } from './storage/data-dir.js';
 
 /**
  * Wires one Keel process: database, partners (or the in-process benchmark gateway), the API and the
@@ -106,19 +106,14 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const logger = createLogger({ level: config.logLevel, ...(options.logDestination === undefined ? {} : { destination: options.logDestination }) });
   // Tests keep nothing on disk; every other start keeps its database (embedded) and its secrets in dataDir.
   const persistent = options.inMemory !== true;
-  if (persistent && config.databaseUrl !== undefined && config.encryptionKey === undefined) {
-    // A key generated here would be this machine's alone: another instance could not read what this one sealed.
-    throw new Error('KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL: every instance must share one key (64 hex digits; e.g. `openssl rand -hex 32`). See docs/security.md.');
-  }
   if (persistent) {
     const report = prepareDataDir(config.dataDir);
     if (report.wideEntries.length > 0) {
-      logger.warn(
-        { data_dir: config.dataDir, entries: report.wideEntries },
-        `the data directory holds secrets but others may read it; narrow it with: chmod -R go= ${config.dataDir}`,
-      );
+      logger.warn({ data_dir: config.dataDir, entries: report.wideEntries }, wideDataDirAdvice(config.dataDir));
     }
   }
+  // Before the database is opened: a deployment without its shared key stops here.
+  const cipher = cipherFor(config, persistent);
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
@@ -126,7 +121,6 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     applicationName: options.databaseSchema ?? `keel_${options.role}`,
   });
   await migrateToLatest(database);
-  const cipher = FieldCipher.fromSecret(config.encryptionKey ?? localSecret(config, persistent, 'encryption-key', FieldCipher.generateSecret));
   const adminToken = config.adminToken ?? localSecret(config, persistent, 'admin-token', () => `adm_${randomBytes(24).toString('base64url')}`);
 
   let simulator: Simulator | undefined;
@@ -299,6 +293,21 @@ function partnerHttpFor(config: KeelConfig, name: GatewayName): PartnerHttpOptio
     readTimeoutMs: read('READ_TIMEOUT_MS', config.partnerHttp.readTimeoutMs),
     connectionsMax: read('CONNECTIONS_MAX', config.partnerHttp.connectionsMax),
   };
+}
+
+/**
+ * The field cipher from `KEEL_ENCRYPTION_KEY`, or, embedded, from the key generated into the data directory
+ * on first start (which must exist). Refuses a deployment on a shared database without the shared key.
+ */
+export function cipherFor(config: KeelConfig, persistent = true): FieldCipher {
+  assertSharedKey(config, persistent);
+  return FieldCipher.fromSecret(config.encryptionKey ?? localSecret(config, persistent, 'encryption-key', FieldCipher.generateSecret));
+}
+
+function assertSharedKey(config: KeelConfig, persistent: boolean): void {
+  if (!persistent || config.databaseUrl === undefined || config.encryptionKey !== undefined) return;
+  // A key generated here would be this machine's alone: another instance could not read what this one sealed.
+  throw new Error('KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL: every instance must share one key (64 hex digits; e.g. `openssl rand -hex 32`). See docs/security.md.');
 }
 
 /** A secret kept in the data directory on first embedded start (or per process when nothing persists). */

@@ -5,11 +5,10 @@ import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, isGatewayName, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../money.js';
-import { createKeel, type Keel, type Role } from '../runtime.js';
+import { cipherFor, createKeel, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from '../storage/database.js';
-import { FieldCipher } from '../storage/encryption.js';
-import { prepareDataDir } from '../storage/data-dir.js';
+import { prepareDataDir, wideDataDirAdvice } from '../storage/data-dir.js';
 import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { rebuildProjections } from '../reports/projection.js';
@@ -178,7 +177,7 @@ function embeddedDataDir(config: KeelConfig): string | undefined {
 
 function warnIfWide(dataDir: string, wideEntries: readonly string[]): void {
   if (wideEntries.length === 0) return;
-  console.error(`warning: ${dataDir} holds Keel's secrets but others may read it (${wideEntries.slice(0, 3).join(', ')}${wideEntries.length > 3 ? ', …' : ''}); narrow it with: chmod -R go= ${dataDir}`);
+  console.error(`warning: ${wideDataDirAdvice(dataDir)} (${wideEntries.slice(0, 3).join(', ')}${wideEntries.length > 3 ? ', …' : ''})`);
 }
 
 async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchant> {
@@ -224,15 +223,6 @@ async function askRunningKeel(config: KeelConfig, path: string, body: unknown): 
   });
   if (response.status !== 200 && response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
   return response.json();
-}
-
-function cipherFor(config: KeelConfig): FieldCipher {
-  if (config.encryptionKey !== undefined) return FieldCipher.fromSecret(config.encryptionKey);
-  if (config.databaseUrl !== undefined) throw new Error('KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL: every instance must share one key. See docs/security.md.');
-  prepareDataDir(config.dataDir);
-  const path = join(config.dataDir, 'encryption-key');
-  if (!existsSync(path)) writeFileSync(path, `${FieldCipher.generateSecret()}\n`, { mode: 0o600 });
-  return FieldCipher.fromSecret(readFileSync(path, 'utf8').trim());
 }
 
 async function serve(role: Role, seedDemo: boolean): Promise<void> {

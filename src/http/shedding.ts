@@ -71,6 +71,10 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     },
   });
 
+  const refuseOverloaded = (request: FastifyRequest, reply: FastifyReply, priority: WorkPriority) => {
+    metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
+    return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
+  };
   const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined): FastifyReply | undefined => {
     const priority = priorityOf(request);
     if (priority === undefined || reply.sent) return undefined;
@@ -79,10 +83,7 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
       metrics.shedRequests.inc({ priority, reason: 'tenant_share' });
       return sendError(request, reply, new KeelError('rate_limited', 'This merchant holds more than its share of Keel\'s capacity right now; retry shortly.', { retryAfterSeconds: 1 }));
     }
-    if (admission === 'overloaded') {
-      metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
-      return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
-    }
+    if (admission === 'overloaded') return refuseOverloaded(request, reply, priority);
     request.keelAdmittedAt = performance.now();
     request.keelTenant = tenant;
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
@@ -94,9 +95,7 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     const auth = request.routeOptions.config.auth;
     if (auth !== 'secret' && auth !== 'publishable') return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
     const priority = priorityOf(request);
-    if (priority === undefined || !limiter.full(priority)) return undefined;
-    metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
-    return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
+    return priority === undefined || !limiter.full(priority) ? undefined : refuseOverloaded(request, reply, priority);
   });
 
   const release = (request: FastifyRequest, sample: boolean) => {
@@ -111,5 +110,5 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
   };
   app.addHook('onResponse', async (request, reply) => release(request, reply.statusCode < 500));
   app.addHook('onRequestAbort', async (request) => release(request, false));
-  return { limiter, admitTenant: (request, reply, tenant) => admit(request, reply, tenant) };
+  return { limiter, admitTenant: admit };
 }

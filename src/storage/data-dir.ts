@@ -17,6 +17,11 @@ export interface DataDirReport {
 
 export const wideEntriesMax = 20;
 
+/** What to tell the operator about a data directory others may read. */
+export function wideDataDirAdvice(dataDir: string): string {
+  return `${dataDir} holds Keel's secrets but others may read it; narrow it with: chmod -R go= ${dataDir}`;
+}
+
 export function prepareDataDir(dataDir: string): DataDirReport {
   process.umask(0o077);
   const created = !existsSync(dataDir);
