@@ -78,6 +78,9 @@ export function parseTrustProxy(value: string | undefined): false | number | rea
  * Stripe documents that search lags by up to a minute, and up to an hour during outages; Toss documents no
  * bound, and may answer 404 while a charge is in flight, so Keel waits ten minutes before believing it.
  */
+/** `KEEL_RETENTION_DAYS` when unset: operational records and the event stream keep 30 days. */
+export const retentionDaysDefault = 30;
+
 export const consistencyWindowDefaultsMs = { toss: 600_000, stripe: 3_600_000 } as const;
 
 function integer(value: string | undefined, fallback: number, name: string): number {
@@ -147,6 +150,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),
     },
     trustProxy: parseTrustProxy(optional(env['KEEL_TRUST_PROXY'])),
-    retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], 30, 'KEEL_RETENTION_DAYS')),
+    retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], retentionDaysDefault, 'KEEL_RETENTION_DAYS')),
   };
 }

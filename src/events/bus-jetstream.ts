@@ -2,6 +2,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { headers, nanos, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { retentionDaysDefault } from '../config.js';
 import type { EventBus, EventHandler, KeelEvent, SubscribeOptions } from './bus.js';
 
 /**
@@ -26,7 +27,7 @@ export const namespaceHeader = 'Keel-Namespace';
 export async function createJetStreamBus(url: string, logger: Logger, namespace = 'keel', options: { readonly maxAgeDays?: number } = {}): Promise<EventBus> {
   const connection: NatsConnection = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'keel' });
   const manager: JetStreamManager = await jetstreamManager(connection);
-  await ensureStream(manager, options.maxAgeDays ?? streamMaxAgeDaysDefault, logger);
+  await ensureStream(manager, options.maxAgeDays ?? retentionDaysDefault, logger);
   const client: JetStreamClient = jetstream(connection);
   const loops: Promise<void>[] = [];
   let closing = false;
@@ -100,9 +101,6 @@ export async function createJetStreamBus(url: string, logger: Logger, namespace 
     },
   };
 }
-
-/** The stream keeps events this many days unless told otherwise (`KEEL_RETENTION_DAYS`). */
-export const streamMaxAgeDaysDefault = 30;
 
 /** Creates the stream, or brings an existing one's `max_age` to the retention asked for. */
 async function ensureStream(manager: JetStreamManager, maxAgeDays: number, logger: Logger): Promise<void> {

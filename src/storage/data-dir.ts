@@ -10,7 +10,6 @@ import { join } from 'node:path';
  * the operator can narrow it (`chmod -R go= DIR`).
  */
 export interface DataDirReport {
-  readonly created: boolean;
   /** Entries (the directory itself included) whose mode lets the group or others in, up to `wideEntriesMax`. */
   readonly wideEntries: readonly string[];
 }
@@ -24,13 +23,10 @@ export function wideDataDirAdvice(dataDir: string): string {
 
 export function prepareDataDir(dataDir: string): DataDirReport {
   process.umask(0o077);
-  const created = !existsSync(dataDir);
-  if (created) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    chmodSync(dataDir, 0o700);
-    return { created, wideEntries: [] };
-  }
-  return { created, wideEntries: wideEntriesIn(dataDir) };
+  if (existsSync(dataDir)) return { wideEntries: wideEntriesIn(dataDir) };
+  // Under umask 077 every folder this creates is 0700.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  return { wideEntries: [] };
 }
 
 /**
