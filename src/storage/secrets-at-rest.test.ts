@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
-import { startTestKeel, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { keelTables, startTestKeel, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../testing/webhook-receiver.js';
 import type { CreatedMerchant } from '../merchants/merchants.js';
 
@@ -30,11 +30,8 @@ const accountNumber = '90817263544';
 
 async function dump(): Promise<string> {
   const db = keel.keel.database.db;
-  const tables = await sql<{ name: string }>`
-    SELECT table_name AS name FROM information_schema.tables
-    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`.execute(db);
   const texts: string[] = [];
-  for (const { name } of tables.rows) {
+  for (const name of await keelTables(keel.keel)) {
     const rows = await sql<{ row: string }>`SELECT row_to_json(t)::text AS row FROM ${sql.table(name)} AS t`.execute(db);
     for (const { row } of rows.rows) texts.push(`${name}: ${row}`);
   }

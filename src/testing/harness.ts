@@ -181,11 +181,8 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     },
     async countAllRows() {
       const db = keel.database.db;
-      const tables = await sql<{ name: string }>`
-        SELECT table_name AS name FROM information_schema.tables
-        WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(db);
       const counts: Record<string, number> = {};
-      for (const { name } of tables.rows) {
+      for (const name of await keelTables(keel)) {
         const result = await sql<{ count: string }>`SELECT count(*)::text AS count FROM ${sql.table(name)}`.execute(db);
         counts[name] = Number(result.rows[0]?.count ?? 0);
       }
@@ -197,6 +194,14 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
       if (databaseUrl !== undefined && schema !== undefined) await dropSchema(databaseUrl, schema);
     },
   };
+}
+
+/** Every table of Keel's schema, by name. */
+export async function keelTables(keel: Keel): Promise<string[]> {
+  const tables = await sql<{ name: string }>`
+    SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(keel.database.db);
+  return tables.rows.map((row) => row.name);
 }
 
 export const testCard = (number = '4242424242424242') => ({ type: 'card', card: { number, exp_month: 12, exp_year: 2034, cvc: '123' } });
