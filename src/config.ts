@@ -35,8 +35,10 @@ export interface KeelConfig {
   readonly partnerConsistencyWindowMs: { readonly toss: number; readonly stripe: number };
   readonly janitorIntervalMs: number;
   readonly bodyBytesMax: number;
-  /** Per-partner base URLs; absent: `gatewayUrl` (or the in-process gateway). */
+  /** Per-partner base URLs for test merchants; absent: `gatewayUrl` (or the in-process gateway). */
   readonly partnerUrls: { readonly toss: string | undefined; readonly stripe: string | undefined };
+  /** Per-partner base URLs for live merchants: the partners' production APIs unless set. */
+  readonly liveUrls: { readonly toss: string; readonly stripe: string };
   readonly breaker: BreakerOptions;
   /** Partner calls in flight per resource; beyond it calls are refused at once. */
   readonly bulkheadMax: number;
@@ -81,6 +83,9 @@ export function parseTrustProxy(value: string | undefined): false | number | rea
 /** `KEEL_RETENTION_DAYS` when unset: operational records and the event stream keep 30 days. */
 export const retentionDaysDefault = 30;
 
+/** The partners' production API base URLs, which live merchants talk to unless `KEEL_LIVE_*_URL` says otherwise. */
+export const liveUrlDefaults = { toss: 'https://api.tosspayments.com', stripe: 'https://api.stripe.com' } as const;
+
 export const consistencyWindowDefaultsMs = { toss: 600_000, stripe: 3_600_000 } as const;
 
 function integer(value: string | undefined, fallback: number, name: string): number {
@@ -123,6 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     janitorIntervalMs: integer(env['KEEL_JANITOR_INTERVAL_MS'], 5_000, 'KEEL_JANITOR_INTERVAL_MS'),
     bodyBytesMax: 65_536,
     partnerUrls: { toss: optional(env['KEEL_PARTNER_TOSS_URL']), stripe: optional(env['KEEL_PARTNER_STRIPE_URL']) },
+    liveUrls: { toss: optional(env['KEEL_LIVE_TOSS_URL']) ?? liveUrlDefaults.toss, stripe: optional(env['KEEL_LIVE_STRIPE_URL']) ?? liveUrlDefaults.stripe },
     breaker: {
       errorThreshold: integer(env['KEEL_BREAKER_ERROR_THRESHOLD'], breakerDefaults.errorThreshold, 'KEEL_BREAKER_ERROR_THRESHOLD'),
       errorThresholdTimeoutMs: integer(env['KEEL_BREAKER_ERROR_WINDOW_MS'], breakerDefaults.errorThresholdTimeoutMs, 'KEEL_BREAKER_ERROR_WINDOW_MS'),

@@ -33,6 +33,7 @@ export const errorCatalogue = {
   idempotency_key_missing: { status: 400, type: 'invalid_request_error', description: 'A POST under /v1 has no `Idempotency-Key` header.' },
   idempotency_key_invalid: { status: 400, type: 'invalid_request_error', description: 'The `Idempotency-Key` is not 1-255 printable ASCII characters.' },
   amount_mismatch: { status: 400, type: 'invalid_request_error', description: 'The amount differs from the amount the payment was created with.' },
+  gateway_not_configured: { status: 400, type: 'invalid_request_error', description: 'The payment would go to a partner this live merchant has no key for; nothing was sent. Add the key, or route elsewhere.' },
   payment_method_required: { status: 400, type: 'invalid_request_error', description: 'Confirming needs a payment method, on the payment or in the request.' },
   // 401 / 403
   authentication_required: { status: 401, type: 'authentication_error', description: 'No API key was given.' },

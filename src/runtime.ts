@@ -7,7 +7,7 @@ import type { DestinationStream } from 'pino';
 import type { KeelConfig } from './config.js';
 import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import type { PartnerHttpOptions } from './gateways/http.js';
-import { createGatewayRegistry, retryDefaults } from './gateways/registry.js';
+import { createGatewayRegistry, retryDefaults, type PartnerUrls } from './gateways/registry.js';
 import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus } from './events/bus-jetstream.js';
@@ -131,7 +131,19 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     });
   }
   const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
-  const partnerUrls = { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl };
+  const partnerUrls: PartnerUrls = {
+    test: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
+    live: config.liveUrls,
+  };
+  if (simulator !== undefined) {
+    try {
+      assertLiveUrlsReal(config, simulator.url);
+    } catch (error) {
+      await simulator.close();
+      await database.close();
+      throw error;
+    }
+  }
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
   registerBacklogMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
@@ -269,6 +281,18 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       logger.flush();
     },
   };
+}
+
+/** Live merchants never talk to the benchmark gateway: a live URL that points at the in-process one is refused. */
+function assertLiveUrlsReal(config: KeelConfig, simulatorUrl: string): void {
+  const simulator = new URL(simulatorUrl);
+  for (const gateway of gatewayNames) {
+    const live = new URL(config.liveUrls[gateway]);
+    const loopback = (host: string) => host === 'localhost' || host === '127.0.0.1' || host === '[::1]';
+    if (live.port === simulator.port && (live.hostname === simulator.hostname || (loopback(live.hostname) && loopback(simulator.hostname)))) {
+      throw new Error(`KEEL_LIVE_${gateway.toUpperCase()}_URL points at the built-in benchmark gateway (${simulatorUrl}); live merchants talk only to the partner's real API`);
+    }
+  }
 }
 
 /**

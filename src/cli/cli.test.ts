@@ -192,7 +192,20 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   keyedMerchant = (JSON.parse(keyed.stdout) as { id: string }).id;
   const strayKey = await run(['merchant', 'create', '--name', 'Stray', '--stripe-secret-key', stripeKey, '--json']);
   assert.notEqual(strayKey.code, 0);
-  assert.match(strayKey.stderr, /stripe is not in --gateway/);
+  assert.match(strayKey.stderr, /--stripe-secret-key cannot be used: stripe is not one of the merchant's partners/);
+  // A live merchant: live keys, created without a partner key, which set-keys adds later (never echoed).
+  const liveCreated = await run(['merchant', 'create', '--name', 'Live Shop', '--live', '--gateway', 'stripe', '--json']);
+  assert.equal(liveCreated.code, 0, liveCreated.stderr);
+  const liveMerchant = JSON.parse(liveCreated.stdout) as { id: string; secret_key: string; publishable_key: string };
+  assert.match(liveMerchant.secret_key, /^sk_live_/);
+  assert.match(liveMerchant.publishable_key, /^pk_live_/);
+  const testKeyOnLive = await run(['merchant', 'set-keys', liveMerchant.id, '--stripe-secret-key', 'sk_test_not_for_live']);
+  assert.notEqual(testKeyOnLive.code, 0);
+  assert.match(testKeyOnLive.stderr, /test key and the merchant is live/);
+  const setKeys = await run(['merchant', 'set-keys', liveMerchant.id, '--stripe-secret-key', 'sk_live_cli_shop']);
+  assert.equal(setKeys.code, 0, setKeys.stderr);
+  assert.match(setKeys.stdout, /stripe has a key/);
+  assert.equal(setKeys.stdout.includes('sk_live_cli_shop'), false);
   // The demo payment's two events (created, succeeded) are the read model's whole history.
   const rebuilt = await run(['projections', 'rebuild']);
   assert.equal(rebuilt.code, 0, rebuilt.stderr);
@@ -207,8 +220,8 @@ test('after it stops, the CLI opens the embedded database itself and the data is
     const cipher = FieldCipher.fromSecret(readFileSync(join(dataDir, 'encryption-key'), 'utf8').trim());
     const merchantUuid = publicToUuid('merchant', keyedMerchant) ?? '';
     const partners = await database.db.selectFrom('merchant_partners').select(['gateway', 'partner_secret_key_encrypted']).where('merchant_id', '=', merchantUuid).orderBy('priority').execute();
-    assert.deepEqual(partners.map((partner) => [partner.gateway, cipher.decrypt(partner.partner_secret_key_encrypted)]), [['toss', tossKey], ['stripe', stripeKey]]);
-    assert.ok(partners.every((partner) => partner.partner_secret_key_encrypted.startsWith('v2.')));
+    assert.deepEqual(partners.map((partner) => [partner.gateway, cipher.decrypt(partner.partner_secret_key_encrypted ?? "")]), [['toss', tossKey], ['stripe', stripeKey]]);
+    assert.ok(partners.every((partner) => partner.partner_secret_key_encrypted?.startsWith('v2.')));
     const brand = await database.db.selectFrom('merchants').select(['brand_color', 'brand_logo_url']).where('id', '=', merchantUuid).executeTakeFirstOrThrow();
     assert.deepEqual(brand, { brand_color: '#123456', brand_logo_url: 'https://cdn.example/logo.png' });
   } finally {

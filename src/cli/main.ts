@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
-import { createMerchant, isGatewayName, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
+import { createMerchant, isGatewayName, partnerKeyProblem, setPartnerKeys, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, type Keel, type Role } from '../runtime.js';
@@ -59,13 +59,15 @@ merchant
   .option('--stripe-secret-key <key>', 'the shop\'s own Stripe secret key (stored encrypted, never shown again)')
   .option('--brand-color <color>', 'the hosted page\'s colour, "#RRGGBB"', parseColor)
   .option('--logo-url <url>', 'the hosted page\'s logo (https)', parseLogoUrl)
+  .option('--live', 'a live merchant: sk_live_/pk_live_ keys, livemode true, real partner URLs only (docs/going-live.md)')
   .option('--json', 'print JSON only')
   .action(async (options: MerchantCreateOptions) => {
     const keys: Record<GatewayName, string | undefined> = { toss: options.tossSecretKey, stripe: options.stripeSecretKey };
-    for (const gateway of ['toss', 'stripe'] as const) {
-      if (keys[gateway] !== undefined && !options.gateway.includes(gateway)) throw new InvalidArgumentError(`--${gateway}-secret-key was given, but ${gateway} is not in --gateway`);
-    }
+    const live = options.live === true;
+    const refused = partnerKeyProblem(options.gateway, keys, live);
+    if (refused !== undefined) throw new InvalidArgumentError(`--${refused.gateway}-secret-key cannot be used: ${refused.problem}${options.gateway.includes(refused.gateway) ? '' : ' (--gateway)'}`);
     const created = await createMerchantFromCli({
+      live,
       name: options.name,
       brandName: options.brand,
       brandColor: options.brandColor,
@@ -75,6 +77,27 @@ merchant
     });
     if (options.json === true) console.log(JSON.stringify(created));
     else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
+  });
+
+merchant
+  .command('set-keys')
+  .description('set the shop\'s own partner keys on a merchant that lists those partners (stored encrypted, never shown again)')
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .option('--toss-secret-key <key>', 'the shop\'s Toss Payments secret key')
+  .option('--stripe-secret-key <key>', 'the shop\'s Stripe secret key')
+  .action(async (merchantId: string, options: { tossSecretKey?: string; stripeSecretKey?: string }) => {
+    const keys: Partial<Record<GatewayName, string>> = {};
+    if (options.tossSecretKey !== undefined) keys.toss = options.tossSecretKey;
+    if (options.stripeSecretKey !== undefined) keys.stripe = options.stripeSecretKey;
+    if (Object.keys(keys).length === 0) throw new InvalidArgumentError('give --toss-secret-key, --stripe-secret-key or both');
+    const config = loadConfig();
+    const answer = (await askRunningKeel(config, `/admin/merchants/${encodeURIComponent(merchantId)}`, { toss_secret_key: keys.toss, stripe_secret_key: keys.stripe })) ??
+      (await withDatabase(config, async (database) => {
+        await migrateToLatest(database);
+        return setPartnerKeys(database.db, cipherFor(config), merchantId, keys);
+      }));
+    const { partners } = answer as { partners: { gateway: string; configured: boolean }[] };
+    console.log(`Merchant ${merchantId}: ${partners.map((partner) => `${partner.gateway} ${partner.configured ? 'has a key' : 'has no key'}`).join(', ')}`);
   });
 
 const ledger = program.command('ledger').description('the double-entry journal');
@@ -156,6 +179,7 @@ interface MerchantCreateOptions {
   readonly stripeSecretKey?: string;
   readonly brandColor?: string;
   readonly logoUrl?: string;
+  readonly live?: boolean;
   readonly json?: boolean;
 }
 
@@ -183,6 +207,7 @@ function warnIfWide(dataDir: string, wideEntries: readonly string[]): void {
 async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchant> {
   const config = loadConfig();
   const answer = await askRunningKeel(config, '/admin/merchants', {
+    live: input.live,
     name: input.name,
     brand_name: input.brandName,
     brand_color: input.brandColor,

@@ -21,6 +21,8 @@ export interface CardDetails {
 /** What every partner call carries besides its own parameters. */
 export interface PartnerCallContext {
   readonly partnerSecretKey: string;
+  /** A live merchant's call: it goes to the partner's live URL, never to the benchmark gateway. */
+  readonly livemode: boolean;
   readonly country: string;
   readonly idempotencyKey: string;
   readonly correlationId: string;

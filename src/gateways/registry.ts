@@ -5,22 +5,34 @@ import { currentContext } from '../observability/context.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ResourceRegistry } from '../resilience/resources.js';
 import { isBulkheadRejection } from '../resilience/resources.js';
-import type { Connector, GatewayName, PartnerCallContext, PartnerOutcome } from './connector.js';
+import { gatewayNames, type Connector, type GatewayName, type PartnerCallContext, type PartnerOutcome } from './connector.js';
 import { PartnerHttpClient, type PartnerHttpOptions } from './http.js';
 import { createStripeConnector } from './stripe/index.js';
 import { createTossConnector } from './toss/index.js';
 
 /**
- * The partners Keel can route to, each with its own HTTP agent and timeouts. Every call goes through the
- * resource's circuit breaker and bulkhead (`host:port:country`), is retried only when it provably was not sent
- * (capped exponential backoff with full jitter, inside the request's deadline), and is timed and logged by
- * outcome, never with its parameters.
+ * The partners Keel can route to, each with its own HTTP agent and timeouts, once for test merchants and once
+ * for live ones: a call goes to the live URL exactly when its context says `livemode`, so a live merchant's
+ * call never reaches the benchmark gateway. Every call goes through the resource's circuit breaker and
+ * bulkhead (`partner:host:port:country`), is retried only when it provably was not sent (capped exponential
+ * backoff with full jitter, inside the request's deadline), and is timed and logged by outcome, never with its
+ * parameters.
  */
 export interface GatewayRegistry {
   connector(name: GatewayName): Connector;
-  /** The resource id a call for this partner and country is protected under. */
-  resourceId(name: GatewayName, country: string): string;
+  /** The resource id a call for this partner, mode and country is protected under. */
+  resourceId(name: GatewayName, country: string, livemode?: boolean): string;
   close(): Promise<void>;
+}
+
+/** Each partner's base URL, for test merchants and for live ones. */
+export interface PartnerUrls {
+  readonly test: Readonly<Record<GatewayName, string>>;
+  readonly live: Readonly<Record<GatewayName, string>>;
+}
+
+export function partnerUrl(urls: PartnerUrls, gateway: GatewayName, livemode: boolean): string {
+  return (livemode ? urls.live : urls.test)[gateway];
 }
 
 export interface RetryOptions {
@@ -32,7 +44,7 @@ export interface RetryOptions {
 export const retryDefaults: RetryOptions = { retryCountMax: 2, initialDelayMs: 50, maxDelayMs: 1_000 };
 
 export interface GatewayRegistryOptions {
-  readonly baseUrls: Readonly<Record<GatewayName, string>>;
+  readonly baseUrls: PartnerUrls;
   readonly http: Readonly<Record<GatewayName, PartnerHttpOptions>>;
   readonly resources: ResourceRegistry;
   readonly halfOpenReadTimeoutMs: number;
@@ -41,21 +53,45 @@ export interface GatewayRegistryOptions {
   readonly metrics: Metrics;
 }
 
+const connectorFactories: Record<GatewayName, (client: PartnerHttpClient) => Connector> = {
+  toss: createTossConnector,
+  stripe: createStripeConnector,
+};
+
 export function createGatewayRegistry(options: GatewayRegistryOptions): GatewayRegistry {
-  const clients = {
-    toss: new PartnerHttpClient(options.baseUrls.toss, options.http.toss),
-    stripe: new PartnerHttpClient(options.baseUrls.stripe, options.http.stripe),
+  const clients: Record<'test' | 'live', Record<GatewayName, PartnerHttpClient>> = {
+    test: { toss: new PartnerHttpClient(options.baseUrls.test.toss, options.http.toss), stripe: new PartnerHttpClient(options.baseUrls.test.stripe, options.http.stripe) },
+    live: { toss: new PartnerHttpClient(options.baseUrls.live.toss, options.http.toss), stripe: new PartnerHttpClient(options.baseUrls.live.stripe, options.http.stripe) },
   };
-  const connectors: Record<GatewayName, Connector> = {
-    toss: protect(createTossConnector(clients.toss), clients.toss.hostPort, options),
-    stripe: protect(createStripeConnector(clients.stripe), clients.stripe.hostPort, options),
-  };
+  const resourceOf = (name: GatewayName, livemode: boolean) => `${name}:${clients[livemode ? 'live' : 'test'][name].hostPort}`;
+  const protectedConnector = (name: GatewayName, livemode: boolean) =>
+    protect(connectorFactories[name](clients[livemode ? 'live' : 'test'][name]), resourceOf(name, livemode), options);
+  const connectors = Object.fromEntries(
+    gatewayNames.map((name) => [name, byMode(protectedConnector(name, false), protectedConnector(name, true))]),
+  ) as Record<GatewayName, Connector>;
   return {
     connector: (name) => connectors[name],
-    resourceId: (name, country) => `${clients[name].hostPort}:${country}`,
+    resourceId: (name, country, livemode = false) => `${resourceOf(name, livemode)}:${country}`,
     close: async () => {
-      await Promise.all([clients.toss.close(), clients.stripe.close()]);
+      await Promise.all(Object.values(clients).flatMap((byName) => Object.values(byName).map((client) => client.close())));
     },
+  };
+}
+
+/** One connector that sends each call to the test or the live partner, as the call's context says. */
+function byMode(test: Connector, live: Connector): Connector {
+  const pick = (context: PartnerCallContext) => (context.livemode ? live : test);
+  return {
+    name: test.name,
+    supportsCurrency: test.supportsCurrency.bind(test),
+    idempotencyKeyRetentionMs: test.idempotencyKeyRetentionMs,
+    authorize: (context, request) => pick(context).authorize(context, request),
+    capture: (context, request) => pick(context).capture(context, request),
+    cancel: (context, request) => pick(context).cancel(context, request),
+    refund: (context, request) => pick(context).refund(context, request),
+    inquire: (context, request) => pick(context).inquire(context, request),
+    tokenize: (context, request) => pick(context).tokenize(context, request),
+    detach: (context, request) => pick(context).detach(context, request),
   };
 }
 
@@ -64,13 +100,13 @@ function countsAsError(outcome: PartnerOutcome<unknown>): boolean {
   return outcome.kind === 'unknown' || outcome.kind === 'unreachable';
 }
 
-function protect(connector: Connector, hostPort: string, options: GatewayRegistryOptions): Connector {
+function protect(connector: Connector, partnerResource: string, options: GatewayRegistryOptions): Connector {
   const backoff = new ExponentialBackoff({ generator: fullJitterGenerator, initialDelay: options.retry.initialDelayMs, maxDelay: options.retry.maxDelayMs });
 
   const guarded =
     <R, T>(operation: string, call: (context: PartnerCallContext, request: R) => Promise<PartnerOutcome<T>>) =>
     async (context: PartnerCallContext, request: R): Promise<PartnerOutcome<T>> => {
-      const resource = `${hostPort}:${context.country}`;
+      const resource = `${partnerResource}:${context.country}`;
       const { breaker, bulkhead } = options.resources.get(resource);
       let delay: IBackoff<unknown> | undefined;
       for (let retry = 0; ; retry += 1) {

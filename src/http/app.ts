@@ -5,7 +5,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { KeelConfig } from '../config.js';
-import type { GatewayName } from '../gateways/connector.js';
+import type { PartnerUrls } from '../gateways/registry.js';
 import { KeelError, isKeelError } from '../errors.js';
 import { correlationIdFrom, runWithContext } from '../observability/context.js';
 import type { Authenticated } from '../merchants/merchants.js';
@@ -42,13 +42,13 @@ export interface KeelServices {
   /** Brand Pay velocity limits: PIN attempts and new payment methods (shared through Redis when it is configured). */
   readonly shopperLimits: ShopperLimits;
   /** Each partner's base URL (settlement reports). */
-  readonly partnerUrls: Readonly<Record<GatewayName, string>>;
+  readonly partnerUrls: PartnerUrls;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
   readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
   /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
   /** Finds the merchant an API key belongs to (merchants own keys); refuses with the catalogue's errors. */
-  readonly authenticator: { authenticate(header: string | undefined, allowPublishable: boolean): Promise<Authenticated> };
+  readonly authenticator: { authenticate(header: string | undefined, allowPublishable: boolean): Promise<Authenticated>; forgetMerchant(merchantId: string): void };
 }
 
 /** A feature module's routes, registered on the app the kernel builds. */

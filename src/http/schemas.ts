@@ -106,6 +106,14 @@ export const ListPaymentsQuery = Type.Object(
   { additionalProperties: false },
 );
 
+export const PartnerKeysBody = Type.Object(
+  {
+    toss_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    stripe_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
 export const CreateMerchantBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100 }),
@@ -117,6 +125,8 @@ export const CreateMerchantBody = Type.Object(
     /** The shop's own partner secret keys, by partner (`--toss-secret-key`, `--stripe-secret-key`). */
     toss_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     stripe_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    /** Live mode: `sk_live_`/`pk_live_` keys, real partner URLs only (`keel merchant create --live`). */
+    live: Type.Optional(Type.Boolean()),
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
     gateway: Type.Optional(Type.Union([Type.Literal('toss'), Type.Literal('stripe')])),
     partner_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
 import { isGatewayName, loadMerchantContext } from '../merchants/merchants.js';
+import { partnerUrl } from '../gateways/registry.js';
 import { uuidToPublic } from '../storage/ids.js';
 import { readBalance } from './ledger.js';
 import { importSettlements } from './settlements.js';
@@ -32,7 +33,7 @@ export function registerLedgerRoutes(app: KeelApp, services: KeelServices): void
       for (const { merchant_id: merchantId, gateway } of partners) {
         const merchant = await loadMerchantContext(db, services.deps.cipher, merchantId);
         if (merchant === undefined || !isGatewayName(gateway)) continue;
-        const result = await importSettlements(db, merchant, gateway, services.partnerUrls[gateway], period, services.logger);
+        const result = await importSettlements(db, merchant, gateway, partnerUrl(services.partnerUrls, gateway, merchant.livemode), period, services.logger);
         data.push({
           object: 'settlement_import',
           merchant: uuidToPublic('merchant', merchantId),

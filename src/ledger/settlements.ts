@@ -57,10 +57,10 @@ export async function importSettlements(
   logger: Logger,
 ): Promise<SettlementImport> {
   const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
-  if (partner === undefined) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
+  const secretKey = partner?.partnerSecretKey;
+  if (secretKey === undefined || secretKey === null) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
   const base = partnerBaseUrl.replace(/\/+$/, '');
-  const { rows, pending } =
-    gateway === 'toss' ? { rows: await tossRows(base, partner.partnerSecretKey, period), pending: 0 } : await stripeRows(base, partner.partnerSecretKey, period);
+  const { rows, pending } = gateway === 'toss' ? { rows: await tossRows(base, secretKey, period), pending: 0 } : await stripeRows(base, secretKey, period);
   let settled = 0;
   let alreadySettled = 0;
   let unmatched = 0;

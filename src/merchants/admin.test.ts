@@ -25,7 +25,7 @@ test('partner keys by name are stored encrypted, in priority order, and never ec
   const merchantId = publicToUuid('merchant', created.body.id) ?? '';
   const rows = await keel.keel.database.db.selectFrom('merchant_partners').select(['gateway', 'partner_secret_key_encrypted']).where('merchant_id', '=', merchantId).orderBy('priority').execute();
   const cipher = keel.keel.services.deps.cipher;
-  assert.deepEqual(rows.map((row) => [row.gateway, cipher.decrypt(row.partner_secret_key_encrypted)]), [['stripe', 'sk_test_admin_stripe'], ['toss', 'test_sk_admin_toss']]);
+  assert.deepEqual(rows.map((row) => [row.gateway, cipher.decrypt(row.partner_secret_key_encrypted ?? "")]), [['stripe', 'sk_test_admin_stripe'], ['toss', 'test_sk_admin_toss']]);
   const brand = await keel.keel.database.db.selectFrom('merchants').select(['brand_color', 'brand_logo_url']).where('id', '=', merchantId).executeTakeFirstOrThrow();
   assert.deepEqual(brand, { brand_color: '#abcdef', brand_logo_url: 'https://cdn.example/l.png' });
 });

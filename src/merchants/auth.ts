@@ -51,4 +51,9 @@ export class Authenticator {
     }
     return entry.value;
   }
+
+  /** Drops this process's cached contexts of a merchant whose settings changed; other processes expire theirs. */
+  forgetMerchant(merchantId: string): void {
+    for (const [key, entry] of this.#cache) if (entry.value.merchant.id === merchantId) this.#cache.delete(key);
+  }
 }

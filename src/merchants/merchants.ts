@@ -3,12 +3,14 @@ import type { Kysely } from 'kysely';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
 import type { MerchantContext, MerchantPartner } from './types.js';
 import { sha256Hex, type FieldCipher } from '../storage/encryption.js';
-import { newId, uuidToPublic } from '../storage/ids.js';
+import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
+import { KeelError } from '../errors.js';
 import type { KeelDatabase } from '../storage/schema.js';
 
 /**
  * Merchants and their API keys. Keys are shown once at creation and stored as SHA-256 hashes; the partner
- * secret key Keel uses on the merchant's behalf is stored encrypted.
+ * secret key Keel uses on the merchant's behalf is stored encrypted. A test merchant (`sk_test_`) without a
+ * partner key gets a generated one for the benchmark gateway; a live merchant (`sk_live_`) never does.
  */
 export interface NewMerchant {
   readonly name: string;
@@ -16,7 +18,7 @@ export interface NewMerchant {
   readonly country?: string | undefined;
   /** The first-choice partner (shorthand for a one-partner `partners` list). */
   readonly gateway?: GatewayName | undefined;
-  /** The merchant's own key at that partner; absent: a test key for the benchmark gateway is generated. */
+  /** The merchant's own key at that partner; absent: a test key for the benchmark gateway (test mode only). */
   readonly partnerSecretKey?: string | undefined;
   /** Partners in priority order; a payment goes to the next one when the first cannot be reached. */
   readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined }[] | undefined;
@@ -24,6 +26,8 @@ export interface NewMerchant {
   /** The hosted Brand Pay page's colour (`#rrggbb`) and logo URL. */
   readonly brandColor?: string | undefined;
   readonly brandLogoUrl?: string | undefined;
+  /** Live mode: `sk_live_`/`pk_live_` keys, `livemode: true`, real partner URLs only (see docs/going-live.md). */
+  readonly live?: boolean | undefined;
 }
 
 function testPartnerKey(gateway: GatewayName): string {
@@ -50,18 +54,48 @@ export function isGatewayName(value: unknown): value is GatewayName {
   return typeof value === 'string' && (gatewayNames as readonly string[]).includes(value);
 }
 
+/** Which mode a partner secret key belongs to, where its prefix says (Stripe `sk_live_`, Toss `live_sk_`). */
+export function partnerKeyMode(gateway: GatewayName, key: string): 'live' | 'test' | undefined {
+  const match = gateway === 'stripe' ? /^(?:sk|rk)_(live|test)_/.exec(key) : /^(live|test)_g?sk_/.exec(key);
+  return match?.[1] as 'live' | 'test' | undefined;
+}
+
+/**
+ * Why the shop's partner keys cannot be stored: a key for a partner the merchant does not list, or a key of the
+ * other mode (a live key on a test merchant would move real money outside live mode's rules; a test key on a
+ * live merchant would fail every payment). Undefined: they can.
+ */
+export function partnerKeyProblem(
+  partners: readonly GatewayName[],
+  keys: Readonly<Partial<Record<GatewayName, string | undefined>>>,
+  live: boolean,
+): { readonly gateway: GatewayName; readonly problem: string } | undefined {
+  for (const gateway of gatewayNames) {
+    const key = keys[gateway];
+    if (key === undefined) continue;
+    if (!partners.includes(gateway)) return { gateway, problem: `${gateway} is not one of the merchant's partners` };
+    const mode = partnerKeyMode(gateway, key);
+    if (mode !== undefined && mode !== (live ? 'live' : 'test')) {
+      return { gateway, problem: `it is a ${mode} key and the merchant is ${live ? 'live' : 'in test mode'}` };
+    }
+  }
+  return undefined;
+}
+
 export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCipher, input: NewMerchant): Promise<CreatedMerchant> {
   const { uuid } = newId('merchant');
+  const live = input.live === true;
   const partners = (input.partners ?? [{ gateway: input.gateway ?? 'toss', partnerSecretKey: input.partnerSecretKey }]).map((partner) => ({
     gateway: partner.gateway,
-    partnerSecretKey: partner.partnerSecretKey ?? testPartnerKey(partner.gateway),
+    partnerSecretKey: partner.partnerSecretKey ?? (live ? null : testPartnerKey(partner.gateway)),
   }));
   const primary = partners[0];
   if (primary === undefined || new Set(partners.map((partner) => partner.gateway)).size !== partners.length) {
     throw new Error('a merchant needs at least one partner, each listed once');
   }
-  const secretKey = randomKey('sk_test_');
-  const publishableKey = randomKey('pk_test_');
+  const mode = live ? 'live' : 'test';
+  const secretKey = randomKey(`sk_${mode}_`);
+  const publishableKey = randomKey(`pk_${mode}_`);
   await db.transaction().execute(async (trx) => {
     await trx
       .insertInto('merchants')
@@ -71,8 +105,8 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
         brand_name: input.brandName ?? `${input.name} Pay`,
         country: (input.country ?? 'KR').toUpperCase(),
         gateway: primary.gateway,
-        partner_secret_key_encrypted: cipher.encrypt(primary.partnerSecretKey),
-        livemode: false,
+        partner_secret_key_encrypted: sealKey(cipher, primary.partnerSecretKey),
+        livemode: live,
         ...(input.brandColor === undefined ? {} : { brand_color: input.brandColor }),
         brand_logo_url: input.brandLogoUrl ?? null,
         rate_limit_per_second: input.rateLimit?.perSecond ?? null,
@@ -86,7 +120,7 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
           merchant_id: uuid,
           gateway: partner.gateway,
           priority,
-          partner_secret_key_encrypted: cipher.encrypt(partner.partnerSecretKey),
+          partner_secret_key_encrypted: sealKey(cipher, partner.partnerSecretKey),
         })),
       )
       .execute();
@@ -99,6 +133,41 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
       .execute();
   });
   return { id: uuidToPublic('merchant', uuid), secret_key: secretKey, publishable_key: publishableKey };
+}
+
+/**
+ * Sets the shop's own keys at partners the merchant already lists (a live merchant created before it had
+ * them). Refused like creation: an unlisted partner, or a key of the other mode. Authentication caches the
+ * merchant for up to `authCacheTtlMs`, so a new key is used within that time.
+ */
+export async function setPartnerKeys(
+  db: Kysely<KeelDatabase>,
+  cipher: FieldCipher,
+  merchantPublicId: string,
+  keys: Readonly<Partial<Record<GatewayName, string>>>,
+): Promise<{ readonly id: string; readonly object: 'merchant'; readonly livemode: boolean; readonly partners: { gateway: GatewayName; configured: boolean }[] }> {
+  const uuid = publicToUuid('merchant', merchantPublicId);
+  const merchant = uuid === undefined ? undefined : await db.selectFrom('merchants').select(['id', 'livemode']).where('id', '=', uuid).executeTakeFirst();
+  if (merchant === undefined) throw new KeelError('resource_missing', `No such merchant: ${merchantPublicId}.`, { param: 'id' });
+  const listed = await db.selectFrom('merchant_partners').select(['gateway', 'priority', 'partner_secret_key_encrypted']).where('merchant_id', '=', merchant.id).orderBy('priority').execute();
+  const gateways = listed.map((row) => row.gateway).filter(isGatewayName);
+  const refused = partnerKeyProblem(gateways, keys, merchant.livemode);
+  if (refused !== undefined) throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param: `${refused.gateway}_secret_key` });
+  await db.transaction().execute(async (trx) => {
+    for (const gateway of gatewayNames) {
+      const key = keys[gateway];
+      if (key === undefined) continue;
+      const sealed = cipher.encrypt(key);
+      await trx.updateTable('merchant_partners').set({ partner_secret_key_encrypted: sealed }).where('merchant_id', '=', merchant.id).where('gateway', '=', gateway).execute();
+      if (gateways[0] === gateway) await trx.updateTable('merchants').set({ partner_secret_key_encrypted: sealed }).where('id', '=', merchant.id).execute();
+    }
+  });
+  const configured = new Set([...listed.filter((row) => row.partner_secret_key_encrypted !== null).map((row) => row.gateway), ...Object.keys(keys)]);
+  return { id: merchantPublicId, object: 'merchant', livemode: merchant.livemode, partners: gateways.map((gateway) => ({ gateway, configured: configured.has(gateway) })) };
+}
+
+function sealKey(cipher: FieldCipher, key: string | null): string | null {
+  return key === null ? null : cipher.encrypt(key);
 }
 
 export interface Authenticated {
@@ -134,7 +203,7 @@ export async function loadMerchantContext(db: Kysely<KeelDatabase>, cipher: Fiel
     .execute();
   const partners: MerchantPartner[] = [];
   for (const row of rows) {
-    if (isGatewayName(row.gateway)) partners.push({ gateway: row.gateway, partnerSecretKey: cipher.decrypt(row.partner_secret_key_encrypted) });
+    if (isGatewayName(row.gateway)) partners.push({ gateway: row.gateway, partnerSecretKey: row.partner_secret_key_encrypted === null ? null : cipher.decrypt(row.partner_secret_key_encrypted) });
   }
   if (partners.length === 0) return undefined;
   const perSecond = merchant.rate_limit_per_second;

@@ -1,9 +1,11 @@
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
-import { CreateMerchantBody } from '../http/schemas.js';
+import { CreateMerchantBody, IdParams, PartnerKeysBody } from '../http/schemas.js';
 import { checkCountry } from '../http/validation.js';
-import { createMerchant } from './merchants.js';
+import type { GatewayName } from '../gateways/connector.js';
+import { createMerchant, partnerKeyProblem, setPartnerKeys } from './merchants.js';
 import { KeelError } from '../errors.js';
+import { publicToUuid } from '../storage/ids.js';
 
 /**
  * The operator's `POST /admin/merchants` (`Authorization: Bearer <KEEL_ADMIN_TOKEN>`): how `keel merchant
@@ -15,27 +17,44 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
     inContext(request, async () => {
       const body = request.body;
       const country = checkCountry(body.country ?? 'KR');
-      // A partner's key comes from its entry in `partners`, or from `toss_secret_key` / `stripe_secret_key`.
-      const named = { toss: body.toss_secret_key, stripe: body.stripe_secret_key };
-      const gateways = body.partners?.map((partner) => partner.gateway) ?? [body.gateway ?? 'toss'];
-      for (const gateway of ['toss', 'stripe'] as const) {
-        if (named[gateway] !== undefined && !gateways.includes(gateway)) {
-          throw new KeelError('parameter_invalid', `${gateway}_secret_key was given, but ${gateway} is not one of the merchant's partners.`, { param: `${gateway}_secret_key` });
-        }
+      const live = body.live === true;
+      const listed = body.partners ?? [{ gateway: body.gateway ?? 'toss' }];
+      const gateways = listed.map((partner) => partner.gateway);
+      // A partner's key comes from its entry in `partners`, else `toss_secret_key` / `stripe_secret_key`, else
+      // (for the first partner) `partner_secret_key`.
+      const keys: Partial<Record<GatewayName, string>> = {};
+      const first = gateways[0] ?? 'toss';
+      if (body.partner_secret_key !== undefined) keys[first] = body.partner_secret_key;
+      if (body.toss_secret_key !== undefined) keys.toss = body.toss_secret_key;
+      if (body.stripe_secret_key !== undefined) keys.stripe = body.stripe_secret_key;
+      for (const partner of listed) if ('partner_secret_key' in partner && partner.partner_secret_key !== undefined) keys[partner.gateway] = partner.partner_secret_key;
+      const refused = partnerKeyProblem(gateways, keys, live);
+      if (refused !== undefined) {
+        const param = body[`${refused.gateway}_secret_key`] !== undefined ? `${refused.gateway}_secret_key` : body.partners === undefined ? 'partner_secret_key' : 'partners';
+        throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param });
       }
-      const keyOf = (gateway: 'toss' | 'stripe', given: string | undefined) => given ?? named[gateway] ?? (gateways[0] === gateway ? body.partner_secret_key : undefined);
       const created = await createMerchant(services.database.db, services.deps.cipher, {
+        live,
         name: body.name,
         brandName: body.brand_name,
         brandColor: body.brand_color,
         brandLogoUrl: body.logo_url ?? body.brand_logo_url,
         country,
-        partners: (body.partners ?? gateways.map((gateway) => ({ gateway, partner_secret_key: undefined }))).map((partner) => ({
-          gateway: partner.gateway,
-          partnerSecretKey: keyOf(partner.gateway, partner.partner_secret_key),
-        })),
+        partners: gateways.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway] })),
       });
       return reply.status(201).send(created);
+    }),
+  );
+
+  // Sets the shop's keys at partners it already lists; the answer says which partners have one, never the key.
+  app.post('/admin/merchants/:id', { config: operator, schema: { params: IdParams, body: PartnerKeysBody, hide: true } }, (request, reply) =>
+    inContext(request, async () => {
+      const keys: Partial<Record<GatewayName, string>> = {};
+      if (request.body.toss_secret_key !== undefined) keys.toss = request.body.toss_secret_key;
+      if (request.body.stripe_secret_key !== undefined) keys.stripe = request.body.stripe_secret_key;
+      const updated = await setPartnerKeys(services.database.db, services.deps.cipher, request.params.id, keys);
+      services.authenticator.forgetMerchant(publicToUuid('merchant', updated.id) ?? '');
+      return reply.send(updated);
     }),
   );
 }

@@ -13,5 +13,6 @@ export interface MerchantContext {
 
 export interface MerchantPartner {
   readonly gateway: GatewayName;
-  readonly partnerSecretKey: string;
+  /** Null: a live merchant without a key at this partner; nothing is sent there (`gateway_not_configured`). */
+  readonly partnerSecretKey: string | null;
 }

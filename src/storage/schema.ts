@@ -21,7 +21,7 @@ export interface MerchantsTable {
   brand_name: string;
   country: string;
   gateway: string;
-  partner_secret_key_encrypted: string;
+  partner_secret_key_encrypted: string | null;
   livemode: ColumnType<boolean, boolean | undefined, boolean>;
   rate_limit_per_second: number | null;
   rate_limit_burst: number | null;
@@ -71,7 +71,8 @@ export interface MerchantPartnersTable {
   merchant_id: string;
   gateway: string;
   priority: number;
-  partner_secret_key_encrypted: string;
+  /** Null: a live merchant that has no key at this partner yet (payments routed there are refused). */
+  partner_secret_key_encrypted: string | null;
 }
 
 export interface AttemptsTable {

@@ -116,6 +116,8 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     // Test processes share two cores, so event-loop delay is theirs, not Keel's; the shedding tests opt in.
     shedding: { ...base.shedding, enabled: false },
     partnerConsistencyWindowMs: { toss: testConsistencyWindowMs, stripe: testConsistencyWindowMs },
+    // Tests never reach the partners' production APIs; a live-mode test points these at a gateway of its own.
+    liveUrls: { toss: 'http://127.0.0.1:9', stripe: 'http://127.0.0.1:9' },
     ...options.config,
     partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 600, connectionsMax: 64, ...options.config?.partnerHttp },
   };

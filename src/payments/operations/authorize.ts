@@ -9,7 +9,7 @@ import { liveAttempts } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
 import { confirmableStatuses } from '../state-machine.js';
 import type { Attempt, Payment, PaymentMethodSnapshot } from '../types.js';
-import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
+import { errorResult, notConfigured, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import {
   adoptAttempt,
@@ -207,12 +207,15 @@ export function chargeablePartners(context: Pick<OperationContext, 'deps' | 'mer
   if (candidates.length === 0) {
     throw new KeelError('payment_method_unsupported', 'This payment method was issued by a partner the merchant does not use.', { param: 'payment_method' });
   }
-  const able = candidates.map((partner) => partner.gateway).filter((gateway) => deps.gateways.connector(gateway).supportsCurrency(currency));
+  const able = candidates.filter((partner) => deps.gateways.connector(partner.gateway).supportsCurrency(currency));
   const [first, ...rest] = able;
   if (first === undefined) {
     throw new KeelError('currency_unsupported', `No partner of this merchant can charge ${currency}${candidates.length < merchant.partners.length ? ' with this payment method' : ''}.`, { param: 'currency' });
   }
-  return [first, ...rest];
+  // The payment goes to the first able partner; a live merchant's partner without a key refuses it, and is
+  // never a failover target.
+  if (first.partnerSecretKey === null) throw notConfigured(first.gateway);
+  return [first.gateway, ...rest.filter((partner) => partner.partnerSecretKey !== null).map((partner) => partner.gateway)];
 }
 
 function nextPartner(context: OperationContext, currency: string, source: PaymentSource, current: GatewayName): GatewayName | undefined {

@@ -83,11 +83,17 @@ export function errorResult(code: ErrorCode, message: string, options: { payment
   };
 }
 
+export function notConfigured(gateway: GatewayName): KeelError {
+  return new KeelError('gateway_not_configured', `This merchant has no ${gateway} secret key, so nothing can be sent to ${gateway}; add one with POST /admin/merchants/{id} or route to another partner.`);
+}
+
 export function partnerContext(merchant: MerchantContext, gateway: GatewayName, idempotencyKey: string): PartnerCallContext {
   const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
   if (partner === undefined) throw new Error(`merchant ${merchant.id} has no credentials for ${gateway}`);
+  if (partner.partnerSecretKey === null) throw notConfigured(gateway);
   return {
     partnerSecretKey: partner.partnerSecretKey,
+    livemode: merchant.livemode,
     country: merchant.country,
     idempotencyKey,
     correlationId: currentContext()?.correlationId ?? 'none',
