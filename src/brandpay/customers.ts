@@ -5,6 +5,7 @@ import { KeelError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import { isUniqueViolation } from '../storage/database.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
+import { paged, type Page } from '../http/lists.js';
 import type { CustomerRow, KeelDatabase } from '../storage/schema.js';
 import { customerKeyProblem, pinProblem } from './rules.js';
 
@@ -47,6 +48,13 @@ export function customerToApi(customer: Customer): Record<string, unknown> {
     status: customer.status,
     has_pin: customer.hasPin,
   };
+}
+
+/** A page of the merchant's customers, newest first; deleted ones are left out. */
+export async function listCustomers(db: Db, merchantId: string, customerKey: string | undefined, page: Page): Promise<Customer[]> {
+  let query = db.selectFrom('customers').selectAll().where('merchant_id', '=', merchantId).where('status', '!=', 'deleted');
+  if (customerKey !== undefined) query = query.where('customer_key', '=', customerKey);
+  return (await paged(query, page).execute()).map(toCustomer);
 }
 
 export async function findCustomer(db: Db, merchantId: string, customerId: string, options: { forUpdate?: boolean } = {}): Promise<Customer | undefined> {

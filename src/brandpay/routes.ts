@@ -8,7 +8,8 @@ import { checkCard } from '../http/validation.js';
 import { ok } from '../payments/operations/context.js';
 import type { MerchantContext } from '../merchants/types.js';
 import { publicToUuid } from '../storage/ids.js';
-import { createCustomer, customerOr404 as findCustomerOr404, customerToApi, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
+import { ListQuery, listOf, pageOf } from '../http/lists.js';
+import { createCustomer, customerOr404 as findCustomerOr404, customerToApi, listCustomers, markCustomerDeleted, setPin, unlockCustomer, type Customer } from './customers.js';
 import { attachMethod, detachMethod, findMethod, listMethods, paymentMethodToApi, type MethodToAttach } from './payment-methods.js';
 
 /** `/v1/brandpay/…`: customers, PINs and stored payment methods (secret key). */
@@ -18,6 +19,7 @@ const PinBody = Type.Object({ pin: Type.String({ maxLength: 16 }), current_pin: 
 const CustomerParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const MethodParams = Type.Object({ id: Type.String({ maxLength: 64 }), pm: Type.String({ maxLength: 64 }) });
 const EmptyBody = Type.Object({}, { additionalProperties: false });
+const ListCustomersQuery = ListQuery({ customer_key: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) });
 
 export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): void {
   const { deps } = services;
@@ -33,6 +35,13 @@ export function registerBrandPayRoutes(app: KeelApp, services: KeelServices): vo
         return ok(created ? 201 : 200, customerToApi(customer));
       }),
     ),
+  );
+
+  app.get('/v1/brandpay/customers', { config: secret, schema: { querystring: ListCustomersQuery, tags: ['brandpay'] } }, (request) =>
+    inContext(request, async () => {
+      const page = pageOf(request.query, 'customer');
+      return listOf(await listCustomers(deps.db, request.merchant.id, request.query.customer_key, page), page, customerToApi);
+    }),
   );
 
   app.get('/v1/brandpay/customers/:id', { config: secret, schema: { params: CustomerParams, tags: ['brandpay'] } }, (request) =>

@@ -74,6 +74,13 @@ interface RawWithCorrelation extends IncomingMessage {
   keelCorrelationId?: string;
 }
 
+const routesByApp = new WeakMap<KeelApp, readonly string[]>();
+
+/** Every route the app registered, as `METHOD /path/{param}` (the API reference is checked against it). */
+export function registeredRoutes(app: KeelApp): readonly string[] {
+  return routesByApp.get(app) ?? [];
+}
+
 export async function buildApp(services: KeelServices, routeModules: readonly RouteModule[]): Promise<KeelApp> {
   const app = Fastify({
     loggerInstance: services.logger,
@@ -89,6 +96,11 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  const routes: string[] = [];
+  routesByApp.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url.replace(/:([A-Za-z_]+)/g, '{$1}')}`);
+  });
   app.decorateRequest('correlationId', '');
   app.decorateRequest('keelDeadlineAt', 0);
   app.decorateRequest('keelTiming', null as unknown as { partnerMs: number });

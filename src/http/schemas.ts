@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { ListQuery } from './lists.js';
 
 /**
  * The API's request schemas (TypeBox), validated strictly: no coercion of body types, no unknown fields. The
@@ -90,21 +91,16 @@ export const CreateRefundBody = Type.Object(
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
-export const ListPaymentsQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-    starting_after: Type.Optional(Type.String({ maxLength: 64 })),
-    status: Type.Optional(
-      Type.Union(
-        ['requires_payment_method', 'requires_confirmation', 'processing', 'requires_capture', 'succeeded', 'failed', 'canceled'].map((status) =>
-          Type.Literal(status),
-        ),
+export const ListPaymentsQuery = ListQuery({
+  status: Type.Optional(
+    Type.Union(
+      ['requires_payment_method', 'requires_confirmation', 'processing', 'requires_capture', 'succeeded', 'failed', 'canceled'].map((status) =>
+        Type.Literal(status),
       ),
     ),
-    order_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  },
-  { additionalProperties: false },
-);
+  ),
+  order_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+});
 
 export const PartnerKeysBody = Type.Object(
   {

@@ -1,6 +1,8 @@
+import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import { createRefund } from './operations/refund.js';
-import { findPayment, findRefund } from './repository.js';
+import { findPayment, findRefund, listRefunds, toRefund } from './repository.js';
+import { ListQuery, listOf, pageOf } from '../http/lists.js';
 import { refundToApi } from './serialize.js';
 import { publicToUuid } from '../storage/ids.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
@@ -9,7 +11,9 @@ import { idempotent } from './keyed.js';
 import { CreateRefundBody, IdParams } from '../http/schemas.js';
 import { checkAmount } from '../http/validation.js';
 
-/** `/v1/refunds`: create (partial or full) and retrieve. */
+const ListRefundsQuery = ListQuery({ payment: Type.Optional(Type.String({ maxLength: 64 })) });
+
+/** `/v1/refunds`: create (partial or full), retrieve, and list (all, or one payment's). */
 export function registerRefundRoutes(app: KeelApp, services: KeelServices): void {
   const { deps } = services;
   const secret = { auth: 'secret' } as const;
@@ -24,6 +28,18 @@ export function registerRefundRoutes(app: KeelApp, services: KeelServices): void
         return createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason });
       }),
     ),
+  );
+
+  app.get('/v1/refunds', { config: secret, schema: { querystring: ListRefundsQuery, tags: ['refunds'] } }, (request) =>
+    inContext(request, async () => {
+      const page = pageOf(request.query, 'refund');
+      let paymentId: string | undefined;
+      if (request.query.payment !== undefined) {
+        paymentId = publicToUuid('payment', request.query.payment);
+        if (paymentId === undefined) throw new KeelError('parameter_invalid', 'payment must be a payment id (pay_…).', { param: 'payment' });
+      }
+      return listOf(await listRefunds(deps.db, request.merchant.id, paymentId, page), page, (row) => refundToApi(toRefund(row)));
+    }),
   );
 
   app.get('/v1/refunds/:id', { config: secret, schema: { params: IdParams, tags: ['refunds'] } }, (request) =>

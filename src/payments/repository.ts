@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { Kysely } from 'kysely';
 import type { GatewayName } from '../gateways/connector.js';
 import type { AttemptRow, KeelDatabase, PaymentRow, PaymentUpdate, RefundRow } from '../storage/schema.js';
+import { paged, type Page } from '../http/lists.js';
 import { assertTransition } from './state-machine.js';
 import type { Attempt, Payment, PaymentMethodSnapshot, PaymentStatus, Refund } from './types.js';
 
@@ -159,16 +160,19 @@ export async function pendingRefundTotal(db: Db, merchantId: string, paymentId: 
 export interface PaymentListFilter {
   readonly status?: PaymentStatus;
   readonly orderId?: string;
-  readonly startingAfter?: string;
-  readonly limit: number;
 }
 
-/** Newest first; `startingAfter` is the last id of the previous page (ids are time-ordered). */
-export async function listPayments(db: Db, merchantId: string, filter: PaymentListFilter): Promise<{ payments: Payment[]; hasMore: boolean }> {
+/** A page of the merchant's payments, newest first (`http/lists.ts`). */
+export async function listPayments(db: Db, merchantId: string, filter: PaymentListFilter, page: Page): Promise<PaymentRow[]> {
   let query = db.selectFrom('payments').selectAll().where('merchant_id', '=', merchantId);
   if (filter.status !== undefined) query = query.where('status', '=', filter.status);
   if (filter.orderId !== undefined) query = query.where('order_id', '=', filter.orderId);
-  if (filter.startingAfter !== undefined) query = query.where('id', '<', filter.startingAfter);
-  const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
-  return { payments: rows.slice(0, filter.limit).map(toPayment), hasMore: rows.length > filter.limit };
+  return paged(query, page).execute();
+}
+
+/** A page of the merchant's refunds, newest first, of one payment when `paymentId` is given. */
+export async function listRefunds(db: Db, merchantId: string, paymentId: string | undefined, page: Page): Promise<RefundRow[]> {
+  let query = db.selectFrom('refunds').selectAll().where('merchant_id', '=', merchantId);
+  if (paymentId !== undefined) query = query.where('payment_id', '=', paymentId);
+  return paged(query, page).execute();
 }

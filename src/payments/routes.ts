@@ -4,7 +4,8 @@ import { authorizePayment } from './operations/authorize.js';
 import { cancelPayment } from './operations/cancel.js';
 import { capturePayment } from './operations/capture.js';
 import { createPayment } from './operations/create.js';
-import { findPayment, listPayments } from './repository.js';
+import { findPayment, listPayments, toPayment } from './repository.js';
+import { listOf, pageOf } from '../http/lists.js';
 import { paymentToApi } from './serialize.js';
 import type { MerchantContext } from '../merchants/types.js';
 import type { Payment } from './types.js';
@@ -96,20 +97,13 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
 
   app.get('/v1/payments', { config: secret, schema: { querystring: ListPaymentsQuery, tags: ['payments'] } }, (request) =>
     inContext(request, async () => {
-      const merchant = request.merchant;
-      const query = request.query;
-      let startingAfter: string | undefined;
-      if (query.starting_after !== undefined) {
-        startingAfter = publicToUuid('payment', query.starting_after);
-        if (startingAfter === undefined) throw new KeelError('parameter_invalid', 'starting_after must be a payment id.', { param: 'starting_after' });
-      }
-      const { payments, hasMore } = await listPayments(deps.db, merchant.id, {
-        limit: query.limit ?? 10,
+      const { query } = request;
+      const page = pageOf(query, 'payment');
+      const filter = {
         ...(query.status === undefined ? {} : { status: query.status as Payment['status'] }),
         ...(query.order_id === undefined ? {} : { orderId: query.order_id }),
-        ...(startingAfter === undefined ? {} : { startingAfter }),
-      });
-      return { object: 'list', data: payments.map(paymentToApi), has_more: hasMore };
+      };
+      return listOf(await listPayments(deps.db, request.merchant.id, filter, page), page, (row) => paymentToApi(toPayment(row)));
     }),
   );
 

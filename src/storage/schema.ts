@@ -229,6 +229,10 @@ export interface WebhookEndpointsTable {
   url: string;
   events: Json<string[]>;
   secret_encrypted: string;
+  /** A disabled endpoint gets no new deliveries, and its pending ones wait until it is enabled again. */
+  disabled: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Deleted: hidden from the API, gets nothing; its pending deliveries were failed when it was deleted. */
+  deleted_at: NullableTimestamp;
   created_at: Timestamp;
 }
 

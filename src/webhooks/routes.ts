@@ -4,14 +4,21 @@ import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
 import { idempotent } from '../payments/keyed.js';
 import { ok } from '../payments/operations/context.js';
-import { publicToUuid } from '../storage/ids.js';
-import { createEndpoint, deliveryToApi, findEvent, redeliver } from './webhooks.js';
+import { createEndpoint, deleteEndpoint, deliveryToApi, endpointOr404, endpointToApi, eventToApi, findEvent, listEndpoints, listEvents, redeliver, updateEndpoint } from './webhooks.js';
+import { ListQuery, listOf, pageOf, paged } from '../http/lists.js';
 
-/** Webhook endpoints, their delivery logs, events and manual redelivery (secret key). */
+/** Webhook endpoints (create, list, update, delete), their delivery logs, events and manual redelivery (secret key). */
+const EventTypes = Type.Array(Type.String({ pattern: '^(\\*|[a-z_]+(\\.[a-z_]+)+)$' }), { minItems: 1, maxItems: 50, uniqueItems: true });
 const EndpointBody = Type.Object(
-  { url: Type.String({ minLength: 8, maxLength: 2000 }), events: Type.Array(Type.String({ pattern: '^(\\*|[a-z_]+(\\.[a-z_]+)+)$' }), { minItems: 1, maxItems: 50, uniqueItems: true }) },
+  { url: Type.String({ minLength: 8, maxLength: 2000 }), events: EventTypes },
   { additionalProperties: false },
 );
+const UpdateEndpointBody = Type.Object(
+  { url: Type.Optional(Type.String({ minLength: 8, maxLength: 2000 })), events: Type.Optional(EventTypes), disabled: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false, minProperties: 1 },
+);
+const ListEventsQuery = ListQuery({ type: Type.Optional(Type.String({ pattern: '^[a-z_]+(\\.[a-z_]+)+$', maxLength: 100 })) });
+const ListEndpointsQuery = ListQuery({});
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const EmptyBody = Type.Object({}, { additionalProperties: false });
 
@@ -28,13 +35,40 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
     ),
   );
 
-  app.get('/v1/webhook_endpoints/:id/deliveries', { config: secret, schema: { params: IdParams, tags: ['webhooks'] } }, (request) =>
+  app.get('/v1/webhook_endpoints', { config: secret, schema: { querystring: ListEndpointsQuery, tags: ['webhooks'] } }, (request) =>
     inContext(request, async () => {
-      const endpointId = publicToUuid('webhookEndpoint', request.params.id);
-      const endpoint = endpointId === undefined ? undefined : await deps.db.selectFrom('webhook_endpoints').select('id').where('merchant_id', '=', request.merchant.id).where('id', '=', endpointId).executeTakeFirst();
-      if (endpoint === undefined) throw new KeelError('resource_missing', `No such webhook endpoint: ${request.params.id}.`, { param: 'id' });
-      const rows = await deps.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', endpoint.id).orderBy('id', 'desc').limit(100).execute();
-      return { object: 'list', data: rows.map(deliveryToApi), has_more: rows.length === 100 };
+      const page = pageOf(request.query, 'webhookEndpoint');
+      return listOf(await listEndpoints(deps.db, request.merchant.id, page), page, (row) => endpointToApi(row));
+    }),
+  );
+
+  app.get('/v1/webhook_endpoints/:id', { config: secret, schema: { params: IdParams, tags: ['webhooks'] } }, (request) =>
+    inContext(request, async () => endpointToApi(await endpointOr404(deps.db, request.merchant.id, request.params.id))),
+  );
+
+  app.post('/v1/webhook_endpoints/:id', { config: secret, schema: { params: IdParams, body: UpdateEndpointBody, tags: ['webhooks'] } }, (request, reply) =>
+    inContext(request, async () =>
+      idempotent(services, request, reply, async (context) => ok(200, await updateEndpoint(deps.db, context.merchant, request.params.id, request.body))),
+    ),
+  );
+
+  app.delete('/v1/webhook_endpoints/:id', { config: secret, schema: { params: IdParams, tags: ['webhooks'] } }, (request) =>
+    inContext(request, async () => deleteEndpoint(deps.db, request.merchant.id, request.params.id)),
+  );
+
+  app.get('/v1/webhook_endpoints/:id/deliveries', { config: secret, schema: { params: IdParams, querystring: ListEndpointsQuery, tags: ['webhooks'] } }, (request) =>
+    inContext(request, async () => {
+      const endpoint = await endpointOr404(deps.db, request.merchant.id, request.params.id);
+      const page = pageOf(request.query, 'webhookDelivery');
+      const rows = await paged(deps.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', endpoint.id), page).execute();
+      return listOf(rows, page, deliveryToApi);
+    }),
+  );
+
+  app.get('/v1/events', { config: secret, schema: { querystring: ListEventsQuery, tags: ['webhooks'] } }, (request) =>
+    inContext(request, async () => {
+      const page = pageOf(request.query, 'event');
+      return listOf(await listEvents(deps.db, request.merchant.id, request.query.type, page), page, eventToApi);
     }),
   );
 
@@ -42,7 +76,7 @@ export function registerWebhookRoutes(app: KeelApp, services: KeelServices): voi
     inContext(request, async () => {
       const event = await findEvent(deps.db, request.merchant.id, request.params.id);
       if (event === undefined) throw new KeelError('resource_missing', `No such event: ${request.params.id}.`, { param: 'id' });
-      return { id: event.id, object: 'event', type: event.type, created_at: event.created_at, data: event.data };
+      return eventToApi(event);
     }),
   );
 

@@ -8,6 +8,7 @@ import { deduplicated, toKeelEvent } from '../events/relay.js';
 import type { MerchantContext } from '../merchants/types.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
+import { paged, type Page } from '../http/lists.js';
 import type { KeelDatabase, WebhookDeliveryRow, WebhookEndpointRow } from '../storage/schema.js';
 import { signWebhook } from './signature.js';
 import { assertPublicHost, assertPublicLiteral, ForbiddenDestination, guardedLookup, hostOf } from './destination.js';
@@ -33,6 +34,7 @@ export function endpointToApi(row: WebhookEndpointRow, secret?: string): Record<
     object: 'webhook_endpoint',
     url: row.url,
     events: row.events,
+    disabled: row.disabled,
     ...(secret === undefined ? {} : { secret }),
     created_at: new Date(row.created_at).toISOString(),
   };
@@ -95,6 +97,62 @@ export async function createEndpoint(db: Db, cipher: FieldCipher, merchant: Merc
   return endpointToApi(row, secret);
 }
 
+/** The merchant's endpoint by public id; deleted ones are missing (404). */
+export async function endpointOr404(db: Db, merchantId: string, publicId: string): Promise<WebhookEndpointRow> {
+  const id = publicToUuid('webhookEndpoint', publicId);
+  const row = id === undefined ? undefined : await db.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
+  if (row === undefined) throw new KeelError('resource_missing', `No such webhook endpoint: ${publicId}.`, { param: 'id' });
+  return row;
+}
+
+export async function listEndpoints(db: Db, merchantId: string, page: Page): Promise<WebhookEndpointRow[]> {
+  return paged(db.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).where('deleted_at', 'is', null), page).execute();
+}
+
+export interface EndpointChanges {
+  readonly url?: string | undefined;
+  readonly events?: readonly string[] | undefined;
+  readonly disabled?: boolean | undefined;
+}
+
+/** Changes an endpoint's URL (checked as at creation), events, or whether it is disabled; the secret stays. */
+export async function updateEndpoint(db: Db, merchant: MerchantContext, publicId: string, changes: EndpointChanges): Promise<Record<string, unknown>> {
+  const endpoint = await endpointOr404(db, merchant.id, publicId);
+  if (changes.url !== undefined) await checkEndpointUrl(changes.url, merchant.livemode);
+  const row = await db
+    .updateTable('webhook_endpoints')
+    .set({
+      ...(changes.url === undefined ? {} : { url: changes.url }),
+      ...(changes.events === undefined ? {} : { events: JSON.stringify(changes.events) }),
+      ...(changes.disabled === undefined ? {} : { disabled: changes.disabled }),
+    })
+    .where('id', '=', endpoint.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return endpointToApi(row);
+}
+
+/** Deletes an endpoint: it gets no new deliveries and its pending ones fail at once ("endpoint deleted"). */
+export async function deleteEndpoint(db: Db, merchantId: string, publicId: string): Promise<Record<string, unknown>> {
+  const endpoint = await endpointOr404(db, merchantId, publicId);
+  await db.transaction().execute(async (trx) => {
+    await trx.updateTable('webhook_endpoints').set({ deleted_at: new Date() }).where('id', '=', endpoint.id).execute();
+    await trx
+      .updateTable('webhook_deliveries')
+      // Clearing the lease drops the result of a send still in flight: a deleted endpoint's delivery stays failed.
+      .set({ status: 'failed', next_attempt_at: null, lease_token: null, last_error: 'endpoint deleted', updated_at: new Date() })
+      .where('endpoint_id', '=', endpoint.id)
+      .where('status', '=', 'pending')
+      .execute();
+  });
+  return { id: publicId, object: 'webhook_endpoint', deleted: true };
+}
+
+/** Endpoints that take new deliveries: neither disabled nor deleted. */
+function receiving(endpoint: WebhookEndpointRow): boolean {
+  return !endpoint.disabled && endpoint.deleted_at === null;
+}
+
 function subscribed(endpoint: WebhookEndpointRow, type: string): boolean {
   return endpoint.events.includes('*') || endpoint.events.includes(type);
 }
@@ -109,7 +167,7 @@ export function webhookConsumer(db: Db) {
     const merchantId = publicToUuid('merchant', event.merchant);
     if (merchantId === undefined) return;
     const endpoints = await trx.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).execute();
-    await insertDeliveries(trx, merchantId, event, endpoints.filter((endpoint) => subscribed(endpoint, event.type)));
+    await insertDeliveries(trx, merchantId, event, endpoints.filter((endpoint) => receiving(endpoint) && subscribed(endpoint, event.type)));
   });
 }
 
@@ -135,7 +193,19 @@ async function insertDeliveries(trx: Db, merchantId: string, event: KeelEvent, e
     .execute();
 }
 
-/** The merchant's event by its public id, from the outbox (which keeps every event). */
+/** The public event object (`GET /v1/events/{id}`, the events list). */
+export function eventToApi(event: KeelEvent): Record<string, unknown> {
+  return { id: event.id, object: 'event', type: event.type, created_at: event.created_at, data: event.data };
+}
+
+/** A page of the merchant's events, newest first, of one type when given; what retention pruned is gone. */
+export async function listEvents(db: Db, merchantId: string, type: string | undefined, page: Page): Promise<KeelEvent[]> {
+  let query = db.selectFrom('outbox').selectAll().where('merchant_id', '=', merchantId);
+  if (type !== undefined) query = query.where('type', '=', type);
+  return (await paged(query, page).execute()).map(toKeelEvent);
+}
+
+/** The merchant's event by its public id, from the outbox (for as long as retention keeps it). */
 export async function findEvent(db: Db, merchantId: string, eventPublicId: string): Promise<KeelEvent | undefined> {
   const eventId = publicToUuid('event', eventPublicId);
   if (eventId === undefined) return undefined;
@@ -190,9 +260,9 @@ export class DeliveryScheduler {
     if (room <= 0) return 0;
     const due = await sql<{ endpoint_id: string }>`
       SELECT DISTINCT endpoint_id FROM (
-        SELECT endpoint_id FROM webhook_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= now()
-        ORDER BY next_attempt_at LIMIT ${deliveryBatchSizeMax}
+        SELECT d.endpoint_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+        WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT e.disabled AND e.deleted_at IS NULL
+        ORDER BY d.next_attempt_at LIMIT ${deliveryBatchSizeMax}
       ) AS due`.execute(this.#deps.db);
     let started = 0;
     for (const { endpoint_id: endpointId } of due.rows) {
@@ -230,7 +300,7 @@ export class DeliveryScheduler {
       .select('merchants.livemode')
       .where('webhook_endpoints.id', '=', endpointId)
       .executeTakeFirst();
-    if (endpoint === undefined) return;
+    if (endpoint === undefined || !receiving(endpoint)) return;
     const secret = this.#deps.cipher.decrypt(endpoint.secret_encrypted);
     const leaseSeconds = this.#deps.leaseSeconds ?? deliveryLeaseSeconds;
     for (;;) {
@@ -326,7 +396,7 @@ export async function redeliver(db: Db, merchantId: string, eventPublicId: strin
   if (event === undefined || eventId === undefined) throw new KeelError('resource_missing', `No such event: ${eventPublicId}.`, { param: 'id' });
   return db.transaction().execute(async (trx) => {
     const existing = await trx.selectFrom('webhook_deliveries').select('endpoint_id').where('event_id', '=', eventId).execute();
-    const endpoints = await trx.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).execute();
+    const endpoints = await trx.selectFrom('webhook_endpoints').selectAll().where('merchant_id', '=', merchantId).where('deleted_at', 'is', null).execute();
     const missing = endpoints.filter((endpoint) => subscribed(endpoint, event.type) && !existing.some((row) => row.endpoint_id === endpoint.id));
     await insertDeliveries(trx, merchantId, event, missing);
     return trx
@@ -334,6 +404,7 @@ export async function redeliver(db: Db, merchantId: string, eventPublicId: strin
       .set({ status: 'pending', next_attempt_at: new Date(), updated_at: new Date() })
       .where('event_id', '=', eventId)
       .where('merchant_id', '=', merchantId)
+      .where('endpoint_id', 'in', trx.selectFrom('webhook_endpoints').select('id').where('merchant_id', '=', merchantId).where('deleted_at', 'is', null))
       .returningAll()
       .execute();
   });

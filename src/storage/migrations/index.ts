@@ -408,6 +408,20 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0017_lists': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Cursor lists walk each merchant's rows newest first; webhook endpoints can be disabled and deleted
+      // (deleted ones are kept, hidden, so their delivery history still names them).
+      await sql`
+        CREATE INDEX outbox_merchant_id ON outbox (merchant_id, id DESC);
+        CREATE INDEX outbox_merchant_type_id ON outbox (merchant_id, type, id DESC);
+        CREATE INDEX refunds_merchant_id ON refunds (merchant_id, id DESC);
+        CREATE INDEX customers_merchant_id ON customers (merchant_id, id DESC);
+        ALTER TABLE webhook_endpoints ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+        ALTER TABLE webhook_endpoints ADD COLUMN deleted_at timestamptz;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
