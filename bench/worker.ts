@@ -7,6 +7,8 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { createMerchant } from '../src/merchants/merchants.js';
 import { createKeel } from '../src/runtime.js';
+import { startSimulator } from '../src/simulator/server.js';
+import { deleteStream } from '../src/testing/harness.js';
 import { dropSchema } from '../src/storage/database.js';
 import { newId, publicToUuid } from '../src/storage/ids.js';
 import { createJetStreamBus } from '../src/events/bus-jetstream.js';
@@ -35,12 +37,13 @@ export async function runWorkerBench(): Promise<void> {
     });
   });
   await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', () => resolve()));
+  // A worker names its partners' gateway (only --role all runs one in-process); this bench calls no partner.
+  const gateway = await startSimulator({ port: 0 });
   const keel = await createKeel({
-    config: { ...loadConfig({}), databaseUrl, natsUrl, logLevel: 'warn' },
+    config: { ...loadConfig({}), databaseUrl, natsUrl, gatewayUrl: gateway.url, logLevel: 'warn' },
     role: 'worker',
     inMemory: true,
     databaseSchema: schema,
-    simulatorPort: 0,
     logDestination: pino.destination('/dev/null'),
   });
   try {
@@ -91,7 +94,7 @@ export async function runWorkerBench(): Promise<void> {
 
     // The same load again, published by two relays at once (two workers), sharing the partitions.
     await fill();
-    const second = await createJetStreamBus(natsUrl, pino({ level: 'silent' }), schema);
+    const second = await createJetStreamBus(natsUrl, pino({ level: 'silent' }), { namespace: keel.eventNamespace, deployment: keel.deployment });
     const twoStarted = performance.now();
     try {
       const drain = async (relay: () => Promise<number>) => {
@@ -119,7 +122,9 @@ export async function runWorkerBench(): Promise<void> {
     console.log(`projections (consume + apply):  ${(events / projectionSeconds).toFixed(0)} events/s, counted from the relay's start`);
   } finally {
     await keel.close();
+    await gateway.close();
     await new Promise<void>((resolve) => hooks.close(() => resolve()));
     await dropSchema(databaseUrl, schema);
+    if (keel.eventStream !== undefined) await deleteStream(natsUrl, keel.eventStream);
   }
 }

@@ -34,7 +34,7 @@ const currencies: Record<string, string> = { KR: 'KRW', JP: 'JPY', US: 'USD' };
 before(async () => {
   keel = await startTestKeel({
     config: {
-      breaker: { errorThreshold: 5, errorThresholdTimeoutMs: 5_000, errorTimeoutMs: 2_000, successThreshold: 2, halfOpenReadTimeoutMs: 500 },
+      breaker: { minimumCalls: 5, failureRatePercent: 50, windowMs: 5_000, errorTimeoutMs: 2_000, successThreshold: 2, halfOpenReadTimeoutMs: 500 },
       requestDeadlineMs: 5_000,
     },
   });

@@ -1,5 +1,6 @@
 // Runs Keel as a distributed deployment on loopback: two `keel serve --role api` and two `--role worker`
-// processes on PostgreSQL, NATS JetStream and Redis, with the benchmark gateway standalone. Payments and refunds
+// processes on PostgreSQL, NATS JetStream and Redis, with the benchmark gateway standalone (the commands
+// docs/scaling.md gives). Every role answers /healthz, /readyz and /metrics on its port. Payments and refunds
 // go through both APIs while one worker is stopped mid-run (SIGTERM: it finishes its work in flight and exits).
 // Then every event must have reached the merchant's webhook exactly once, `keel ledger verify` must pass, and
 // the payments report (the workers' read model) must count every payment and refund once.
@@ -118,6 +119,14 @@ test('two APIs and two workers: every event reaches the webhook exactly once, a 
   try {
     const apis = [await start('api', await freePort()), await start('api', await freePort())];
     const workers = [await start('worker', await freePort()), await start('worker', await freePort())];
+    // Every role is observable on its own port; a worker serves no API.
+    for (const worker of workers) {
+      assert.equal((await fetch(`${worker.url}/healthz`)).status, 200);
+      const ready = await fetch(`${worker.url}/readyz`);
+      assert.deepEqual(((await ready.json()) as { checks: Record<string, string> }).checks, { database: 'ok', redis: 'ok', nats: 'ok' });
+      assert.match(await (await fetch(`${worker.url}/metrics`)).text(), /^keel_/m);
+      assert.equal((await fetch(`${worker.url}/v1/payments`, { headers: { authorization: `Bearer ${merchant.secret_key}` } })).status, 404);
+    }
     const call = async (api: number, method: string, path: string, body?: unknown) => {
       const response = await fetch(`${apis[api % 2]?.url}${path}`, {
         method,

@@ -1,8 +1,11 @@
 // Proves the parsing of the settings whose mistakes are dangerous rather than merely wrong: KEEL_TRUST_PROXY
-// (trusting every hop would let any client choose its IP) and KEEL_RETENTION_DAYS.
+// (trusting every hop would let any client choose its IP), KEEL_RETENTION_DAYS, and the breakers' rate rule
+// (shared and per partner).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pino from 'pino';
 import { loadConfig, parseTrustProxy } from './config.js';
+import { ResourceRegistry } from './resilience/resources.js';
 
 test('KEEL_TRUST_PROXY: off by default, a hop count, or addresses and CIDR ranges; "true" and garbage refused', () => {
   assert.equal(loadConfig({}).trustProxy, false);
@@ -20,4 +23,26 @@ test('KEEL_RETENTION_DAYS: 30 by default, at least 1', () => {
   assert.equal(loadConfig({ KEEL_RETENTION_DAYS: '7' }).retentionDays, 7);
   assert.equal(loadConfig({ KEEL_RETENTION_DAYS: '0' }).retentionDays, 1);
   assert.throws(() => loadConfig({ KEEL_RETENTION_DAYS: 'forever' }), /KEEL_RETENTION_DAYS/);
+});
+
+test('breakers: 20 calls and 50% by default, a partner may have its own rule, a rate outside 1-100 is refused', () => {
+  const defaults = loadConfig({});
+  assert.deepEqual([defaults.breaker.minimumCalls, defaults.breaker.failureRatePercent, defaults.breaker.windowMs], [20, 50, 10_000]);
+  const tuned = loadConfig({ KEEL_BREAKER_MIN_CALLS: '40', KEEL_PARTNER_STRIPE_BREAKER_FAILURE_RATE_PERCENT: '25', KEEL_PARTNER_TOSS_BREAKER_MIN_CALLS: '10' });
+  assert.equal(tuned.breaker.minimumCalls, 40);
+  assert.deepEqual(tuned.breakerByPartner, { toss: { minimumCalls: 10 }, stripe: { failureRatePercent: 25 } });
+  // The registry builds each partner's breaker from the shared rule and the partner's own.
+  const resources = new ResourceRegistry({ breaker: tuned.breaker, breakerByPartner: tuned.breakerByPartner, bulkheadMax: 1, bulkheadQueueMax: 0 }, pino({ level: 'silent' }));
+  const stripe = resources.get('stripe:api.stripe.com:443:US', 'stripe').breaker;
+  for (let index = 0; index < 30; index += 1) stripe.recordSuccess();
+  for (let index = 0; index < 10; index += 1) stripe.recordError();
+  assert.equal(stripe.state, 'open', '10 of 40 calls is 25%: Stripe\'s own rate');
+  const toss = resources.get('toss:api.tosspayments.com:443:KR', 'toss').breaker;
+  for (let index = 0; index < 9; index += 1) toss.recordError();
+  assert.equal(toss.state, 'closed', 'nine calls: below Toss\'s own minimum of 10');
+  toss.recordError();
+  assert.equal(toss.state, 'open');
+  for (const bad of [{ KEEL_BREAKER_FAILURE_RATE_PERCENT: '0' }, { KEEL_BREAKER_FAILURE_RATE_PERCENT: '150' }, { KEEL_PARTNER_TOSS_BREAKER_MIN_CALLS: '0' }]) {
+    assert.throws(() => loadConfig(bad), /BREAKER/, JSON.stringify(bad));
+  }
 });

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import { partnerHttpDefaults, type PartnerHttpOptions } from './gateways/http.js';
 import type { SheddingOptions } from './http/shedding.js';
 import { adaptiveLimitDefaults } from './resilience/adaptive-limit.js';
@@ -18,6 +19,8 @@ export interface KeelConfig {
   readonly gatewayUrl: string | undefined;
   readonly gatewaySimPort: number;
   readonly natsUrl: string | undefined;
+  /** Names this deployment's event stream, subjects and consumers; unset: derived from the database's identity. */
+  readonly eventsNamespace: string | undefined;
   readonly redisUrl: string | undefined;
   readonly logLevel: string;
   readonly adminToken: string | undefined;
@@ -39,7 +42,10 @@ export interface KeelConfig {
   readonly partnerUrls: { readonly toss: string | undefined; readonly stripe: string | undefined };
   /** Per-partner base URLs for live merchants: the partners' production APIs unless set. */
   readonly liveUrls: { readonly toss: string; readonly stripe: string };
+  /** Every partner's breaker, unless `breakerByPartner` changes its rate rule. */
   readonly breaker: BreakerOptions;
+  /** A partner's own minimum calls and failure rate (`KEEL_PARTNER_TOSS_BREAKER_MIN_CALLS` and the like). */
+  readonly breakerByPartner: Readonly<Partial<Record<GatewayName, Partial<BreakerOptions>>>>;
   /** Partner calls in flight per resource; beyond it calls are refused at once. */
   readonly bulkheadMax: number;
   /** A request's total budget: partner retries never wait past it. */
@@ -95,6 +101,18 @@ function integer(value: string | undefined, fallback: number, name: string): num
   return parsed;
 }
 
+function positive(value: string | undefined, fallback: number, name: string): number {
+  const parsed = integer(value, fallback, name);
+  if (parsed < 1) throw new Error(`${name} must be at least 1, got ${value}`);
+  return parsed;
+}
+
+function percent(value: string | undefined, fallback: number, name: string): number {
+  const parsed = positive(value, fallback, name);
+  if (parsed > 100) throw new Error(`${name} is a percentage (1-100), got ${value}`);
+  return parsed;
+}
+
 function optional(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
@@ -109,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     gatewayUrl: optional(env['KEEL_GATEWAY_URL']),
     gatewaySimPort: integer(env['KEEL_GATEWAY_SIM_PORT'], 4100, 'KEEL_GATEWAY_SIM_PORT'),
     natsUrl: optional(env['KEEL_NATS_URL']),
+    eventsNamespace: optional(env['KEEL_EVENTS_NAMESPACE']),
     redisUrl: optional(env['KEEL_REDIS_URL']),
     logLevel: optional(env['KEEL_LOG_LEVEL']) ?? 'info',
     adminToken: optional(env['KEEL_ADMIN_TOKEN']),
@@ -130,12 +149,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     partnerUrls: { toss: optional(env['KEEL_PARTNER_TOSS_URL']), stripe: optional(env['KEEL_PARTNER_STRIPE_URL']) },
     liveUrls: { toss: optional(env['KEEL_LIVE_TOSS_URL']) ?? liveUrlDefaults.toss, stripe: optional(env['KEEL_LIVE_STRIPE_URL']) ?? liveUrlDefaults.stripe },
     breaker: {
-      errorThreshold: integer(env['KEEL_BREAKER_ERROR_THRESHOLD'], breakerDefaults.errorThreshold, 'KEEL_BREAKER_ERROR_THRESHOLD'),
-      errorThresholdTimeoutMs: integer(env['KEEL_BREAKER_ERROR_WINDOW_MS'], breakerDefaults.errorThresholdTimeoutMs, 'KEEL_BREAKER_ERROR_WINDOW_MS'),
+      minimumCalls: positive(env['KEEL_BREAKER_MIN_CALLS'], breakerDefaults.minimumCalls, 'KEEL_BREAKER_MIN_CALLS'),
+      failureRatePercent: percent(env['KEEL_BREAKER_FAILURE_RATE_PERCENT'], breakerDefaults.failureRatePercent, 'KEEL_BREAKER_FAILURE_RATE_PERCENT'),
+      windowMs: positive(env['KEEL_BREAKER_WINDOW_MS'], breakerDefaults.windowMs, 'KEEL_BREAKER_WINDOW_MS'),
       errorTimeoutMs: integer(env['KEEL_BREAKER_OPEN_MS'], breakerDefaults.errorTimeoutMs, 'KEEL_BREAKER_OPEN_MS'),
-      successThreshold: integer(env['KEEL_BREAKER_SUCCESS_THRESHOLD'], breakerDefaults.successThreshold, 'KEEL_BREAKER_SUCCESS_THRESHOLD'),
+      successThreshold: positive(env['KEEL_BREAKER_SUCCESS_THRESHOLD'], breakerDefaults.successThreshold, 'KEEL_BREAKER_SUCCESS_THRESHOLD'),
       halfOpenReadTimeoutMs: integer(env['KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'], breakerDefaults.halfOpenReadTimeoutMs, 'KEEL_BREAKER_HALF_OPEN_READ_TIMEOUT_MS'),
     },
+    breakerByPartner: Object.fromEntries(
+      gatewayNames.map((name) => {
+        const prefix = `KEEL_PARTNER_${name.toUpperCase()}_BREAKER_`;
+        const minimumCalls = env[`${prefix}MIN_CALLS`];
+        const failureRate = env[`${prefix}FAILURE_RATE_PERCENT`];
+        return [
+          name,
+          {
+            ...(optional(minimumCalls) === undefined ? {} : { minimumCalls: positive(minimumCalls, 1, `${prefix}MIN_CALLS`) }),
+            ...(optional(failureRate) === undefined ? {} : { failureRatePercent: percent(failureRate, 1, `${prefix}FAILURE_RATE_PERCENT`) }),
+          },
+        ];
+      }),
+    ) as Record<GatewayName, Partial<BreakerOptions>>,
     // No more calls in flight than the partner agent has sockets: a call never waits inside undici.
     bulkheadMax: integer(env['KEEL_PARTNER_BULKHEAD_MAX'], partnerHttpDefaults.connectionsMax, 'KEEL_PARTNER_BULKHEAD_MAX'),
     requestDeadlineMs: integer(env['KEEL_REQUEST_DEADLINE_MS'], 15_000, 'KEEL_REQUEST_DEADLINE_MS'),

@@ -10,7 +10,7 @@ import type { PartnerHttpOptions } from './gateways/http.js';
 import { createGatewayRegistry, retryDefaults, type PartnerUrls } from './gateways/registry.js';
 import { ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
-import { createJetStreamBus } from './events/bus-jetstream.js';
+import { createJetStreamBus, eventNamespace, streamNameOf } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
 import { projectionConsumer, projectionsConsumer, rebuildProjections } from './reports/projection.js';
 import { DeliveryScheduler, createDeliveryAgent, webhookConsumer } from './webhooks/webhooks.js';
@@ -36,7 +36,7 @@ import { runCompleter } from './payments/jobs/completer.js';
 import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
 import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
 import { startSimulator, type Simulator } from './simulator/server.js';
-import { migrateToLatest, openDatabase, type Database } from './storage/database.js';
+import { deploymentId, migrateToLatest, openDatabase, type Database } from './storage/database.js';
 import { FieldCipher } from './storage/encryption.js';
 import { prepareDataDir, wideDataDirAdvice } from './storage/data-dir.js';
 
@@ -83,6 +83,11 @@ export interface Keel {
   readonly faults: FaultPoints;
   readonly logger: Logger;
   readonly bus: EventBus;
+  /** This deployment's id (its database's `deployment` row) and the namespace of its events and shared limits. */
+  readonly deployment: string;
+  readonly eventNamespace: string;
+  /** This deployment's JetStream stream (`KEEL_EVENTS_<NAMESPACE>`); undefined with in-process events. */
+  readonly eventStream: string | undefined;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -114,6 +119,12 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   }
   // Before the database is opened: a deployment without its shared key stops here.
   const cipher = cipherFor(config, persistent);
+  // Only `all` (and `npm start`) runs the benchmark gateway in-process; the roles of a deployment name theirs.
+  if (options.role !== 'all' && config.gatewayUrl === undefined && (config.partnerUrls.toss === undefined || config.partnerUrls.stripe === undefined)) {
+    throw new Error(
+      `--role ${options.role} needs the partners' URL for test merchants: set KEEL_GATEWAY_URL (or KEEL_PARTNER_TOSS_URL and KEEL_PARTNER_STRIPE_URL); only --role all runs the benchmark gateway in-process (run one alone with \`npx keel gateway-sim\`). See docs/scaling.md.`,
+    );
+  }
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
@@ -124,13 +135,14 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const adminToken = config.adminToken ?? localSecret(config, persistent, 'admin-token', () => `adm_${randomBytes(24).toString('base64url')}`);
 
   let simulator: Simulator | undefined;
-  if (config.gatewayUrl === undefined) {
+  if (config.gatewayUrl === undefined && options.role === 'all') {
     simulator = await startSimulator({
       port: options.simulatorPort ?? config.gatewaySimPort,
       ...(options.simulatorAmbiguousDelayMs === undefined ? {} : { ambiguousDelayMs: options.simulatorAmbiguousDelayMs }),
     });
   }
-  const gatewayUrl = config.gatewayUrl ?? (simulator as Simulator).url;
+  // Without a gateway URL or an in-process gateway, both partners have URLs of their own (checked above).
+  const gatewayUrl = config.gatewayUrl ?? simulator?.url ?? '';
   const partnerUrls: PartnerUrls = {
     test: { toss: config.partnerUrls.toss ?? gatewayUrl, stripe: config.partnerUrls.stripe ?? gatewayUrl },
     live: config.liveUrls,
@@ -147,7 +159,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
   registerBacklogMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
-  const resources = new ResourceRegistry({ breaker: config.breaker, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
+  const resources = new ResourceRegistry({ breaker: config.breaker, breakerByPartner: config.breakerByPartner, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
   const gateways = createGatewayRegistry({
     baseUrls: partnerUrls,
     http,
@@ -169,9 +181,12 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     storedMethods: createStoredMethods(database.db, cipher),
   };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
-  // Names this deployment's events, consumers and shared limits on engines other deployments may share.
-  const namespace = database.schema ?? 'keel';
-  const bus = config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, namespace, { maxAgeDays: config.retentionDays });
+  // Names this deployment's event stream, consumers and shared limits on engines other deployments may share:
+  // from its database's identity unless KEEL_EVENTS_NAMESPACE says otherwise.
+  const deployment = await deploymentId(database.db);
+  const namespace = config.eventsNamespace ?? eventNamespace(deployment);
+  const bus =
+    config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, { namespace, deployment, maxAgeDays: config.retentionDays });
   const services: KeelServices = {
     config,
     database,
@@ -191,7 +206,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       return checks;
     },
   };
-  const app = await buildApp(services, [
+  // Every role answers /healthz, /readyz, /metrics (and /v1/resilience); the worker serves nothing else.
+  const app = await buildApp(services, options.role === 'worker' ? [] : [
     registerPaymentRoutes,
     registerRefundRoutes,
     registerMerchantRoutes,
@@ -264,6 +280,9 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     logger,
     listen: () => app.listen({ port: config.port, host: config.host }),
     bus,
+    deployment,
+    eventNamespace: namespace,
+    eventStream: config.natsUrl === undefined ? undefined : streamNameOf(namespace),
     close: async () => {
       // Stop taking work, let requests and jobs in flight finish (within a bound), then close the engines.
       relayStop.abort();

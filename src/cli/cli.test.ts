@@ -149,6 +149,12 @@ test('with KEEL_DATABASE_URL and no KEEL_ENCRYPTION_KEY, serve refuses to start 
   assert.match(refused.stderr, /^keel: KEEL_ENCRYPTION_KEY is required with KEEL_DATABASE_URL/m);
 });
 
+test('roles other than all never start a benchmark gateway: without a gateway URL they refuse and say why', async () => {
+  const refused = await runKeel(['serve', '--role', 'worker'], { ...environment(), KEEL_DATABASE_URL: 'postgres://root@127.0.0.1:5432/test', KEEL_ENCRYPTION_KEY: 'ab'.repeat(32), KEEL_GATEWAY_URL: '' });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^keel: --role worker needs the partners' URL for test merchants: set KEEL_GATEWAY_URL/m);
+});
+
 const databaseUrl = testDatabaseUrl();
 const tossKey = `test_sk_cli_${Date.now().toString(36)}`;
 const stripeKey = `sk_test_cli_${Date.now().toString(36)}`;
@@ -157,8 +163,8 @@ test('a port already taken is said in one line naming the variable that moves it
   const schema = `keel_cli_${Date.now().toString(36)}`;
   const distributed = { ...environment(), KEEL_DATABASE_URL: databaseUrl ?? '', KEEL_DATABASE_SCHEMA: schema, KEEL_ENCRYPTION_KEY: 'ab'.repeat(32) };
   try {
-    // The running Keel holds both the API port and the benchmark gateway's.
-    const gatewayTaken = await runKeel(['serve', '--role', 'api'], distributed);
+    // The running Keel holds both the API port and the benchmark gateway's (which only --role all runs).
+    const gatewayTaken = await runKeel(['serve', '--role', 'all'], distributed);
     assert.equal(gatewayTaken.code, 1, gatewayTaken.stderr);
     assert.match(gatewayTaken.stderr, new RegExp(`^keel: port ${simPort} is already in use on 127\\.0\\.0\\.1; choose another with KEEL_GATEWAY_SIM_PORT`, 'm'));
     const apiTaken = await runKeel(['serve', '--role', 'api'], { ...distributed, KEEL_GATEWAY_URL: `http://127.0.0.1:${simPort}` });

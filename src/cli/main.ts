@@ -264,14 +264,12 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
   const keel = await createKeel({ config, role, runJobTimers: true }).catch((error: unknown) => {
     throw portTaken(error, config) ?? error;
   });
-  let url = '(no HTTP listener for the worker role)';
-  if (role !== 'worker') {
-    try {
-      url = await keel.listen();
-    } catch (error) {
-      await keel.close();
-      throw portTaken(error, config) ?? error;
-    }
+  let url: string;
+  try {
+    url = await keel.listen();
+  } catch (error) {
+    await keel.close();
+    throw portTaken(error, config) ?? error;
   }
   const releaseLock = embedded ? writeLock(config.dataDir, { pid: process.pid, url }) : () => undefined;
   if (seedDemo) await printWelcome(keel, config, url);

@@ -8,9 +8,10 @@ import { connect as connectSocket, createServer, type Server, type Socket } from
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { after, before, describe, test } from 'node:test';
-import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { deleteStream, startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import type { KeelEvent } from './bus.js';
-import { createJetStreamBus, streamName } from './bus-jetstream.js';
+import { createJetStreamBus, streamNameOf } from './bus-jetstream.js';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
@@ -177,7 +178,8 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
 
     // Two relays at once, each with its own broker connection, over the same outbox.
     for (let index = 0; index < 3; index += 1) await pay(keel);
-    const second = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), keel.keel.database.schema ?? 'keel');
+    const ownStream = { namespace: keel.keel.eventNamespace, deployment: keel.keel.deployment };
+    const second = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), ownStream);
     try {
       await Promise.all([keel.keel.jobs.relay(), relayOnce(keel.keel.database.db, second, 'relay_second_instance')]);
       await relayUntilEmpty(20_000);
@@ -185,11 +187,13 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
       await second.close();
     }
     // Another deployment on the same server publishes an event naming this merchant: it must not arrive here.
-    const foreign = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), `other_${uniqueKey('deployment')}`);
+    const otherNamespace = `other_${randomBytes(6).toString('hex')}`;
+    const foreign = await createJetStreamBus(proxy.url, pino({ level: 'silent' }), { namespace: otherNamespace, deployment: randomUUID() });
     try {
       await foreign.publish({ id: newId('event').publicId, type: 'payment.succeeded', created_at: new Date().toISOString(), merchant, correlation_id: null, data: { object: {} } });
     } finally {
       await foreign.close();
+      await deleteStream(natsUrl ?? '', streamNameOf(otherNamespace));
     }
     await pay(keel);
     await relayUntilEmpty(20_000);
@@ -205,12 +209,13 @@ describe('NATS JetStream', { skip: natsUrl === undefined || natsUrl === '' ? 'no
     const connection = await connect({ servers: natsUrl ?? '' });
     try {
       const manager = await jetstreamManager(connection);
-      const maxAge = async () => (await manager.streams.info(streamName)).config.max_age;
+      const maxAge = async () => (await manager.streams.info(keel.keel.eventStream ?? '')).config.max_age;
       assert.equal(await maxAge(), nanos(30 * 86_400_000), 'the test Keel started with the default 30 days');
-      const shorter = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), 'retention_probe', { maxAgeDays: 7 });
+      const ownStream = { namespace: keel.keel.eventNamespace, deployment: keel.keel.deployment };
+      const shorter = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), { ...ownStream, maxAgeDays: 7 });
       await shorter.close();
       assert.equal(await maxAge(), nanos(7 * 86_400_000));
-      const back = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), 'retention_probe', { maxAgeDays: 30 });
+      const back = await createJetStreamBus(natsUrl ?? '', pino({ level: 'silent' }), { ...ownStream, maxAgeDays: 30 });
       await back.close();
       assert.equal(await maxAge(), nanos(30 * 86_400_000));
     } finally {

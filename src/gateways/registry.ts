@@ -107,7 +107,7 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
     <R, T>(operation: string, call: (context: PartnerCallContext, request: R) => Promise<PartnerOutcome<T>>) =>
     async (context: PartnerCallContext, request: R): Promise<PartnerOutcome<T>> => {
       const resource = `${partnerResource}:${context.country}`;
-      const { breaker, bulkhead } = options.resources.get(resource);
+      const { breaker, bulkhead } = options.resources.get(resource, connector.name);
       let delay: IBackoff<unknown> | undefined;
       for (let retry = 0; ; retry += 1) {
         const permit = breaker.acquire();

@@ -43,7 +43,7 @@ for (const gateway of ['toss', 'stripe'] as const) {
     let keel: TestKeel;
     before(async () => {
       // Every failure here counts against the breaker; its own tests are elsewhere, so it stays out of the way.
-      keel = await startTestKeel({ gateway, config: { breaker: { ...breakerDefaults, errorThreshold: 1_000 } } });
+      keel = await startTestKeel({ gateway, config: { breaker: { ...breakerDefaults, minimumCalls: 1_000 } } });
       await keel.setInquiryLag(inquiryLagMs);
     });
     after(async () => {

@@ -1,30 +1,39 @@
 import assert from 'node:assert/strict';
 
 /**
- * A circuit breaker with Semian's semantics, per resource (`partner host:port:merchant country`):
- * - closed: it opens after `errorThreshold` errors within `errorThresholdTimeoutMs`;
+ * A circuit breaker per resource (`partner:host:port:merchant country`), opening on an error *rate*:
+ * - closed: calls are counted in a sliding window of `windowMs` (ten buckets); it opens when the window holds at
+ *   least `minimumCalls` calls and at least `failureRatePercent` of them failed (resilience4j's and Hystrix's
+ *   rule, so a partner failing a tenth of its calls keeps being called while one failing half is left alone);
  * - open: every call is refused before anything is sent, for `errorTimeoutMs`;
- * - half-open: calls go through (with a shorter read timeout); `successThreshold` successes in a row close it,
- *   and any error opens it again.
+ * - half-open (Semian's semantics): calls go through with a shorter read timeout; `successThreshold` successes
+ *   in a row close it, and any error opens it again.
  * Only errors that say the resource is unhealthy count: timeouts, connection failures, 429 and 5xx. A decline or
- * another 4xx is an answer from a healthy partner. cockatiel's breaker closes on the first half-open success and
- * counts failures per call rather than per time window, so this one is Keel's own (see docs/resilience.md).
+ * another 4xx is an answer from a healthy partner, and counts as a call that succeeded. cockatiel's breaker
+ * closes on the first half-open success, so this one is Keel's own (see docs/resilience.md).
  */
 export interface BreakerOptions {
-  readonly errorThreshold: number;
-  readonly errorThresholdTimeoutMs: number;
+  /** Calls the window must hold before a rate is judged at all. */
+  readonly minimumCalls: number;
+  /** The share of the window's calls that failed at which it opens, in percent (1-100). */
+  readonly failureRatePercent: number;
+  readonly windowMs: number;
   readonly errorTimeoutMs: number;
   readonly successThreshold: number;
   readonly halfOpenReadTimeoutMs: number;
 }
 
 export const breakerDefaults: BreakerOptions = {
-  errorThreshold: 5,
-  errorThresholdTimeoutMs: 10_000,
+  minimumCalls: 20,
+  failureRatePercent: 50,
+  windowMs: 10_000,
   errorTimeoutMs: 10_000,
   successThreshold: 2,
   halfOpenReadTimeoutMs: 2_000,
 };
+
+/** The sliding window's resolution: calls age out a tenth of the window at a time. */
+const windowBuckets = 10;
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
@@ -33,6 +42,7 @@ export type Permit = { readonly allowed: true; readonly halfOpen: boolean } | { 
 export interface BreakerSnapshot {
   readonly resource: string;
   readonly state: BreakerState;
+  readonly calls_in_window: number;
   readonly errors_in_window: number;
   readonly error_count: number;
   readonly success_count: number;
@@ -48,19 +58,25 @@ export class CircuitBreaker {
   readonly #options: BreakerOptions;
   readonly #onChange: StateChangeListener;
   readonly #now: () => number;
+  readonly #bucketMs: number;
   #state: BreakerState = 'closed';
-  #errorTimes: number[] = [];
+  /** Per bucket: which tick of `bucketMs` it counts, and its calls and errors. */
+  readonly #bucketTick = new Array<number>(windowBuckets).fill(-1);
+  readonly #bucketCalls = new Array<number>(windowBuckets).fill(0);
+  readonly #bucketErrors = new Array<number>(windowBuckets).fill(0);
   #openedAt: number | null = null;
   #halfOpenSuccesses = 0;
   #errorCount = 0;
   #successCount = 0;
 
   constructor(resource: string, options: BreakerOptions, onChange: StateChangeListener, now: () => number = Date.now) {
-    assert.ok(options.errorThreshold >= 1 && options.successThreshold >= 1, 'breaker thresholds are at least 1');
+    assert.ok(options.minimumCalls >= 1 && options.successThreshold >= 1, 'breaker thresholds are at least 1');
+    assert.ok(options.failureRatePercent >= 1 && options.failureRatePercent <= 100, 'the breaker failure rate is 1-100 percent');
     this.resource = resource;
     this.#options = options;
     this.#onChange = onChange;
     this.#now = now;
+    this.#bucketMs = Math.max(1, Math.ceil(options.windowMs / windowBuckets));
   }
 
   get state(): BreakerState {
@@ -79,6 +95,7 @@ export class CircuitBreaker {
 
   recordSuccess(): void {
     this.#successCount += 1;
+    if (this.#state === 'closed') this.#count(false);
     if (this.#state !== 'half_open') return;
     this.#halfOpenSuccesses += 1;
     if (this.#halfOpenSuccesses >= this.#options.successThreshold) this.#transition('closed');
@@ -86,24 +103,23 @@ export class CircuitBreaker {
 
   recordError(): void {
     this.#errorCount += 1;
-    const now = this.#now();
     if (this.#state === 'half_open') {
       this.#transition('open');
       return;
     }
     if (this.#state === 'open') return;
-    this.#errorTimes = this.#errorTimes.filter((time) => now - time < this.#options.errorThresholdTimeoutMs);
-    this.#errorTimes.push(now);
-    if (this.#errorTimes.length >= this.#options.errorThreshold) this.#transition('open');
+    this.#count(true);
+    const { calls, errors } = this.#window();
+    if (calls >= this.#options.minimumCalls && errors * 100 >= calls * this.#options.failureRatePercent) this.#transition('open');
   }
 
   snapshot(): BreakerSnapshot {
-    const now = this.#now();
-    const inWindow = this.#errorTimes.filter((time) => now - time < this.#options.errorThresholdTimeoutMs).length;
+    const { calls, errors } = this.#state === 'closed' ? this.#window() : { calls: 0, errors: 0 };
     return {
       resource: this.resource,
       state: this.#state,
-      errors_in_window: this.#state === 'closed' ? inWindow : 0,
+      calls_in_window: calls,
+      errors_in_window: errors,
       error_count: this.#errorCount,
       success_count: this.#successCount,
       half_open_successes: this.#halfOpenSuccesses,
@@ -112,13 +128,39 @@ export class CircuitBreaker {
     };
   }
 
+  #count(failed: boolean): void {
+    const tick = Math.floor(this.#now() / this.#bucketMs);
+    const slot = tick % windowBuckets;
+    if (this.#bucketTick[slot] !== tick) {
+      this.#bucketTick[slot] = tick;
+      this.#bucketCalls[slot] = 0;
+      this.#bucketErrors[slot] = 0;
+    }
+    this.#bucketCalls[slot] = (this.#bucketCalls[slot] ?? 0) + 1;
+    if (failed) this.#bucketErrors[slot] = (this.#bucketErrors[slot] ?? 0) + 1;
+  }
+
+  /** The calls and errors of the last `windowBuckets` buckets. */
+  #window(): { calls: number; errors: number } {
+    const tick = Math.floor(this.#now() / this.#bucketMs);
+    let calls = 0;
+    let errors = 0;
+    for (let slot = 0; slot < windowBuckets; slot += 1) {
+      const age = tick - (this.#bucketTick[slot] ?? -1);
+      if (age < 0 || age >= windowBuckets) continue;
+      calls += this.#bucketCalls[slot] ?? 0;
+      errors += this.#bucketErrors[slot] ?? 0;
+    }
+    return { calls, errors };
+  }
+
   #transition(to: BreakerState): void {
     const from = this.#state;
     if (from === to) return;
     this.#state = to;
     if (to === 'open') this.#openedAt = this.#now();
     if (to === 'closed') this.#openedAt = null;
-    this.#errorTimes = [];
+    this.#bucketTick.fill(-1);
     this.#halfOpenSuccesses = 0;
     this.#onChange(this.resource, from, to, this.snapshot());
   }

@@ -38,7 +38,7 @@ describe('the first partner refuses connections', () => {
     keel = await startTestKeel({
       config: {
         partnerUrls: { toss: 'http://127.0.0.1:9', stripe: stripeSim.url },
-        breaker: { errorThreshold: 5, errorThresholdTimeoutMs: 10_000, errorTimeoutMs: 10_000, successThreshold: 2, halfOpenReadTimeoutMs: 500 },
+        breaker: { minimumCalls: 5, failureRatePercent: 50, windowMs: 10_000, errorTimeoutMs: 10_000, successThreshold: 2, halfOpenReadTimeoutMs: 500 },
       },
     });
   });

@@ -11,7 +11,7 @@ import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/ha
 let keel: TestKeel;
 let japan: CreatedMerchant;
 let usa: CreatedMerchant;
-const breaker = { errorThreshold: 3, errorThresholdTimeoutMs: 10_000, errorTimeoutMs: 1_500, successThreshold: 2, halfOpenReadTimeoutMs: 500 };
+const breaker = { minimumCalls: 3, failureRatePercent: 50, windowMs: 10_000, errorTimeoutMs: 1_500, successThreshold: 2, halfOpenReadTimeoutMs: 500 };
 
 before(async () => {
   keel = await startTestKeel({ config: { breaker, bulkheadMax: 2 } });
@@ -35,7 +35,7 @@ const resilience = async () => {
 describe('circuit breaker per partner and country', () => {
   test('errors in KR open KR\'s breaker; KR fails fast while JP keeps succeeding; then it half-opens and closes', async () => {
     await sim('/__sim/faults', 'POST', { country: 'KR', mode: 'errors', rate: 1, duration_s: 60 });
-    for (let index = 0; index < breaker.errorThreshold; index += 1) {
+    for (let index = 0; index < breaker.minimumCalls; index += 1) {
       const response = await pay(keel.merchant.secret_key);
       assert.equal(response.status, 202, 'a 5xx after sending is unknown, and counts as an error');
     }
@@ -73,7 +73,7 @@ describe('circuit breaker per partner and country', () => {
   });
 
   test('declines never open the breaker', async () => {
-    for (let index = 0; index < breaker.errorThreshold + 2; index += 1) {
+    for (let index = 0; index < breaker.minimumCalls + 2; index += 1) {
       assert.equal((await pay(japan.secret_key, '4000000000000002')).status, 402);
     }
     assert.equal((await resilience()).find((state) => state.resource.endsWith(':JP'))?.state, 'closed');

@@ -4,12 +4,14 @@ import type { Logger } from 'pino';
 import { CircuitBreaker, type BreakerOptions, type BreakerSnapshot } from './breaker.js';
 
 /**
- * The registry of protected resources: one circuit breaker and one bulkhead per `host:port:country`. A
+ * The registry of protected resources: one circuit breaker and one bulkhead per `partner:host:port:country`. A
  * bulkhead bounds the partner calls in flight for its resource and never queues by default (cockatiel's
  * `bulkhead(limit, 0)`): a full bulkhead refuses at once, before anything is sent.
  */
 export interface ResourceOptions {
   readonly breaker: BreakerOptions;
+  /** A partner's own rate rule over `breaker` (resources are named `partner:host:port:country`). */
+  readonly breakerByPartner?: Readonly<Partial<Record<string, Partial<BreakerOptions>>>>;
   readonly bulkheadMax: number;
   readonly bulkheadQueueMax: number;
 }
@@ -30,13 +32,14 @@ export class ResourceRegistry {
     this.#now = now;
   }
 
-  get(resource: string): { breaker: CircuitBreaker; bulkhead: BulkheadPolicy } {
+  /** The resource's breaker and bulkhead; `partner` picks its breaker options. */
+  get(resource: string, partner?: string): { breaker: CircuitBreaker; bulkhead: BulkheadPolicy } {
     let entry = this.#resources.get(resource);
     if (entry === undefined) {
       entry = {
         breaker: new CircuitBreaker(
           resource,
-          this.#options.breaker,
+          { ...this.#options.breaker, ...(partner === undefined ? {} : this.#options.breakerByPartner?.[partner]) },
           (name, from, to, snapshot) => {
             const log = to === 'open' ? this.#logger.warn.bind(this.#logger) : this.#logger.info.bind(this.#logger);
             log({ resource: name, from, to, breaker: snapshot }, `circuit breaker ${from} -> ${to}`);

@@ -119,6 +119,12 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
   };
 }
 
+/** This deployment's identity: one id per database (and schema), shared by every instance on it. */
+export async function deploymentId(db: Kysely<KeelDatabase>): Promise<string> {
+  const row = await db.selectFrom('deployment').select('id').executeTakeFirstOrThrow();
+  return row.id;
+}
+
 /** Brings the schema up to date; safe to run on every start and from several processes at once. */
 export async function migrateToLatest(database: Database): Promise<readonly string[]> {
   // Kysely looks for its migration tables in every schema unless told which one: name it, so databases that

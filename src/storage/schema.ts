@@ -223,6 +223,13 @@ export interface LeasesTable {
   expires_at: Timestamp;
 }
 
+/** One row: this deployment's identity (`storage/database.ts` `deploymentId`). */
+export interface DeploymentTable {
+  singleton: ColumnType<boolean, never, never>;
+  id: ColumnType<string, never, never>;
+  created_at: ColumnType<Date, never, never>;
+}
+
 export interface WebhookEndpointsTable {
   id: string;
   merchant_id: string;
@@ -315,6 +322,7 @@ export interface KeelDatabase {
   ledger_transactions: LedgerTransactionsTable;
   ledger_entries: LedgerEntriesTable;
   webhook_endpoints: WebhookEndpointsTable;
+  deployment: DeploymentTable;
   webhook_deliveries: WebhookDeliveriesTable;
   leases: LeasesTable;
   inbox: InboxTable;

@@ -6,6 +6,8 @@ import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import { createKeel, type Keel } from '../runtime.js';
 import { dropSchema } from '../storage/database.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 
 /**
  * Starts a whole Keel for a test: the real API (driven through `app.inject`), the real benchmark gateway on a
@@ -194,8 +196,21 @@ export async function startTestKeel(options: TestKeelOptions = {}): Promise<Test
     async close() {
       await keel.close();
       if (databaseUrl !== undefined && schema !== undefined) await dropSchema(databaseUrl, schema);
+      // Each test deployment has a stream of its own on the shared NATS server; it goes with the deployment.
+      if (config.natsUrl !== undefined && keel.eventStream !== undefined) await deleteStream(config.natsUrl, keel.eventStream);
     },
   };
+}
+
+/** Removes a test deployment's JetStream stream (and its consumers). */
+export async function deleteStream(natsUrl: string, stream: string): Promise<void> {
+  const connection = await connect({ servers: natsUrl });
+  try {
+    const manager = await jetstreamManager(connection);
+    await manager.streams.delete(stream).catch(() => false);
+  } finally {
+    await connection.close();
+  }
 }
 
 /** Every table of Keel's schema, by name. */

@@ -14,24 +14,27 @@ import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/ha
 import { startWebhookReceiver } from '../testing/webhook-receiver.js';
 import { newId, publicToUuid } from '../storage/ids.js';
 import { isForbiddenAddress } from './destination.js';
+import { startSimulator, type Simulator } from '../simulator/server.js';
 import { DeliveryScheduler, createDeliveryAgent } from './webhooks.js';
 
 let keel: TestKeel;
+let livePartner: Simulator;
 before(async () => {
-  keel = await startTestKeel();
+  // Live merchants' payments go to the live partner URL: a gateway of this test's own stands in for it.
+  livePartner = await startSimulator({ port: 0 });
+  keel = await startTestKeel({ config: { liveUrls: { toss: livePartner.url, stripe: livePartner.url } } });
 });
 after(async () => {
   await keel.close();
+  await livePartner.close();
 });
 
 const db = () => keel.keel.database.db;
 const pay = (secretKey: string) =>
   keel.request('POST', '/v1/payments', { body: { amount: 1000, currency: 'KRW', order_id: uniqueKey('ord'), payment_method: testCard(), confirm: true }, secretKey });
 
-async function liveMerchant(name: string) {
-  const merchant = await keel.createMerchant({ name });
-  await db().updateTable('merchants').set({ livemode: true }).where('id', '=', publicToUuid('merchant', merchant.id) ?? '').execute();
-  return merchant;
+function liveMerchant(name: string) {
+  return keel.createMerchant({ name, live: true, partnerSecretKey: 'live_sk_isolation' });
 }
 
 /** An endpoint row as an earlier Keel, or an earlier DNS answer, let it be stored. */

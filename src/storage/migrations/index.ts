@@ -422,6 +422,27 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0018_deployment_identity': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // The deployment's identity lives in its database: every instance on this database (and schema) shares it,
+      // and another database is another deployment. Its event stream, subjects and consumers are named from it.
+      // The stream changes name with this migration, so events published to the earlier stream that a consumer
+      // had not yet applied (no inbox entry; only the last day's can be pending) are published again, to the new
+      // stream; the inbox drops what a consumer already applied.
+      await sql`
+        CREATE TABLE deployment (
+          singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+          id uuid NOT NULL DEFAULT gen_random_uuid(),
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        INSERT INTO deployment DEFAULT VALUES;
+        UPDATE outbox SET published_at = NULL
+        WHERE published_at IS NOT NULL AND created_at > now() - interval '1 day'
+          AND (NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.event_id = outbox.id AND inbox.consumer = 'webhooks')
+            OR NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.event_id = outbox.id AND inbox.consumer = 'projections'));
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
