@@ -139,6 +139,9 @@ async function main(): Promise<void> {
 if (process.argv[2] === 'worker') {
   const { runWorkerBench } = await import('./worker.js');
   await runWorkerBench();
+} else if (process.argv[2] === 'breaker') {
+  const { runBreakerBench } = await import('./breaker.js');
+  await runBreakerBench();
 } else if (process.argv[2] === 'overload') {
   const { runOverload } = await import('./overload.js');
   await runOverload();

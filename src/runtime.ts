@@ -60,6 +60,8 @@ export interface KeelOptions {
   /** Port for the in-process benchmark gateway; 0 picks a free one. */
   readonly simulatorPort?: number;
   readonly simulatorAmbiguousDelayMs?: number;
+  /** Told each step of starting (the CLI prints them: a first embedded start takes a while). */
+  readonly progress?: (step: string) => void;
 }
 
 export interface KeelJobs {
@@ -119,23 +121,35 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   }
   // Before the database is opened: a deployment without its shared key stops here.
   const cipher = cipherFor(config, persistent);
+  const progress = options.progress ?? (() => undefined);
   // Only `all` (and `npm start`) runs the benchmark gateway in-process; the roles of a deployment name theirs.
   if (options.role !== 'all' && config.gatewayUrl === undefined && (config.partnerUrls.toss === undefined || config.partnerUrls.stripe === undefined)) {
     throw new Error(
       `--role ${options.role} needs the partners' URL for test merchants: set KEEL_GATEWAY_URL (or KEEL_PARTNER_TOSS_URL and KEEL_PARTNER_STRIPE_URL); only --role all runs the benchmark gateway in-process (run one alone with \`npx keel gateway-sim\`). See docs/scaling.md.`,
     );
   }
+  const embeddedDir = persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined;
+  progress(
+    embeddedDir === undefined
+      ? 'connecting to the database'
+      : existsSync(embeddedDir)
+        ? `opening the embedded database in ${embeddedDir}`
+        : `creating the embedded database in ${embeddedDir} (first start only; this takes a little while)`,
+  );
   const database = await openDatabase({
     url: config.databaseUrl,
-    dataDir: persistent && config.databaseUrl === undefined ? join(config.dataDir, 'pgdata') : undefined,
+    dataDir: embeddedDir,
     schema: options.databaseSchema ?? config.databaseSchema,
     applicationName: options.databaseSchema ?? `keel_${options.role}`,
   });
-  await migrateToLatest(database);
+  progress('applying migrations');
+  const applied = await migrateToLatest(database);
+  if (applied.length > 0) progress(`applied ${applied.length} migration${applied.length === 1 ? '' : 's'}`);
   const adminToken = config.adminToken ?? localSecret(config, persistent, 'admin-token', () => `adm_${randomBytes(24).toString('base64url')}`);
 
   let simulator: Simulator | undefined;
   if (config.gatewayUrl === undefined && options.role === 'all') {
+    progress('starting the benchmark gateway');
     simulator = await startSimulator({
       port: options.simulatorPort ?? config.gatewaySimPort,
       ...(options.simulatorAmbiguousDelayMs === undefined ? {} : { ambiguousDelayMs: options.simulatorAmbiguousDelayMs }),
@@ -233,6 +247,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const inFlightJobs = new Set<Promise<unknown>>();
   // Workers consume events; the API role only writes them.
   if (options.role !== 'api') {
+    progress('starting the event consumers');
     // A read model met for the first time (a new deployment, or an upgrade that adds it) is built from the outbox.
     const built = await rebuildProjections(database.db, logger, { onlyIfNeverBuilt: true });
     await bus.subscribe('webhooks', webhookConsumer(database.db));
@@ -288,10 +303,10 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       relayStop.abort();
       for (const timer of timers) clearInterval(timer);
       await app.close();
-      await Promise.race([Promise.allSettled([...inFlightJobs]), sleep(shutdownJobsWaitMs)]);
+      await within(Promise.allSettled([...inFlightJobs]), shutdownJobsWaitMs);
       await gateways.close();
       await bus.close();
-      await Promise.race([deliveries.drain(), sleep(shutdownJobsWaitMs)]);
+      await within(deliveries.drain(), shutdownJobsWaitMs);
       await deliveryAgent.close();
       await liveDeliveryAgent.close();
       await simulator?.close();
@@ -312,6 +327,16 @@ function assertLiveUrlsReal(config: KeelConfig, simulatorUrl: string): void {
       throw new Error(`KEEL_LIVE_${gateway.toUpperCase()}_URL points at the built-in benchmark gateway (${simulatorUrl}); live merchants talk only to the partner's real API`);
     }
   }
+}
+
+/**
+ * Waits for `work`, at most `ms`. The bound's timer is cleared as soon as the work ends, so an idle process
+ * exits at once instead of waiting out the bound.
+ */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  const bound = new AbortController();
+  await Promise.race([work, sleep(ms, undefined, { signal: bound.signal }).catch(() => undefined)]);
+  bound.abort();
 }
 
 /**

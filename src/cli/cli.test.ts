@@ -88,6 +88,9 @@ after(async () => {
 });
 
 test('start prints the demo merchant, whose key pays', async () => {
+  // A first start says what it is doing while it creates the embedded database.
+  assert.match(serverOutput, /Keel: creating the embedded database in .*pgdata \(first start only/);
+  assert.match(serverOutput, /Keel: applied \d+ migrations…/);
   const secretKey = /secret key:\s+(sk_test_\S+)/.exec(serverOutput)?.[1];
   assert.ok(secretKey !== undefined, serverOutput);
   assert.match(serverOutput, /publishable key:\s+pk_test_/);
@@ -219,7 +222,11 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
 });
 
 test('after it stops, the CLI opens the embedded database itself and the data is intact', async () => {
+  // Idle, it exits as soon as it has closed, well before the 15 s it would give work in flight.
+  const stopping = performance.now();
   assert.equal(await stopServer(), 0);
+  assert.ok(performance.now() - stopping < 10_000, `an idle Keel took ${Math.round(performance.now() - stopping)} ms to stop`);
+  assert.match(serverOutput, /Keel stopped\./);
   // The keyed merchant's partner keys are in the database sealed, and open with the data directory's key.
   const database = await openDatabase({ url: undefined, dataDir: join(dataDir, 'pgdata'), schema: undefined });
   try {

@@ -5,7 +5,7 @@ import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, isGatewayName, partnerKeyProblem, setPartnerKeys, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../money.js';
-import { cipherFor, createKeel, type Keel, type Role } from '../runtime.js';
+import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
 import { migrateToLatest, openDatabase, type Database } from '../storage/database.js';
 import { prepareDataDir, wideDataDirAdvice } from '../storage/data-dir.js';
@@ -261,7 +261,7 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
       return;
     }
   }
-  const keel = await createKeel({ config, role, runJobTimers: true }).catch((error: unknown) => {
+  const keel = await createKeel({ config, role, runJobTimers: true, progress: (step) => console.log(`Keel: ${step}…`) }).catch((error: unknown) => {
     throw portTaken(error, config) ?? error;
   });
   let url: string;
@@ -275,9 +275,10 @@ async function serve(role: Role, seedDemo: boolean): Promise<void> {
   if (seedDemo) await printWelcome(keel, config, url);
   else console.log(`Keel ${role} ready at ${url}`);
   await untilSignal();
-  console.log('Keel is shutting down: finishing requests in flight');
+  console.log(`Keel is shutting down: finishing what is in flight (at most ${shutdownJobsWaitMs / 1000} s)`);
   await keel.close();
   releaseLock();
+  console.log('Keel stopped.');
 }
 
 /** A port already in use, said with the variable that moves it. */

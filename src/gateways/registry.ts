@@ -111,7 +111,7 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
       let delay: IBackoff<unknown> | undefined;
       for (let retry = 0; ; retry += 1) {
         const permit = breaker.acquire();
-        if (!permit.allowed) return observe(operation, { kind: 'unreachable', reason: 'circuit breaker open', retryAfterMs: permit.retryAfterMs }, 0);
+        if (!permit.allowed) return refused(operation, 'breaker_open', { kind: 'unreachable', reason: 'circuit breaker open', retryAfterMs: permit.retryAfterMs });
         const callContext = permit.halfOpen ? { ...context, readTimeoutMs: options.halfOpenReadTimeoutMs } : context;
         const started = performance.now();
         let outcome: PartnerOutcome<T>;
@@ -119,7 +119,7 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
           outcome = await bulkhead.execute(() => call(callContext, request));
         } catch (error) {
           if (!isBulkheadRejection(error)) throw error;
-          return observe(operation, { kind: 'unreachable', reason: 'bulkhead full', retryAfterMs: 1_000 }, 0);
+          return refused(operation, 'bulkhead_full', { kind: 'unreachable', reason: 'bulkhead full', retryAfterMs: 1_000 });
         }
         if (countsAsError(outcome)) breaker.recordError();
         else breaker.recordSuccess();
@@ -131,6 +131,13 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
         await sleep(delay.duration);
       }
     };
+
+  /** A call refused before anything was sent is counted apart: it is not a partner call and has no latency. */
+  function refused<T>(operation: string, reason: 'breaker_open' | 'bulkhead_full', outcome: PartnerOutcome<T>): PartnerOutcome<T> {
+    options.metrics.partnerCallsRefused.inc({ gateway: connector.name, operation, reason });
+    options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason }, 'partner call refused before sending');
+    return outcome;
+  }
 
   function observe<T>(operation: string, outcome: PartnerOutcome<T>, durationMs: number): PartnerOutcome<T> {
     const timing = currentContext()?.timing;

@@ -6,6 +6,7 @@ export interface Metrics {
   readonly httpRequestDurationSeconds: Histogram<'method' | 'route' | 'status_class'>;
   readonly paymentOutcomes: Counter<'outcome' | 'gateway'>;
   readonly partnerCallDurationSeconds: Histogram<'gateway' | 'operation' | 'outcome'>;
+  readonly partnerCallsRefused: Counter<'gateway' | 'operation' | 'reason'>;
   readonly shedRequests: Counter<'priority' | 'reason'>;
   readonly concurrency: Gauge<'kind'>;
 }
@@ -24,15 +25,21 @@ export function createMetrics(options: { readonly collectProcessMetrics: boolean
     }),
     paymentOutcomes: new Counter({
       name: 'keel_payment_outcomes_total',
-      help: 'Payment confirmations by outcome: approved, declined (a failure, not an error), unknown, unreachable',
+      help: 'Payment confirmations by the partner called and outcome: ok, declined (a failure, not an error), unknown, unreachable (never sent)',
       labelNames: ['outcome', 'gateway'],
       registers: [registry],
     }),
     partnerCallDurationSeconds: new Histogram({
       name: 'keel_partner_call_duration_seconds',
-      help: 'Partner call latency by operation and outcome',
+      help: 'Partner call latency by the partner called, operation and outcome (calls actually sent)',
       labelNames: ['gateway', 'operation', 'outcome'],
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+    partnerCallsRefused: new Counter({
+      name: 'keel_partner_calls_refused_total',
+      help: 'Partner calls refused before sending, by partner, operation and reason (breaker_open, bulkhead_full)',
+      labelNames: ['gateway', 'operation', 'reason'],
       registers: [registry],
     }),
     shedRequests: new Counter({

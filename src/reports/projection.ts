@@ -27,7 +27,7 @@ export const rebuildBatchSize = 500;
 /** How long a rebuild waits for consumers' transactions in flight to let go of the read model. */
 export const rebuildLockWaitMs = 30_000;
 
-export const counterNames = ['created', 'authorized', 'failed', 'canceled', 'captured', 'amount_captured', 'refunds', 'amount_refunded'] as const;
+export const counterNames = ['created', 'authorized', 'failed', 'not_sent', 'canceled', 'captured', 'amount_captured', 'refunds', 'amount_refunded'] as const;
 export type CounterName = (typeof counterNames)[number];
 
 /** The event types that change the model; others are acknowledged without a transaction. */
@@ -36,6 +36,7 @@ export const projectedEventTypes: ReadonlySet<string> = new Set([
   'payment.requires_capture',
   'payment.succeeded',
   'payment.failed',
+  'payment.not_sent',
   'payment.canceled',
   'refund.succeeded',
 ]);
@@ -102,6 +103,8 @@ export function paymentIncrement(event: KeelEvent): Increment | undefined {
       };
     case 'payment.failed':
       return { ...key, counters: { failed: 1n }, failureCode: typeof object['failure_code'] === 'string' ? object['failure_code'] : 'unknown' };
+    case 'payment.not_sent':
+      return { ...key, counters: { not_sent: 1n } };
     case 'payment.canceled':
       return { ...key, counters: { canceled: 1n } };
     default:

@@ -54,6 +54,7 @@ interface CounterRow {
   created: string;
   authorized: string;
   failed: string;
+  not_sent: string;
   canceled: string;
   captured: string;
   amount_captured: string;
@@ -70,7 +71,7 @@ export async function readPaymentsReport(db: Kysely<KeelDatabase>, merchantId: s
   const where = sql`merchant_id = ${merchantId} AND day BETWEEN ${query.startDate}::date AND ${query.endDate}::date`;
   const counters = await sql<CounterRow>`
     SELECT to_char(day, 'YYYY-MM-DD') AS day, trim(currency) AS currency, ${country} AS country, ${gateway} AS gateway,
-      sum(created)::text AS created, sum(authorized)::text AS authorized, sum(failed)::text AS failed, sum(canceled)::text AS canceled,
+      sum(created)::text AS created, sum(authorized)::text AS authorized, sum(failed)::text AS failed, sum(not_sent)::text AS not_sent, sum(canceled)::text AS canceled,
       sum(captured)::text AS captured, sum(amount_captured)::text AS amount_captured, sum(refunds)::text AS refunds,
       sum(amount_refunded)::text AS amount_refunded
     FROM report_payments_daily WHERE ${where}
@@ -89,6 +90,7 @@ export async function readPaymentsReport(db: Kysely<KeelDatabase>, merchantId: s
   const data = counters.rows.map((row) => {
     const authorized = Number(row.authorized);
     const failed = Number(row.failed);
+    const notSent = Number(row.not_sent);
     return {
       object: 'payment_report_row',
       day: row.day,
@@ -99,12 +101,15 @@ export async function readPaymentsReport(db: Kysely<KeelDatabase>, merchantId: s
       created: Number(row.created),
       authorized,
       failed,
+      not_sent: notSent,
       canceled: Number(row.canceled),
       captured: Number(row.captured),
       amount_captured: Number(row.amount_captured),
       refunds: Number(row.refunds),
       amount_refunded: Number(row.amount_refunded),
-      approval_rate: authorized + failed === 0 ? null : Math.round((authorized / (authorized + failed)) * 10_000) / 10_000,
+      // Of the confirmations that ended, the share approved: a confirmation refused before sending is one the shopper
+      // saw fail, so it counts (and the same payment confirmed again later counts again, with its new outcome).
+      approval_rate: authorized + failed + notSent === 0 ? null : Math.round((authorized / (authorized + failed + notSent)) * 10_000) / 10_000,
       failure_codes: failureCodes.get(keyOf(row)) ?? {},
     };
   });

@@ -85,7 +85,42 @@ describe('the first partner refuses connections', () => {
     assert.equal(response.status, 503);
     assert.equal(response.body.error.payment.status, 'requires_confirmation');
   });
+
+  test('metrics name the partner called and count refusals apart from calls; the report counts confirmations refused before sending', async () => {
+    const before = await metricValues(keel);
+    const merchant = await keel.createMerchant({ name: 'Counted', country: 'US', partners: [{ gateway: 'toss' }, { gateway: 'stripe' }] });
+    for (let index = 0; index < 3; index += 1) assert.equal((await keel.request('POST', '/v1/payments', { body: paymentBody(), secretKey: merchant.secret_key })).status, 200);
+    const tossOnly = await keel.createMerchant({ name: 'Refused Only', country: 'US', partners: [{ gateway: 'toss' }] });
+    assert.equal((await keel.request('POST', '/v1/payments', { body: paymentBody(), secretKey: tossOnly.secret_key })).status, 503);
+    const after = await metricValues(keel);
+    const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    // Toss's breaker is open by now: its four confirmations were refused, never sent, and are not timed as calls.
+    assert.equal(delta('keel_payment_outcomes_total{outcome="unreachable",gateway="toss"}'), 4);
+    assert.equal(delta('keel_payment_outcomes_total{outcome="ok",gateway="stripe"}'), 3);
+    assert.equal(delta('keel_partner_calls_refused_total{gateway="toss",operation="authorize",reason="breaker_open"}'), 4, 'one per confirmation: a refusal is not retried');
+    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="toss",operation="authorize",outcome="unreachable"}'), 0);
+    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="stripe",operation="authorize",outcome="ok"}'), 3);
+    // The read model counts the refused confirmation against the approval rate, under the partner refused.
+    while ((await keel.keel.jobs.relay()) > 0);
+    const report = await keel.request('GET', '/v1/reports/payments?group_by=gateway', { secretKey: tossOnly.secret_key });
+    const toss = report.body.data.find((row: { gateway: string | null }) => row.gateway === 'toss');
+    assert.deepEqual([toss?.not_sent, toss?.authorized, toss?.approval_rate], [1, 0, 0]);
+    const counted = await keel.request('GET', '/v1/reports/payments?group_by=gateway', { secretKey: merchant.secret_key });
+    const stripe = counted.body.data.find((row: { gateway: string | null }) => row.gateway === 'stripe');
+    assert.deepEqual([stripe?.authorized, stripe?.not_sent, stripe?.approval_rate], [3, 0, 1]);
+  });
 });
+
+/** The instance's metrics, by series (`name{labels}`). */
+async function metricValues(keel: TestKeel): Promise<Map<string, number>> {
+  const text = (await keel.request('GET', '/metrics', { secretKey: null })).body as string;
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (match !== null) values.set(match[1] ?? '', Number(match[2]));
+  }
+  return values;
+}
 
 describe('a stored card when its partner cannot be reached', () => {
   test('is never sent to another partner: 503 gateway_unavailable, retryable, and nothing at the next partner', async () => {

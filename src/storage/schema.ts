@@ -291,6 +291,7 @@ export interface ReportPaymentsDailyTable {
   created: Counter;
   authorized: Counter;
   failed: Counter;
+  not_sent: Counter;
   canceled: Counter;
   captured: Counter;
   amount_captured: Counter;

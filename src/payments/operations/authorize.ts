@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
+import { appendEvent } from '../../events/outbox.js';
 import type { AuthorizeResult, GatewayName, PaymentSource } from '../../gateways/connector.js';
 import { capturePostings, postTransaction } from '../../ledger/ledger.js';
 import type { FieldCipher } from '../../storage/encryption.js';
@@ -175,11 +176,15 @@ export function recordAuthorize(context: OperationContext) {
       }
       case 'declined': {
         await setAttempt(trx, attempt, 'declined', { failure_code: outcome.code, failure_message: outcome.message });
-        return resultForPayment(await transition(trx, payment, 'failed', { failure_code: outcome.code, failure_message: outcome.message }));
+        // The partner that declined is the payment's partner from now on (a failover's, not the first choice).
+        return resultForPayment(await transition(trx, payment, 'failed', { gateway: attempt.gateway, failure_code: outcome.code, failure_message: outcome.message }));
       }
       case 'unknown':
         return recordUnknown(trx, payment, attempt, outcome);
       case 'not_sent':
+        // The payment stays as it was; the event says a confirmation was refused before sending, under the partner
+        // it was refused for (reports count it against the approval rate).
+        await appendEvent(trx, { merchantId: payment.merchantId, type: 'payment.not_sent', aggregateId: payment.id, object: { ...paymentToApi(payment), gateway: attempt.gateway } });
         return recordNotSent(trx, payment, attempt, outcome, 'The payment partner could not be reached; nothing was charged. Retry the request.');
       case 'refused':
         await setAttempt(trx, attempt, 'rejected', { failure_code: 'gateway_error', failure_message: outcome.reason });

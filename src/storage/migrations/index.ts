@@ -443,6 +443,12 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0019_report_not_sent': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Confirmations refused before anything was sent (breaker open, bulkhead full, connection refused).
+      await sql`ALTER TABLE report_payments_daily ADD COLUMN not_sent bigint NOT NULL DEFAULT 0`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
