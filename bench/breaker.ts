@@ -12,12 +12,13 @@ import { dropSchema } from '../src/storage/database.js';
  * 30% and 60% of calls (HTTP 500), each rate for `KEEL_BENCH_BREAKER_SECONDS` (default 30). Per rate it counts
  * how payments ended: approved (200), partner failed (202 processing: a 500 after sending is an unknown outcome,
  * settled later by inquiry), refused before sending (503: the breaker open), and how often the breaker opened.
- * Keel's default breaker rule (20 calls, 50% in 10 s) is what is measured.
+ * Keel's default breaker rule (20 calls, 50% in 10 s) is what is measured, once per gateway seed (the seed
+ * decides which calls fail, so a small early window can fail more often than the rate).
  */
 
 const ratePerSecond = Number(process.env['KEEL_BENCH_BREAKER_RATE'] ?? 11);
 const secondsEach = Number(process.env['KEEL_BENCH_BREAKER_SECONDS'] ?? 30);
-const errorRates = [0.05, 0.1, 0.3, 0.6];
+const errorRates = (process.env['KEEL_BENCH_BREAKER_ERROR_RATES'] ?? '0.05,0.1,0.3,0.6').split(',').map(Number);
 const databaseUrl = process.env['KEEL_DATABASE_URL'] ?? process.env['KEEL_TEST_DATABASE_URL'] ?? 'postgres://root@127.0.0.1:5432/test';
 
 interface Tally {
@@ -30,7 +31,30 @@ interface Tally {
   breakerOpened: number;
 }
 
+const seeds = (process.env['KEEL_BENCH_BREAKER_SEEDS'] ?? '1,2,3').split(',').map(Number);
+
 export async function runBreakerBench(): Promise<void> {
+  const runs: { seed: number; tallies: Tally[] }[] = [];
+  let rule = '';
+  for (const seed of seeds) {
+    const { tallies, ruleText } = await runSeed(seed);
+    runs.push({ seed, tallies });
+    rule = ruleText;
+  }
+  console.log(`breaker under partial failure: ${ratePerSecond} payments/s, ${secondsEach} s per error rate, rule ${rule}, gateway seeds ${seeds.join(', ')}`);
+  console.log('| partner errors | seed | payments | approved | partner failed (202) | refused before sending (503) | other | breaker opened |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const errorRate of errorRates) {
+    for (const { seed, tallies } of runs) {
+      const tally = tallies.find((candidate) => candidate.errorRate === errorRate);
+      if (tally === undefined) continue;
+      const other = Object.entries(tally.other).map(([status, n]) => `${n} x ${status}`).join(', ') || '0';
+      console.log(`| ${Math.round(errorRate * 100)}% | ${seed} | ${tally.payments} | ${tally.approved} | ${tally.partnerFailed} | ${tally.refused} | ${other} | ${tally.breakerOpened} |`);
+    }
+  }
+}
+
+async function runSeed(seed: number): Promise<{ tallies: Tally[]; ruleText: string }> {
   const schema = `keel_bench_breaker_${randomBytes(4).toString('hex')}`;
   const base = loadConfig({});
   const keel = await createKeel({
@@ -39,6 +63,7 @@ export async function runBreakerBench(): Promise<void> {
     inMemory: true,
     databaseSchema: schema,
     simulatorPort: 0,
+    simulatorSeed: seed,
     logDestination: pino.destination('/dev/null'),
   });
   try {
@@ -60,18 +85,17 @@ export async function runBreakerBench(): Promise<void> {
       }
       await Promise.all(inFlight);
       watcher.stop();
+      if (process.env['KEEL_BENCH_BREAKER_TRACE'] === '1') {
+        const metrics = await (await fetch(`${url}/metrics`)).text();
+        console.error(metrics.split('\n').filter((line) => line.startsWith('keel_partner_call_duration_seconds_count') || line.startsWith('keel_partner_calls_refused_total')).join('\n'));
+      }
       await fetch(`${keel.gatewayUrl}/__sim/faults`, { method: 'DELETE' });
       // Let the breaker close again before the next rate: its open time, then a few clean calls.
       await sleep(keel.services.config.breaker.errorTimeoutMs + 1_000);
       for (let index = 0; index < 5; index += 1) await pay(url, merchant.secret_key);
     }
-    console.log(`breaker under partial failure: ${ratePerSecond} payments/s, ${secondsEach} s per error rate, rule ${keel.services.config.breaker.minimumCalls} calls / ${keel.services.config.breaker.failureRatePercent}% in ${keel.services.config.breaker.windowMs / 1000} s`);
-    console.log('| partner errors | payments | approved | partner failed (202) | refused before sending (503) | other | breaker opened |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- |');
-    for (const tally of tallies) {
-      const other = Object.entries(tally.other).map(([status, n]) => `${n} x ${status}`).join(', ') || '0';
-      console.log(`| ${Math.round(tally.errorRate * 100)}% | ${tally.payments} | ${tally.approved} | ${tally.partnerFailed} | ${tally.refused} | ${other} | ${tally.breakerOpened} |`);
-    }
+    const { breaker } = keel.services.config;
+    return { tallies, ruleText: `${breaker.minimumCalls} calls / ${breaker.failureRatePercent}% in ${breaker.windowMs / 1000} s, open ${breaker.errorTimeoutMs / 1000} s, ${breaker.successThreshold} half-open successes` };
   } finally {
     await keel.close();
     await dropSchema(databaseUrl, schema);
@@ -96,16 +120,22 @@ function count(tally: Tally, status: number): void {
   else tally.other[status] = (tally.other[status] ?? 0) + 1;
 }
 
-/** Counts closed/half-open -> open transitions by polling the resources every 100 ms. */
-function watchBreaker(snapshot: () => readonly { state: string; opened_at: string | null }[], onOpen: () => void): { stop(): void } {
+/**
+ * Counts transitions to open by polling the resources every 20 ms, and logs the window the last closed poll saw
+ * before each (a half-open reopening shows the half-open state instead).
+ */
+function watchBreaker(snapshot: () => readonly { resource: string; state: string; opened_at: string | null; calls_in_window: number; errors_in_window: number }[], onOpen: () => void): { stop(): void } {
   const seen = new Set<string>();
+  const last = new Map<string, string>();
   const timer = setInterval(() => {
     for (const resource of snapshot()) {
       if (resource.state === 'open' && resource.opened_at !== null && !seen.has(resource.opened_at)) {
         seen.add(resource.opened_at);
+        if (process.env['KEEL_BENCH_BREAKER_TRACE'] === '1') console.error(`opened ${resource.resource} at ${resource.opened_at}; before: ${last.get(resource.resource) ?? 'none'}`);
         onOpen();
       }
+      if (resource.state !== 'open') last.set(resource.resource, `${resource.state} ${resource.errors_in_window}/${resource.calls_in_window}`);
     }
-  }, 100);
+  }, 20);
   return { stop: () => clearInterval(timer) };
 }

@@ -1,6 +1,8 @@
 // Drives Brand Pay in a real browser (Debian's Chromium through playwright-core), as a shopper would, against
-// a demo shop that uses the SDK and confirms on its server: register a card and a PIN, pay, return to the
-// shop's success page; pay again with one PIN entry; then five wrong PINs and the locked message. Screenshots of
+// the example shop (examples/shop.ts), which uses the SDK and confirms on its server: register a card and a PIN
+// (entered twice), pay, return to the shop's success page; pay again with one PIN entry; then five wrong PINs, the
+// locked message, and the way back to the shop's fail page. The test banner and the order's name are shown, Pay is
+// disabled with a progress sign while a slow partner answers, and the Korean page speaks Korean. Screenshots of
 // each step, and the steps counted (screens, fields, keystrokes) in steps.json, go to a temporary folder, or to
 // docs/img/brandpay/ with KEEL_UPDATE_SCREENSHOTS=1 (so a test run never rewrites the docs by accident).
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestKeel, uniqueKey, type TestKeel } from '../src/testing/harness.js';
-import { startDemoShop, type DemoShop } from './demo-shop.js';
+import { startExampleShop, type ExampleShop } from '../examples/shop.js';
 
 const chromiumPath = '/usr/bin/chromium';
 const available = existsSync(chromiumPath);
@@ -21,7 +23,7 @@ const screenshots =
   process.env['KEEL_UPDATE_SCREENSHOTS'] === '1' ? new URL('../docs/img/brandpay/', import.meta.url).pathname : `${mkdtempSync(join(tmpdir(), 'keel-brandpay-'))}/`;
 
 let keel: TestKeel;
-let shop: DemoShop;
+let shop: ExampleShop;
 let browser: Browser;
 
 async function freePort(): Promise<number> {
@@ -37,10 +39,10 @@ async function freePort(): Promise<number> {
 before(async () => {
   if (!available) return;
   const port = await freePort();
-  // A read timeout well past the slow partner of the second-tap test, so its charge is answered, not lost.
+  // A read timeout well past the slow partner of the Pay-while-in-flight test, so its charge is answered, not lost.
   keel = await startTestKeel({ config: { port, publicUrl: `http://127.0.0.1:${port}`, partnerHttp: { connectTimeoutMs: 500, readTimeoutMs: 5_000, connectionsMax: 64 }, idempotencyLockTimeoutMs: 10_000 } });
   await keel.keel.listen();
-  shop = await startDemoShop({
+  shop = await startExampleShop({
     keelUrl: `http://127.0.0.1:${port}`,
     secretKey: keel.merchant.secret_key,
     publishableKey: keel.merchant.publishable_key,
@@ -109,6 +111,9 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   const first = new Steps();
   await startCheckout(page, first);
   await page.getByText('No payment method yet').waitFor();
+  // A test merchant's page says so; the shop's name for the order is shown.
+  await page.getByText('Test mode: no real money moves.').waitFor();
+  await page.getByText('Order · Keel T-shirt').waitFor();
   await page.screenshot({ path: `${screenshots}01-first-visit.png`, fullPage: true });
   await first.click(page, '#add-card summary');
   await first.type(page, 'Card number', '4242424242424242');
@@ -121,6 +126,11 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   await page.getByText('Choose a 6-digit payment PIN').waitFor();
   await first.pin(page, '135790');
   await page.screenshot({ path: `${screenshots}03-set-pin.png`, fullPage: true });
+  await first.click(page, '#pay');
+  // A first PIN is entered twice; the second must match.
+  await page.getByText('Enter the PIN again to confirm it').waitFor();
+  await first.pin(page, '135790');
+  await page.screenshot({ path: `${screenshots}03b-confirm-pin.png`, fullPage: true });
   await first.click(page, '#pay');
   await page.waitForURL(/\/success\?/);
   first.seen(page);
@@ -148,10 +158,15 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   for (let attempt = 1; attempt <= 5; attempt += 1) {
     await lockout.pin(page, '482913');
     await lockout.click(page, '#pay');
-    if (attempt < 5) await page.getByText(/tr(y|ies) remain/).waitFor();
+    if (attempt < 5) await page.getByText(`Wrong PIN. ${5 - attempt} more wrong PINs lock your payments.`).waitFor();
   }
   await page.getByText('Payments are locked after 5 wrong PINs').waitFor();
   await page.screenshot({ path: `${screenshots}07-locked.png`, fullPage: true });
+  // The locked screen leads back to the shop, which is told why.
+  await page.getByText('Back to the shop').click();
+  await page.waitForURL(/\/fail\?code=customer_locked/);
+  await page.getByText('Too many wrong PINs').waitFor();
+  await page.screenshot({ path: `${screenshots}09-back-to-shop.png`, fullPage: true });
 
   // The plain card form a shop would show instead: every purchase types the card again.
   const plainCardForm = { screens: 3, fields: 4, keystrokes: '4242424242424242'.length + '12'.length + '2034'.length + '123'.length, clicks: 2 };
@@ -168,10 +183,10 @@ test('Brand Pay in the browser: first purchase, repeat purchase, lockout', { ski
   assert.deepEqual(refused, [], 'no Content-Security-Policy refusals');
 });
 
-test('a second tap while a slow partner answers shows the payment under way, then its one result', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
+test('while a slow partner answers, Pay is disabled with a progress sign, and the checkout has its one result', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
   // Stripe holds the authorization when the shopper approves, so the partner's latency is felt on the page.
   const merchant = await keel.createMerchant({ name: 'Slow Partner Shop', gateway: 'stripe' });
-  const slowShop = await startDemoShop({
+  const slowShop = await startExampleShop({
     keelUrl: keel.keel.services.config.publicUrl,
     secretKey: merchant.secret_key,
     publishableKey: merchant.publishable_key,
@@ -191,12 +206,15 @@ test('a second tap while a slow partner answers shows the payment under way, the
     await page.locator('#card-form button[type=submit]').click();
     await page.getByText('VISA •••• 4242').waitFor();
     for (const digit of '246801') await page.locator(`.key[data-digit="${digit}"]`).click();
+    await page.locator('#pay').click();
+    await page.getByText('Enter the PIN again to confirm it').waitFor();
+    for (const digit of '246801') await page.locator(`.key[data-digit="${digit}"]`).click();
     await fetch(`${keel.keel.gatewayUrl}/__sim/latency`, { method: 'POST', body: JSON.stringify({ p50_ms: 2_000, p99_ms: 2_000 }) });
-    // Two taps before the first has its answer: the second finds the first still running.
+    // While the partner answers, Pay is disabled and shows a progress sign: a second tap cannot start anything.
     await page.locator('#pay').click();
-    await page.locator('#pay').click();
-    await page.getByText('Your payment is being processed').waitFor();
-    await page.screenshot({ path: `${screenshots}08-second-tap.png`, fullPage: true });
+    await page.locator('#pay[aria-busy="true"]:disabled').waitFor();
+    assert.match((await page.locator('#pay').textContent()) ?? '', /Paying…/);
+    await page.screenshot({ path: `${screenshots}08-paying.png`, fullPage: true });
     await page.waitForURL(/\/success\?/);
     await page.getByText('Payment complete').waitFor();
   } finally {
@@ -207,6 +225,30 @@ test('a second tap while a slow partner answers shows the payment under way, the
   const payments = await keel.keel.database.db.selectFrom('payments').select(['order_id', 'status']).where('amount', '=', '19000').execute();
   assert.deepEqual(payments.map((payment) => payment.status), ['succeeded'], 'one payment for the checkout');
   assert.equal((await keel.simCharges(payments[0]?.order_id)).length, 1, 'one charge at the partner');
+});
+
+test('the Korean page speaks Korean to the shopper, from its own catalogue', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {
+  const customer = (await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') } })).body;
+  await keel.request('POST', `/v1/brandpay/customers/${customer.id as string}/pin`, { body: { pin: '135790' } });
+  await keel.request('POST', `/v1/brandpay/customers/${customer.id as string}/payment_methods`, { body: { type: 'card', card: { number: '4242424242424242', exp_month: 12, exp_year: 2034, cvc: '123' } } });
+  const session = (
+    await keel.request('POST', '/v1/brandpay/checkout_sessions', {
+      body: { customer: customer.id, amount: 7000, currency: 'KRW', order_id: uniqueKey('ord'), order_name: '키엘 티셔츠', success_url: `${shop.url}/success`, fail_url: `${shop.url}/fail` },
+    })
+  ).body;
+  const page = await browser.newPage({ viewport: { width: 430, height: 900 } });
+  try {
+    await page.goto(`${session.url as string}?lang=ko`);
+    await page.getByText('주문 · 키엘 티셔츠').waitFor();
+    await page.getByText('테스트 결제입니다').waitFor();
+    for (const digit of '482913') await page.locator(`.key[data-digit="${digit}"]`).click();
+    await page.locator('#pay').click();
+    await page.getByText('비밀번호가 틀렸습니다. 4번 더 틀리면 결제가 잠깁니다.').waitFor();
+    assert.doesNotMatch((await page.textContent('#message')) ?? '', /[A-Za-z]{4,}/, 'no English on the Korean page');
+    await page.screenshot({ path: `${screenshots}10-ko-wrong-pin.png`, fullPage: true });
+  } finally {
+    await page.close();
+  }
 });
 
 test('another site cannot frame the pay page (clickjacking), while the same frame shows a page that allows it', { skip: available ? false : `${chromiumPath} is not installed` }, async () => {

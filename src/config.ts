@@ -60,6 +60,8 @@ export interface KeelConfig {
    * `n` hops, or the listed addresses and CIDR ranges. Decides the client IP that shopper limits are keyed on.
    */
   readonly trustProxy: false | number | readonly string[];
+  /** How long after a hosted-page approval an authorization the shop has not confirmed is canceled. */
+  readonly brandpayConfirmTimeoutMinutes: number;
   /** Days that finished records (keys, published events, inbox entries, settled deliveries) are kept. */
   readonly retentionDays: number;
 }
@@ -91,6 +93,9 @@ export const retentionDaysDefault = 30;
 
 /** The partners' production API base URLs, which live merchants talk to unless `KEEL_LIVE_*_URL` says otherwise. */
 export const liveUrlDefaults = { toss: 'https://api.tosspayments.com', stripe: 'https://api.stripe.com' } as const;
+
+/** `KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES` when unset: an unconfirmed hosted-page authorization lives an hour. */
+export const confirmTimeoutMinutesDefault = 60;
 
 export const consistencyWindowDefaultsMs = { toss: 600_000, stripe: 3_600_000 } as const;
 
@@ -190,6 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),
     },
     trustProxy: parseTrustProxy(optional(env['KEEL_TRUST_PROXY'])),
+    brandpayConfirmTimeoutMinutes: positive(env['KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'], confirmTimeoutMinutesDefault, 'KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'),
     retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], retentionDaysDefault, 'KEEL_RETENTION_DAYS')),
   };
 }

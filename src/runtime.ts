@@ -17,6 +17,7 @@ import { DeliveryScheduler, createDeliveryAgent, webhookConsumer } from './webho
 import { ApiRateLimiter } from './http/rate-limit.js';
 import { ShopperLimits } from './brandpay/shopper-limits.js';
 import { createStoredMethods } from './brandpay/payment-methods.js';
+import { cancelUnconfirmed } from './brandpay/unconfirmed.js';
 import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { registerBrandPayRoutes } from './brandpay/routes.js';
@@ -60,6 +61,8 @@ export interface KeelOptions {
   /** Port for the in-process benchmark gateway; 0 picks a free one. */
   readonly simulatorPort?: number;
   readonly simulatorAmbiguousDelayMs?: number;
+  /** The in-process gateway's random seed (latency and injected errors); benchmarks vary it. */
+  readonly simulatorSeed?: number;
   /** Told each step of starting (the CLI prints them: a first embedded start takes a while). */
   readonly progress?: (step: string) => void;
 }
@@ -73,6 +76,8 @@ export interface KeelJobs {
   completer(): Promise<{ completed: number }>;
   /** Prunes what retention allows, in bounded batches until none is due (`storage/retention.ts`). */
   retention(): Promise<RetentionReport>;
+  /** Cancels Brand Pay authorizations the shop did not confirm in time (`brandpay/unconfirmed.ts`). */
+  unconfirmed(): Promise<{ canceled: number }>;
 }
 
 export interface Keel {
@@ -94,7 +99,7 @@ export interface Keel {
   close(): Promise<void>;
 }
 
-export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000 } as const;
+export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000, unconfirmed: 60_000 } as const;
 /** How long a shutting-down process waits for its background jobs in flight. */
 export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
@@ -153,6 +158,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     simulator = await startSimulator({
       port: options.simulatorPort ?? config.gatewaySimPort,
       ...(options.simulatorAmbiguousDelayMs === undefined ? {} : { ambiguousDelayMs: options.simulatorAmbiguousDelayMs }),
+      ...(options.simulatorSeed === undefined ? {} : { seed: options.simulatorSeed }),
     });
   }
   // Without a gateway URL or an in-process gateway, both partners have URLs of their own (checked above).
@@ -241,6 +247,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     janitor: () => runJanitor(deps),
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     retention: () => pruneExpired(database.db, config),
+    unconfirmed: () => cancelUnconfirmed(deps, config.brandpayConfirmTimeoutMinutes * 60_000),
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
@@ -278,6 +285,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('janitor', config.janitorIntervalMs, jobs.janitor);
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('retention', jobIntervalsMs.retention, jobs.retention);
+    every('unconfirmed', jobIntervalsMs.unconfirmed, jobs.unconfirmed);
     // Each tick starts endpoints' tasks and returns: no endpoint waits for another's deliveries.
     every('webhooks', jobIntervalsMs.webhooks, () => deliveries.tick());
     const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);

@@ -34,6 +34,8 @@ const SessionBody = Type.Object(
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),
     success_url: url,
     fail_url: url,
+    /** What the shopper buys, shown on the page and sent to the partner (Toss `orderName`); default: the order id. */
+    order_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
   },
   { additionalProperties: false },
 );
@@ -69,6 +71,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
           country,
           successUrl: body.success_url,
           failUrl: body.fail_url,
+          orderName: body.order_name ?? null,
         });
         return ok(200, sessionToApi(session, publicUrl));
       }),
@@ -108,7 +111,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   // The hosted page. Errors here are answered in the envelope too, and the page shows their messages.
   app.get('/pay/:session', { schema: { params: SessionParams, hide: true } }, async (request, reply) => {
     const session = await findSession(deps.db, request.params.session);
-    const merchant = await deps.db.selectFrom('merchants').select(['brand_name', 'brand_color', 'brand_logo_url']).where('id', '=', session.merchant_id).executeTakeFirstOrThrow();
+    const merchant = await deps.db.selectFrom('merchants').select(['brand_name', 'brand_color', 'brand_logo_url', 'livemode']).where('id', '=', session.merchant_id).executeTakeFirstOrThrow();
     const query = request.query as { lang?: string };
     const language = languageFrom(query.lang, request.headers['accept-language']);
     return reply
@@ -119,7 +122,14 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
       .header('x-content-type-options', 'nosniff')
       .header('referrer-policy', 'no-referrer')
       .header('cache-control', 'no-store')
-      .send(renderPayPage(request.params.session, { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url }, language).text);
+      .send(
+        renderPayPage(
+          request.params.session,
+          { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url },
+          { orderId: session.order_id, orderName: session.order_name, failUrl: session.fail_url, testMode: !merchant.livemode },
+          language,
+        ).text,
+      );
   });
 
   // The page's own static files: the only script and stylesheet its CSP admits.

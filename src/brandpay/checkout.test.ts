@@ -277,4 +277,52 @@ describe('the approval runs under a key of its own', () => {
       await own.close();
     }
   });
+
+  test('a partner that has not answered: the page is told the payment is processing, and learns its result once the partner has answered', async () => {
+    const own = await startTestKeel({ gateway: 'stripe' });
+    try {
+      const { onPage, session, orderId } = await readyToApprove(own);
+      // The ambiguous card: the partner charges, then answers only after Keel's read timeout.
+      const slow = (await onPage('/payment_methods', { type: 'card', card: { number: '4000000000000259', exp_month: 10, exp_year: 2033, cvc: '321' } })).body;
+      const approved = await onPage('/approve', { payment_method: slow.id, pin: '135790' });
+      assert.equal(approved.status, 202, JSON.stringify(approved.body));
+      assert.equal(approved.body.status, 'processing');
+      assert.equal((await onPage('/approval')).body.status, 'processing', 'a reload is told the same, never that the checkout was used');
+      // The janitor asks the partner again under the attempt's own key: the partner answers with its charge.
+      await own.passTime(60_000);
+      await own.keel.jobs.janitor();
+      const settled = await onPage('/approval');
+      assert.equal(settled.body.status, 'done', JSON.stringify(settled.body));
+      const redirect = new URL(settled.body.redirect_url);
+      assert.equal(`${redirect.origin}${redirect.pathname}`, 'https://shop.example/success');
+      assert.equal(redirect.searchParams.get('orderId'), orderId);
+      assert.equal((await own.simCharges(orderId)).length, 1, 'charged once');
+      assert.equal((await own.request('GET', `/v1/brandpay/checkout_sessions/${session.id}`, { secretKey: null, headers: { authorization: `Bearer ${own.merchant.publishable_key}` } })).body.status, 'approved');
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('an authorization the shop never confirms is canceled at the partner after the confirm timeout; a later confirm is refused', async () => {
+    const own = await startTestKeel({ gateway: 'stripe' });
+    try {
+      const stale = await readyToApprove(own);
+      const fresh = await readyToApprove(own);
+      const staleKey = new URL((await stale.approve()).body.redirect_url).searchParams.get('paymentKey') ?? '';
+      const freshKey = new URL((await fresh.approve()).body.redirect_url).searchParams.get('paymentKey') ?? '';
+      // The stale one was approved longer ago than the timeout (60 minutes by default).
+      await own.keel.database.db.updateTable('checkout_sessions').set({ updated_at: new Date(Date.now() - 61 * 60_000) }).where('order_id', '=', stale.orderId).execute();
+      assert.deepEqual(await own.keel.jobs.unconfirmed(), { canceled: 1 });
+      assert.deepEqual(await own.keel.jobs.unconfirmed(), { canceled: 0 }, 'done once');
+      assert.equal((await own.request('GET', `/v1/payments/${staleKey}`)).body.status, 'canceled');
+      assert.equal((await own.simCharges(stale.orderId))[0]?.status, 'canceled', 'the hold is released at the partner');
+      const late = await own.request('POST', '/v1/brandpay/payments/confirm', { body: { payment_key: staleKey, order_id: stale.orderId, amount: 45000 } });
+      assert.equal(late.status, 409, JSON.stringify(late.body));
+      assert.equal(late.body.error.code, 'payment_unexpected_state');
+      const onTime = await own.request('POST', '/v1/brandpay/payments/confirm', { body: { payment_key: freshKey, order_id: fresh.orderId, amount: 45000 } });
+      assert.equal(onTime.body.status, 'succeeded');
+    } finally {
+      await own.close();
+    }
+  });
 });

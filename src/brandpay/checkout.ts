@@ -6,7 +6,7 @@ import type { OperationContext, OperationResult, PaymentsDeps } from '../payment
 import { ok } from '../payments/operations/context.js';
 import { createPayment } from '../payments/operations/create.js';
 import { resultForPayment } from '../payments/operations/steps.js';
-import { findPayment } from '../payments/repository.js';
+import { findPayment, liveAttempts } from '../payments/repository.js';
 import type { MerchantContext } from '../merchants/types.js';
 import type { Payment } from '../payments/types.js';
 import { paymentToApi } from '../payments/serialize.js';
@@ -35,6 +35,7 @@ export function sessionToApi(row: CheckoutSessionRow, publicUrl: string): Record
     amount: Number(row.amount),
     currency: row.currency,
     order_id: row.order_id,
+    order_name: row.order_name,
     payment: row.payment_id === null ? null : uuidToPublic('payment', row.payment_id),
     expires_at: new Date(row.expires_at).toISOString(),
   };
@@ -53,6 +54,7 @@ export interface NewSession {
   readonly country: string;
   readonly successUrl: string;
   readonly failUrl: string;
+  readonly orderName: string | null;
 }
 
 export async function createSession(db: Db, input: NewSession): Promise<CheckoutSessionRow> {
@@ -70,6 +72,7 @@ export async function createSession(db: Db, input: NewSession): Promise<Checkout
       country: input.country,
       success_url: input.successUrl,
       fail_url: input.failUrl,
+      order_name: input.orderName,
       status: 'open',
       expires_at: new Date(Date.now() + checkoutSessionLifetimeMs),
     })
@@ -131,7 +134,8 @@ export async function approveSession(deps: PaymentsDeps, merchant: MerchantConte
       source,
       snapshot,
       confirm: true,
-      description: 'Brand Pay',
+      // The partner shows it as the order's name (Toss orderName); without one, the order id.
+      description: session.order_name ?? undefined,
       metadata: { checkout_session: approval.sessionId },
       customerId: session.customer_id,
       paymentMethodId: method.id,
@@ -172,8 +176,12 @@ async function finishApproval(db: Db, session: CheckoutSessionRow, result: Opera
     const query = new URLSearchParams({ paymentKey: payment.id ?? '', orderId: session.order_id, amount: String(session.amount) });
     return { kind: 'redirect', url: withQuery(session.success_url, query) };
   }
-  const code = body.error?.code ?? (payment.status === 'processing' ? 'payment_processing' : 'payment_failed');
-  const message = body.error?.message ?? 'The payment is being processed; the shop will confirm it.';
+  // The partner has not answered yet: the page says so and waits; the janitor settles the payment by the
+  // partner's word, and the page's next question (`approvalStatus`) finds where it went.
+  if (payment.status === 'processing') return { kind: 'processing' };
+  // A payment the partner proved it never charged (asked past its consistency window) ends the session too.
+  const code = body.error?.code ?? (payment.status === 'requires_confirmation' ? 'payment_not_completed' : 'payment_failed');
+  const message = body.error?.message ?? 'The payment did not go through.';
   return { kind: 'redirect', url: withQuery(session.fail_url, new URLSearchParams({ code, message, orderId: session.order_id })) };
 }
 
@@ -185,7 +193,14 @@ export async function approvalStatus(db: Db, sessionId: string): Promise<Approva
   const session = await findSession(db, sessionId);
   const payment = await sessionPayment(db, session);
   if (payment === undefined) return { kind: 'open' };
-  if (payment.status === 'processing' || payment.status === 'requires_confirmation') return { kind: 'processing' };
+  if (payment.status === 'processing') return { kind: 'processing' };
+  // Created but not yet charged: the approval is still sending it (a live attempt), or it was not reached and
+  // the shopper may approve again, which resumes the same payment under the approval's key.
+  if (payment.status === 'requires_confirmation') {
+    const sending = (await liveAttempts(db, payment.merchantId, payment.id)).length > 0;
+    if (sending) return { kind: 'processing' };
+    if (session.payment_id === null) return { kind: 'open' };
+  }
   return finishApproval(db, session, resultForPayment(payment));
 }
 

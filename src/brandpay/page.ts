@@ -38,6 +38,28 @@ const text = {
     used: '이미 처리된 결제입니다.',
     locked: '비밀번호를 5회 잘못 입력해 결제가 잠겼습니다. 쇼핑몰 고객센터에 문의해 주세요.',
     processing: '결제를 처리하고 있습니다. 잠시만 기다려 주세요.',
+    confirmPin: '확인을 위해 비밀번호를 한 번 더 입력해 주세요',
+    pinMismatch: '두 비밀번호가 다릅니다. 처음부터 다시 정해 주세요.',
+    backToShop: '쇼핑몰로 돌아가기',
+    testMode: '테스트 결제입니다. 실제 돈은 오가지 않습니다.',
+    paying: '결제 중…',
+    payAmount: '{amount} 결제하기',
+    order: '주문',
+    errors: {
+      pin_incorrect: '비밀번호가 틀렸습니다. {n}번 더 틀리면 결제가 잠깁니다.',
+      pin_invalid: '비밀번호는 숫자 6자리이며, 같은 숫자나 연속된 숫자만으로는 정할 수 없습니다.',
+      card_declined: '카드사에서 결제를 거절했습니다. 다른 카드를 사용해 주세요.',
+      insufficient_funds: '카드 한도나 잔액이 부족합니다.',
+      expired_card: '유효기간이 지난 카드입니다.',
+      incorrect_card: '카드 정보가 올바르지 않습니다. 번호, 유효기간, CVC를 확인해 주세요.',
+      card_authentication_required: '추가 인증이 필요한 카드입니다. 다른 카드를 사용해 주세요.',
+      card_invalid: '카드 정보를 확인해 주세요.',
+      gateway_unavailable: '카드사와 연결되지 않았습니다. 결제되지 않았으니 잠시 후 다시 시도해 주세요.',
+      rate_limited: '시도가 너무 많습니다. 잠시 후 다시 시도해 주세요.',
+      payment_method_unsupported: '이 결제 수단으로는 결제할 수 없습니다.',
+      customer_inactive: '지금은 결제 수단을 등록할 수 없습니다.',
+      generic: '결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.',
+    },
   },
   en: {
     title: 'Checkout',
@@ -64,6 +86,28 @@ const text = {
     used: 'This checkout was already used.',
     locked: 'Payments are locked after 5 wrong PINs. Please contact the shop.',
     processing: 'Your payment is being processed. Please wait.',
+    confirmPin: 'Enter the PIN again to confirm it',
+    pinMismatch: 'The two PINs differ. Please choose the PIN again.',
+    backToShop: 'Back to the shop',
+    testMode: 'Test mode: no real money moves.',
+    paying: 'Paying…',
+    payAmount: 'Pay {amount}',
+    order: 'Order',
+    errors: {
+      pin_incorrect: 'Wrong PIN. {n} more wrong PINs lock your payments.',
+      pin_invalid: 'The PIN is 6 digits, and cannot be one digit repeated or a run of digits.',
+      card_declined: 'The card company declined the payment. Please use another card.',
+      insufficient_funds: 'The card has insufficient funds or credit.',
+      expired_card: 'This card has expired.',
+      incorrect_card: 'The card details are not right. Check the number, expiry and CVC.',
+      card_authentication_required: 'This card needs an extra authentication. Please use another card.',
+      card_invalid: 'Please check the card details.',
+      gateway_unavailable: 'The card company could not be reached. Nothing was charged; please try again shortly.',
+      rate_limited: 'Too many tries. Please wait a moment and try again.',
+      payment_method_unsupported: 'This payment method cannot be used here.',
+      customer_inactive: 'Payment methods cannot be added right now.',
+      generic: 'The payment cannot go ahead right now. Please try again shortly.',
+    },
   },
 } as const;
 
@@ -78,7 +122,22 @@ export interface PageBrand {
   readonly logoUrl: string | null;
 }
 
-export function renderPayPage(sessionId: string, brand: PageBrand, language: Language): Html {
+/** What the page shows of the checkout before its script has loaded the session. */
+export interface PageCheckout {
+  readonly orderId: string;
+  /** The shop's name for the order (`order_name`), shown under the shop's; absent: the order id. */
+  readonly orderName: string | null;
+  /** Where the shopper goes back to when the checkout cannot go on (`fail_url?code=…`). */
+  readonly failUrl: string;
+  readonly testMode: boolean;
+}
+
+/** The shopper-facing messages of one language (the page's and its script's; never the API's English). */
+export function shopperText(language: Language) {
+  return text[language];
+}
+
+export function renderPayPage(sessionId: string, brand: PageBrand, checkout: PageCheckout, language: Language): Html {
   const t = text[language];
   const color = /^#[0-9a-fA-F]{6}$/.test(brand.color) ? brand.color : '#1b64da';
   const logo = brand.logoUrl !== null && /^https?:\/\//.test(brand.logoUrl) ? html`<img src="${brand.logoUrl}" alt="" class="logo">` : '';
@@ -101,8 +160,11 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
 </head>
 <body>
 <main>
+  ${checkout.testMode ? html`<p class="test-banner" id="test-banner">${t.testMode}</p>` : ''}
   <header>${logo}<h1>${brand.name}</h1></header>
+  <p class="order" id="order">${t.order} · ${checkout.orderName ?? checkout.orderId}</p>
   <p id="message" role="alert" aria-live="assertive"></p>
+  <p id="back" hidden><a id="back-to-shop" class="secondary" href="#">${t.backToShop}</a></p>
   <div id="checkout">
     <section>
       <h2>${t.amount}</h2>
@@ -148,7 +210,28 @@ export function renderPayPage(sessionId: string, brand: PageBrand, language: Lan
     </section>
   </div>
 </main>
-<script type="application/json" id="keel-page">${jsonData({ sessionId, lang: language, brandColor: color, text: { setPin: t.setPin, enterPin: t.enterPin, expired: t.expired, used: t.used, locked: t.locked, processing: t.processing, noMethods: t.noMethods } })}</script>
+<script type="application/json" id="keel-page">${jsonData({
+    sessionId,
+    lang: language,
+    brandColor: color,
+    failUrl: checkout.failUrl,
+    orderId: checkout.orderId,
+    text: {
+      setPin: t.setPin,
+      enterPin: t.enterPin,
+      confirmPin: t.confirmPin,
+      pinMismatch: t.pinMismatch,
+      expired: t.expired,
+      used: t.used,
+      locked: t.locked,
+      processing: t.processing,
+      noMethods: t.noMethods,
+      pay: t.pay,
+      paying: t.paying,
+      payAmount: t.payAmount,
+      errors: t.errors,
+    },
+  })}</script>
 <script src="/assets/pay-page.js" defer></script>
 </body>
 </html>`;
@@ -171,6 +254,12 @@ export const payPageCss = `  :root { --brand: #1b64da; }
   button { font: inherit; }
   .primary { width: 100%; padding: 14px; border: 0; border-radius: 12px; background: var(--brand); color: #fff; font-size: 17px; font-weight: 600; margin-top: 12px; cursor: pointer; }
   .secondary { padding: 10px 14px; border: 1px solid var(--brand); border-radius: 10px; background: #fff; color: var(--brand); margin-top: 10px; cursor: pointer; }
+  a.secondary { display: inline-block; text-decoration: none; }
+  .primary:disabled { opacity: 0.6; cursor: progress; }
+  .primary .spinner { display: inline-block; width: 14px; height: 14px; margin-right: 8px; border: 2px solid rgba(255,255,255,0.5); border-top-color: #fff; border-radius: 50%; vertical-align: -2px; animation: spin 0.8s linear infinite; }
+  @keyframes spin { to { transform: rotate(360deg); } }
+  .test-banner { margin: 0 0 12px; padding: 8px 12px; border-radius: 8px; background: #fff4e5; color: #8a4b00; font-size: 14px; font-weight: 600; text-align: center; }
+  .order { margin: 4px 0 12px; color: #4e5968; font-size: 15px; }
   .pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; margin-top: 10px; }
   .key { padding: 14px 0; font-size: 20px; border: 0; border-radius: 10px; background: #f2f4f6; cursor: pointer; }
   .key:focus-visible, .primary:focus-visible, .secondary:focus-visible, input:focus-visible { outline: 3px solid var(--brand); outline-offset: 2px; }

@@ -46,6 +46,8 @@ export type PaymentSource = { readonly card: CardDetails } | { readonly token: s
 export interface AuthorizeRequest {
   readonly attemptId: string;
   readonly orderId: string;
+  /** What the shopper bought, as the partner shows it (Toss `orderName`): the payment's description, else the order id. */
+  readonly orderName: string;
   readonly amount: bigint;
   readonly currency: string;
   readonly captureMethod: 'automatic' | 'manual';
@@ -65,6 +67,7 @@ export interface AuthorizeResult {
 export interface CaptureRequest {
   readonly attemptId: string;
   readonly orderId: string;
+  readonly orderName: string;
   readonly amount: bigint;
   readonly currency: string;
   readonly customerKey: string;

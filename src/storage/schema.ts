@@ -204,6 +204,7 @@ export interface CheckoutSessionsTable {
   country: string;
   success_url: string;
   fail_url: string;
+  order_name: string | null;
   status: 'open' | 'approved' | 'completed' | 'expired';
   payment_id: string | null;
   expires_at: Timestamp;

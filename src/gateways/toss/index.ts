@@ -65,13 +65,13 @@ export function createTossConnector(http: PartnerHttpClient): Connector {
 
   async function chargeBillingKey(
     context: PartnerCallContext,
-    request: { billingKey: string; customerKey: string; amount: bigint; orderId: string; attemptId: string },
+    request: { billingKey: string; customerKey: string; amount: bigint; orderId: string; orderName: string; attemptId: string },
   ): Promise<PartnerOutcome<TossPayment>> {
     const answer = await send(context, 'POST', `/v1/billing/${encodeURIComponent(request.billingKey)}`, {
       customerKey: request.customerKey,
       amount: Number(request.amount),
       orderId: request.orderId,
-      orderName: request.orderId,
+      orderName: request.orderName,
       metadata: { keel_attempt: request.attemptId },
     });
     return mapAnswer(answer, (body) => body as TossPayment);

@@ -8,7 +8,7 @@ import { paymentToApi } from '../serialize.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
 import { fromPartner, type Settlement } from './outcome.js';
-import { askAgainAndSettle, lockPayment, openAttempt, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
+import { askAgainAndSettle, lockPayment, openAttempt, orderNameOf, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
 /**
  * Capturing an authorized payment, in full or in part, exactly once: with the payment locked, decide and commit
@@ -55,6 +55,7 @@ async function sendCapture(context: OperationContext, attempt: Attempt, payment:
   const outcome = await deps.gateways.connector(attempt.gateway).capture(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
     attemptId: uuidToPublic('attempt', attempt.id),
     orderId: payment.orderId,
+    orderName: orderNameOf(payment),
     amount: attempt.amount,
     currency: payment.currency,
     customerKey: partnerCustomerKey(payment),

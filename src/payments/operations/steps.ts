@@ -306,6 +306,11 @@ export function retryAfterSeconds(outcome: { readonly retryAfterMs?: number }): 
   return outcome.retryAfterMs === undefined ? 1 : Math.max(1, Math.ceil(outcome.retryAfterMs / 1000));
 }
 
+/** What the partner shows the shopper for the order (Toss allows 100 characters): the description, else the order id. */
+export function orderNameOf(payment: Payment): string {
+  return (payment.description ?? payment.orderId).slice(0, 100);
+}
+
 /** The customer reference partners are sent: the Brand Pay customer, else the merchant. */
 export function partnerCustomerKey(payment: Payment): string {
   return payment.customerId ?? `keel_${uuidToPublic('merchant', payment.merchantId)}`;

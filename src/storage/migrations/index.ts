@@ -449,6 +449,12 @@ const migrations: Record<string, Migration> = {
       await sql`ALTER TABLE report_payments_daily ADD COLUMN not_sent bigint NOT NULL DEFAULT 0`.execute(db);
     },
   },
+  '0020_checkout_order_name': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // What the shopper is buying, shown on the hosted page and sent to the partner (Toss orderName).
+      await sql`ALTER TABLE checkout_sessions ADD COLUMN order_name text`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
