@@ -70,6 +70,26 @@ describe('checkout', () => {
     assert.equal(reused.body.error.code, 'checkout_session_used');
   });
 
+  test('the order\'s name is the session\'s order_name at Toss (which requires one), else the order id', async () => {
+    const customer = (await keel.request('POST', '/v1/brandpay/customers', { body: { customer_key: uniqueKey('shopper') } })).body;
+    for (const orderName of ['키엘 티셔츠 외 2건', undefined]) {
+      const orderId = uniqueKey('ord');
+      const session = (
+        await keel.request('POST', '/v1/brandpay/checkout_sessions', {
+          body: { customer: customer.id, amount: 9000, currency: 'KRW', order_id: orderId, ...(orderName === undefined ? {} : { order_name: orderName }), success_url: 'https://shop.example/success', fail_url: 'https://shop.example/fail' },
+        })
+      ).body;
+      assert.equal(session.order_name, orderName ?? null);
+      const method = (await page(session.id, '/payment_methods', card)).body;
+      if (orderName !== undefined) await page(session.id, '/pin', { pin: '135790' });
+      const approved = await page(session.id, '/approve', { payment_method: method.id, pin: '135790' });
+      const paymentKey = new URL(approved.body.redirect_url).searchParams.get('paymentKey');
+      const confirmed = await keel.request('POST', '/v1/brandpay/payments/confirm', { body: { payment_key: paymentKey, order_id: orderId, amount: 9000 } });
+      assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+      assert.equal((await keel.simCharges(orderId))[0]?.order_name, orderName ?? orderId);
+    }
+  });
+
   test('a second purchase is one PIN entry with the stored card', async () => {
     const first = await newSession(12000);
     const method = (await page(first.session.id, '/payment_methods', card)).body;

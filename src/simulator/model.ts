@@ -21,6 +21,8 @@ export interface SimCharge {
   readonly dialect: 'toss' | 'stripe';
   readonly account: string;
   readonly orderId: string;
+  /** What the order was called in the request (Toss `orderName`, which it requires); null where none is sent. */
+  readonly orderName: string | null;
   readonly amount: number;
   readonly currency: string;
   readonly country: string;

@@ -213,6 +213,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         id: charge.id,
         gateway: charge.dialect,
         order_id: charge.orderId,
+        order_name: charge.orderName,
         amount: charge.amount,
         currency: charge.currency,
         country: charge.country,

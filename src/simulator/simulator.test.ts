@@ -70,7 +70,7 @@ describe('Toss dialect', () => {
   });
 
   test('test cards decline with Toss codes', async () => {
-    const declined = await toss('POST', `/v1/billing/${await billingKey('4000000000009995')}`, { customerKey: 'c', amount: 1000, orderId: 'sim-decline' });
+    const declined = await toss('POST', `/v1/billing/${await billingKey('4000000000009995')}`, { customerKey: 'c', amount: 1000, orderId: 'sim-decline', orderName: 'x' });
     assert.equal(declined.status, 400);
     assert.equal(declined.body['code'], 'REJECT_CARD_PAYMENT');
   });
@@ -78,10 +78,10 @@ describe('Toss dialect', () => {
   test('the same Idempotency-Key replays; another body under it is refused', async () => {
     const key = await billingKey();
     const headers = { 'idempotency-key': 'sim-idem-1' };
-    const first = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-idem' }, headers);
-    const second = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-idem' }, headers);
+    const first = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-idem', orderName: 'x' }, headers);
+    const second = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-idem', orderName: 'x' }, headers);
     assert.deepEqual(second.body, first.body);
-    const changed = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 2000, orderId: 'sim-idem' }, headers);
+    const changed = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 2000, orderId: 'sim-idem', orderName: 'x' }, headers);
     assert.equal(changed.status, 422);
     const charges = (await (await fetch(`${sim.url}/__sim/charges?order_id=sim-idem`)).json()) as { data: unknown[] };
     assert.equal(charges.data.length, 1);
@@ -212,7 +212,7 @@ describe('a partner as real partners behave', () => {
       const gaveUp = await fetch(`${sim.url}/v1/billing/${key}`, {
         method: 'POST',
         headers: { authorization: tossAuth, 'content-type': 'application/json' },
-        body: JSON.stringify({ customerKey: 'c', amount: 1000, orderId: 'sim-arrival' }),
+        body: JSON.stringify({ customerKey: 'c', amount: 1000, orderId: 'sim-arrival', orderName: 'x' }),
         signal: AbortSignal.timeout(200),
       }).then(() => 'answered', () => 'gave up');
       assert.equal(gaveUp, 'gave up');
@@ -226,7 +226,7 @@ describe('a partner as real partners behave', () => {
     await consistency(400);
     try {
       const key = await billingKey();
-      const charged = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-lag' });
+      const charged = await toss('POST', `/v1/billing/${key}`, { customerKey: 'c', amount: 1000, orderId: 'sim-lag', orderName: 'x' });
       assert.equal(charged.status, 200);
       assert.equal((await toss('GET', '/v1/payments/orders/sim-lag')).status, 404, 'the order is not visible yet');
       assert.equal((await toss('GET', `/v1/payments/${String(charged.body['paymentKey'])}`)).status, 404, 'nor by its payment key');

@@ -28,13 +28,14 @@ const tossDeclines = {
 /** Records a charge in the partner's ledger; what both dialects share of creating one. */
 export function recordCharge(
   call: SimCall,
-  fields: Pick<SimCharge, 'id' | 'dialect' | 'orderId' | 'amount' | 'currency' | 'status' | 'metadata' | 'decline' | 'paymentMethod'> & { cardNumber: string },
+  fields: Pick<SimCharge, 'id' | 'dialect' | 'orderId' | 'amount' | 'currency' | 'status' | 'metadata' | 'decline' | 'paymentMethod'> & { cardNumber: string; orderName?: string | null },
 ): SimCharge {
   const charge: SimCharge = {
     id: fields.id,
     dialect: fields.dialect,
     account: call.account,
     orderId: fields.orderId,
+    orderName: fields.orderName ?? null,
     amount: fields.amount,
     currency: fields.currency,
     country: call.country,
@@ -75,7 +76,7 @@ export function toTossPayment(charge: SimCharge): TossPayment {
     mId: 'tosspayments',
     paymentKey: charge.id,
     orderId: charge.orderId,
-    orderName: charge.orderId,
+    orderName: charge.orderName ?? charge.orderId,
     status,
     totalAmount: charge.amount,
     balanceAmount: charge.amount - charge.refundedAmount,
@@ -127,7 +128,9 @@ export function tossChargeBillingKey(call: SimCall, billingKey: string): SimAnsw
   if (card === undefined || card.account !== call.account) return tossError(404, 'NOT_FOUND_BILLING', '존재하지 않는 빌링키입니다.');
   const amount = Number(call.body['amount']);
   const orderId = String(call.body['orderId'] ?? '');
-  if (!Number.isSafeInteger(amount) || amount <= 0 || orderId === '') return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다.');
+  const orderName = String(call.body['orderName'] ?? '');
+  // Toss requires orderName (at most 100 characters) on a billing charge.
+  if (!Number.isSafeInteger(amount) || amount <= 0 || orderId === '' || orderName === '' || orderName.length > 100) return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다.');
   const behaviour = cardBehaviour(card.number);
   if (behaviour.kind === 'error_without_charge') return tossError(500, 'FAILED_INTERNAL_SYSTEM_PROCESSING', '내부 시스템 처리 작업이 실패했습니다.');
   const metadata = (call.body['metadata'] ?? {}) as Record<string, string>;
@@ -136,6 +139,7 @@ export function tossChargeBillingKey(call: SimCall, billingKey: string): SimAnsw
     id: simId('tpk_'),
     dialect: 'toss',
     orderId,
+    orderName,
     amount,
     currency: 'KRW',
     status: decline === null ? 'captured' : 'declined',

@@ -54,6 +54,7 @@ export interface TestKeel {
 export interface SimChargeView {
   readonly id: string;
   readonly order_id: string;
+  readonly order_name: string | null;
   readonly amount: number;
   readonly currency: string;
   readonly status: string;
