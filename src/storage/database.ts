@@ -137,14 +137,16 @@ export async function migrateToLatest(database: Database): Promise<readonly stri
   for (let attempt = 1; ; attempt += 1) {
     const { error, results } = await migrator.migrateToLatest();
     // Kysely finds its migration table by reading the catalog of every schema in the database; a schema another
-    // deployment drops during that read fails it ("schema … does not exist", 3F000) before anything ran here.
-    if (error !== undefined && (error as PgErrorLike).code === '3F000' && attempt < migrationAttemptsMax) continue;
+    // deployment drops during that read fails it before anything ran here: "schema … does not exist" (3F000), or
+    // "relation … does not exist" (42P01) for a table of that schema the read had listed.
+    if (error !== undefined && introspectionRaces.has(String((error as PgErrorLike).code)) && attempt < migrationAttemptsMax) continue;
     if (error !== undefined) throw error;
     return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
   }
 }
 
 const migrationAttemptsMax = 5;
+const introspectionRaces: ReadonlySet<string> = new Set(['3F000', '42P01']);
 
 /** Drops a test schema and everything in it. */
 export async function dropSchema(url: string, schema: string): Promise<void> {
