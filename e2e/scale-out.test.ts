@@ -12,7 +12,6 @@ import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { startSimulator, type Simulator } from '../src/simulator/server.js';
 import { dropSchema } from '../src/storage/database.js';
 import { FieldCipher } from '../src/storage/encryption.js';
 import { verifyWebhook } from '../src/webhooks/signature.js';
@@ -26,7 +25,7 @@ if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new E
 
 const schema = `keel_scale_${randomBytes(4).toString('hex')}`;
 const processes: ChildProcess[] = [];
-let simulator: Simulator;
+let gatewayUrl = '';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -44,7 +43,7 @@ const environment = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => (
   KEEL_DATABASE_SCHEMA: schema,
   KEEL_NATS_URL: natsUrl,
   KEEL_REDIS_URL: redisUrl,
-  KEEL_GATEWAY_URL: simulator.url,
+  KEEL_GATEWAY_URL: gatewayUrl,
   KEEL_ENCRYPTION_KEY: encryptionKey,
   KEEL_ADMIN_TOKEN: 'adm_scale_out_test',
   KEEL_LOG_LEVEL: 'warn',
@@ -86,11 +85,26 @@ function stop(child: ChildProcess): Promise<number | null> {
 }
 
 before(async () => {
-  if (available) simulator = await startSimulator({ port: 0 });
+  if (!available) return;
+  // The benchmark gateway alone, as docs/scaling.md starts it: `keel gateway-sim` on a port of its own.
+  const port = await freePort();
+  const gateway = spawnKeel(['gateway-sim'], { ...process.env, KEEL_GATEWAY_SIM_PORT: String(port) });
+  processes.push(gateway);
+  gatewayUrl = await new Promise<string>((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`keel gateway-sim did not start: ${output}`)), 30_000);
+    gateway.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const listening = /listening on (http:\/\/\S+)/.exec(output);
+      if (listening !== null) {
+        clearTimeout(timer);
+        resolve(listening[1] ?? '');
+      }
+    });
+  });
 });
 after(async () => {
   await Promise.all(processes.map(stop));
-  await simulator?.close();
   if (available && databaseUrl !== undefined) await dropSchema(databaseUrl, schema);
 });
 
