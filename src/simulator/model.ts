@@ -23,7 +23,8 @@ export interface SimCharge {
   readonly orderId: string;
   /** What the order was called in the request (Toss `orderName`, which it requires); null where none is sent. */
   readonly orderName: string | null;
-  readonly amount: number;
+  /** What was charged; drift (`POST /__sim/drift` kind `amount`) may change it after the fact. */
+  amount: number;
   readonly currency: string;
   readonly country: string;
   status: SimChargeStatus;
@@ -40,6 +41,8 @@ export interface SimCharge {
   readonly correlationId: string | null;
   /** Every state the charge has been in, with when it entered it: what a lagging inquiry sees. */
   readonly history: { readonly at: number; readonly state: ChargeState }[];
+  /** The whole settlement fee for this sale (VAT included) when drift set one; null: the contract rate. */
+  feeOverride: number | null;
 }
 
 /** The part of a charge that changes after it is created. */

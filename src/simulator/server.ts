@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRandom, sampleLatencyMs } from './latency.js';
+import { applyDrift, recordUnmadeCharge } from './drift.js';
 import { SimState, type FaultMode } from './model.js';
 import * as stripe from './stripe.js';
 import * as toss from './toss.js';
@@ -157,6 +158,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
     if (url.pathname === '/__sim/faults' && method === 'GET') return { status: 200, body: { data: state.faults } };
     if (url.pathname === '/__sim/charges' && method === 'GET') return listCharges(url.searchParams);
+    if (url.pathname === '/__sim/charges' && method === 'POST') return recordUnmadeCharge(state, body);
+    if (url.pathname === '/__sim/drift' && method === 'POST') return applyDrift(state, body);
     if (url.pathname === '/__sim/latency' && method === 'POST') return setLatency(body);
     if (url.pathname === '/__sim/consistency' && method === 'POST') return setConsistency(body);
     if (url.pathname === '/__sim/consistency' && method === 'DELETE') {

@@ -27,7 +27,7 @@ const tossDeclines = {
 
 /** Records a charge in the partner's ledger; what both dialects share of creating one. */
 export function recordCharge(
-  call: SimCall,
+  call: Pick<SimCall, 'state' | 'account' | 'country' | 'correlationId'>,
   fields: Pick<SimCharge, 'id' | 'dialect' | 'orderId' | 'amount' | 'currency' | 'status' | 'metadata' | 'decline' | 'paymentMethod'> & { cardNumber: string; orderName?: string | null },
 ): SimCharge {
   const charge: SimCharge = {
@@ -51,6 +51,7 @@ export function recordCharge(
     paymentMethod: fields.paymentMethod,
     correlationId: call.correlationId,
     history: [],
+    feeOverride: null,
   };
   recordChange(charge);
   call.state.charges.set(charge.id, charge);
@@ -210,8 +211,9 @@ export function tossSettlements(call: SimCall): SimAnswer {
   for (const charge of call.state.charges.values()) {
     const approved = charge.approvedAt?.getTime();
     if (charge.account !== call.account || charge.capturedAmount === 0 || approved === undefined || approved < from || approved > to) continue;
-    const fee = Math.round(charge.capturedAmount * settlementFeeRate);
-    const vat = Math.round(fee * settlementVatRate);
+    // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
+    const fee = charge.feeOverride === null ? Math.round(charge.capturedAmount * settlementFeeRate) : Math.round(charge.feeOverride / (1 + settlementVatRate));
+    const vat = charge.feeOverride === null ? Math.round(fee * settlementVatRate) : charge.feeOverride - fee;
     rows.push({
       mId: 'tosspayments',
       paymentKey: charge.id,
