@@ -33,6 +33,8 @@ import { pruneExpired, type RetentionReport } from './storage/retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
+import { registerAnomalyMetrics } from './reconciliation/anomalies.js';
+import { registerAnomalyRoutes } from './reconciliation/routes.js';
 import { runCompleter } from './payments/jobs/completer.js';
 import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
 import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
@@ -178,6 +180,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   }
   const metrics = createMetrics({ collectProcessMetrics: options.runJobTimers === true });
   registerBacklogMetrics(metrics.registry, database.db, logger);
+  registerAnomalyMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
   const resources = new ResourceRegistry({ breaker: config.breaker, breakerByPartner: config.breakerByPartner, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
   const gateways = createGatewayRegistry({
@@ -236,6 +239,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     registerWebhookRoutes,
     registerLedgerRoutes,
     registerReportRoutes,
+    registerAnomalyRoutes,
   ]);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
   const deliveryAgent = createDeliveryAgent({ live: false });

@@ -21,7 +21,7 @@ export const idPrefixes = {
   paymentMethod: 'pm',
   apiKey: 'key',
   checkoutSession: 'cs',
-  anomaly: 'anm',
+  anomaly: 'anom',
   webhookEndpoint: 'we',
   webhookDelivery: 'whd',
 } as const;

@@ -155,9 +155,22 @@ export interface OutboxTable {
 export interface AnomaliesTable {
   id: string;
   merchant_id: string;
+  /** The type as first written (kept for rows from before `type`); new rows write the type here too. */
   kind: string;
+  type: string;
+  status: ColumnType<'open' | 'resolved', 'open' | 'resolved' | undefined, 'open' | 'resolved'>;
+  gateway: string | null;
   payment_id: string | null;
   attempt_id: string | null;
+  refund_id: string | null;
+  order_id: string | null;
+  partner_reference: string | null;
+  /** Keel's record and the partner's: `{amount, currency, status, …}`, null for a side with no record. */
+  expected: Json<Record<string, unknown> | null>;
+  actual: Json<Record<string, unknown> | null>;
+  resolution: Json<{ kind: 'auto' | 'manual'; action: string; note: string | null } | null>;
+  /** What makes the same finding the same anomaly (per merchant and type), so it is opened once. */
+  dedupe_key: string;
   detail: Json<Record<string, unknown>>;
   resolved_at: NullableTimestamp;
   created_at: Timestamp;

@@ -1,11 +1,12 @@
 import { sql } from 'kysely';
 import { loadMerchantContext } from '../../merchants/merchants.js';
 import { newJobContext, runWithContext } from '../../observability/context.js';
-import { newId } from '../../storage/ids.js';
 import type { AttemptRow } from '../../storage/schema.js';
 import { askAgain } from '../operations/ask-again.js';
 import type { PaymentsDeps } from '../operations/context.js';
 import { findAttempt, findPayment, toAttempt } from '../repository.js';
+import type { Attempt, Payment } from '../types.js';
+import { openAnomaly } from '../../reconciliation/anomalies.js';
 
 /**
  * The janitor settles attempts whose outcome is unknown (a timeout or a 5xx after sending) by the partner's
@@ -48,7 +49,7 @@ export async function runJanitor(deps: PaymentsDeps, options: JanitorOptions = j
       const payment = await findPayment(deps.db, attempt.merchantId, attempt.paymentId);
       if (merchant === undefined || payment === undefined) return 'skipped' as const;
       if (attempt.inquiryCount >= options.inquiryCountMax) {
-        await recordAnomaly(deps, attempt.merchantId, attempt.paymentId, attempt.id, attempt.inquiryCount);
+        await recordAnomaly(deps, payment, attempt, attempt.inquiryCount);
         return 'anomaly' as const;
       }
       await askAgain({ deps, merchant, key: null }, attempt, payment);
@@ -65,21 +66,23 @@ export async function runJanitor(deps: PaymentsDeps, options: JanitorOptions = j
   return { claimed: claimed.rows.length, settled, anomalies };
 }
 
-async function recordAnomaly(deps: PaymentsDeps, merchantId: string, paymentId: string, attemptId: string, inquiries: number): Promise<void> {
+async function recordAnomaly(deps: PaymentsDeps, payment: Payment, attempt: Attempt, inquiries: number): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('anomalies')
-      .values({
-        id: newId('anomaly').uuid,
-        merchant_id: merchantId,
-        kind: 'UnresolvedAttempt',
-        payment_id: paymentId,
-        attempt_id: attemptId,
-        detail: JSON.stringify({ inquiries, reason: 'the partner gave no definite answer' }),
-      })
-      .execute();
+    // Keel's side is the payment as it stands; the partner's is an answer it never gave.
+    await openAnomaly(trx, {
+      merchantId: payment.merchantId,
+      type: 'StuckProcessing',
+      gateway: attempt.gateway,
+      paymentId: payment.id,
+      attemptId: attempt.id,
+      orderId: payment.orderId,
+      partnerReference: attempt.partnerPaymentId ?? null,
+      expected: { amount: Number(attempt.amount), currency: payment.currency, status: payment.status, operation: attempt.operation },
+      actual: { status: 'unknown', inquiries },
+      dedupeKey: attempt.id,
+    });
     // Stop asking: a person resolves it from the anomaly.
-    await trx.updateTable('payment_attempts').set({ next_inquiry_at: null }).where('id', '=', attemptId).execute();
+    await trx.updateTable('payment_attempts').set({ next_inquiry_at: null }).where('id', '=', attempt.id).execute();
   });
-  deps.logger.warn({ attempt_id: attemptId, payment_id: paymentId }, 'attempt left unresolved after the inquiry limit; anomaly recorded');
+  deps.logger.warn({ attempt_id: attempt.id, payment_id: payment.id }, 'attempt left unresolved after the inquiry limit; anomaly recorded');
 }

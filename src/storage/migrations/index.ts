@@ -455,6 +455,32 @@ const migrations: Record<string, Migration> = {
       await sql`ALTER TABLE checkout_sessions ADD COLUMN order_name text`.execute(db);
     },
   },
+  '0021_typed_anomalies': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Anomalies become typed records with Keel's and the partner's side, a status and a resolution; the
+      // janitor's unanswered attempts are StuckProcessing. A dedupe key per merchant and type makes opening one
+      // idempotent (a reconciliation run twice opens nothing twice).
+      await sql`
+        ALTER TABLE anomalies ADD COLUMN type text;
+        UPDATE anomalies SET type = CASE kind WHEN 'UnresolvedAttempt' THEN 'StuckProcessing' ELSE kind END;
+        ALTER TABLE anomalies ALTER COLUMN type SET NOT NULL;
+        ALTER TABLE anomalies ADD COLUMN status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved'));
+        UPDATE anomalies SET status = 'resolved' WHERE resolved_at IS NOT NULL;
+        ALTER TABLE anomalies ADD COLUMN gateway text;
+        ALTER TABLE anomalies ADD COLUMN refund_id uuid;
+        ALTER TABLE anomalies ADD COLUMN order_id text;
+        ALTER TABLE anomalies ADD COLUMN partner_reference text;
+        ALTER TABLE anomalies ADD COLUMN expected jsonb;
+        ALTER TABLE anomalies ADD COLUMN actual jsonb;
+        ALTER TABLE anomalies ADD COLUMN resolution jsonb;
+        ALTER TABLE anomalies ADD COLUMN dedupe_key text;
+        UPDATE anomalies SET dedupe_key = attempt_id::text WHERE attempt_id IS NOT NULL;
+        CREATE UNIQUE INDEX anomalies_dedupe ON anomalies (merchant_id, type, dedupe_key);
+        CREATE INDEX anomalies_merchant_id ON anomalies (merchant_id, id DESC);
+        CREATE INDEX anomalies_open ON anomalies (type, gateway) WHERE status = 'open';
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
