@@ -46,6 +46,7 @@ export const errorCatalogue = {
   payment_unexpected_state: { status: 409, type: 'invalid_request_error', description: 'The operation is not allowed in the payment\'s current status; the message and `payment` name it.' },
   order_id_taken: { status: 409, type: 'invalid_request_error', description: 'This merchant already has a payment with that `order_id`.' },
   refund_exceeds_payment: { status: 409, type: 'invalid_request_error', description: 'The refund would take the refunded total above `amount_received`.' },
+  reconciliation_in_progress: { status: 409, type: 'invalid_request_error', description: 'A reconciliation of that partner and day is already running; try again when it ends.' },
   idempotency_key_in_use: { status: 409, type: 'idempotency_error', description: 'A request with this key is still running; retry after it finishes.' },
   // 422
   idempotency_key_reused: { status: 422, type: 'idempotency_error', description: 'The key was used before with a different method, path or body.' },

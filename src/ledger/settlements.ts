@@ -36,12 +36,26 @@ export interface SettlementPeriod {
   readonly endDate: string;
 }
 
-/** A sale as the partner reports it: its own id, the partner's payment id, gross and net amounts. */
-interface SettlementRow {
+/**
+ * A row of the partner's report: its own id, the partner's payment id, a sale or a refund (negative gross), the
+ * order id where the partner reports it (Toss does, Stripe's balance transactions do not), gross, fee (VAT
+ * included) and net amounts in minor units.
+ */
+export interface SettlementRow {
   readonly reference: string;
   readonly partnerPaymentId: string;
+  readonly kind: 'sale' | 'refund';
+  readonly orderId: string | null;
+  readonly currency: string;
   readonly gross: bigint;
+  readonly fee: bigint;
   readonly net: bigint;
+}
+
+/** The partner's report of the period for one of its accounts, and how many rows it has not made available yet. */
+export async function partnerReport(gateway: GatewayName, partnerBaseUrl: string, secretKey: string, period: SettlementPeriod): Promise<{ rows: SettlementRow[]; pending: number }> {
+  const base = partnerBaseUrl.replace(/\/+$/, '');
+  return gateway === 'toss' ? { rows: await tossRows(base, secretKey, period), pending: 0 } : stripeRows(base, secretKey, period);
 }
 
 const reportTimeoutMs = 10_000;
@@ -59,8 +73,7 @@ export async function importSettlements(
   const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
   const secretKey = partner?.partnerSecretKey;
   if (secretKey === undefined || secretKey === null) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
-  const base = partnerBaseUrl.replace(/\/+$/, '');
-  const { rows, pending } = gateway === 'toss' ? { rows: await tossRows(base, secretKey, period), pending: 0 } : await stripeRows(base, secretKey, period);
+  const { rows, pending } = await partnerReport(gateway, partnerBaseUrl, secretKey, period);
   let settled = 0;
   let alreadySettled = 0;
   let unmatched = 0;
@@ -111,7 +124,16 @@ async function tossRows(base: string, secretKey: string, period: SettlementPerio
   const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
   return report
     .filter((row) => row.amount !== 0)
-    .map((row) => ({ reference: row.transactionKey, partnerPaymentId: row.paymentKey, gross: BigInt(row.amount), net: BigInt(row.payOutAmount) }));
+    .map((row) => ({
+      reference: row.transactionKey,
+      partnerPaymentId: row.paymentKey,
+      kind: row.amount < 0 ? ('refund' as const) : ('sale' as const),
+      orderId: row.orderId,
+      currency: row.currency,
+      gross: BigInt(row.amount),
+      fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
+      net: BigInt(row.payOutAmount),
+    }));
 }
 
 async function stripeRows(base: string, secretKey: string, period: SettlementPeriod): Promise<{ rows: SettlementRow[]; pending: number }> {
@@ -135,7 +157,16 @@ async function stripeRows(base: string, secretKey: string, period: SettlementPer
         continue;
       }
       // A charge without a PaymentIntent was not made through Keel: it stays unmatched.
-      rows.push({ reference: transaction.id, partnerPaymentId: paymentIntent ?? '', gross: BigInt(transaction.amount), net: BigInt(transaction.net) });
+      rows.push({
+        reference: transaction.id,
+        partnerPaymentId: paymentIntent ?? '',
+        kind: transaction.amount < 0 ? 'refund' : 'sale',
+        orderId: null,
+        currency: transaction.currency.toUpperCase(),
+        gross: BigInt(transaction.amount),
+        fee: BigInt(transaction.fee),
+        net: BigInt(transaction.net),
+      });
     }
     const last = page.data.at(-1);
     if (!page.has_more || last === undefined) break;

@@ -6,10 +6,12 @@ import { IdParams } from '../http/schemas.js';
 import { publicToUuid } from '../storage/ids.js';
 import { KeelError } from '../errors.js';
 import { anomalyToApi, anomalyTypes, findAnomaly, listAnomalies, resolveAnomaly } from './anomalies.js';
+import { listRuns, runReconciliation, runToApi } from './reconcile.js';
 
 /**
- * Anomalies over HTTP: a merchant lists and reads its own (`/v1/anomalies`, secret key); the operator lists
- * every merchant's and resolves one with a note (`/admin/anomalies`, admin token).
+ * Anomalies and reconciliation over HTTP: a merchant lists and reads its own anomalies (`/v1/anomalies`,
+ * secret key); the operator runs a reconciliation, lists the runs and every merchant's anomalies, and resolves
+ * one with a note (`/admin/…`, admin token).
  */
 const AnomalyQuery = ListQuery({
   status: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])),
@@ -20,6 +22,15 @@ const AdminAnomalyQuery = ListQuery({
   type: Type.Optional(Type.Union(anomalyTypes.map((type) => Type.Literal(type)))),
   merchant: Type.Optional(Type.String({ maxLength: 64 })),
 });
+const RunBody = Type.Object(
+  {
+    gateway: Type.Union([Type.Literal('toss'), Type.Literal('stripe')]),
+    date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
+    merchant: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+const RunsQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) }, { additionalProperties: false });
 const ResolveBody = Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false });
 
 export function registerAnomalyRoutes(app: KeelApp, services: KeelServices): void {
@@ -48,6 +59,27 @@ export function registerAnomalyRoutes(app: KeelApp, services: KeelServices): voi
       if (merchant !== undefined && merchantId === undefined) throw new KeelError('parameter_invalid', 'merchant must be a merchant id (mer_…).', { param: 'merchant' });
       const rows = await listAnomalies(db, { ...(merchantId === undefined ? {} : { merchantId }), ...(status === undefined ? {} : { status }), ...(type === undefined ? {} : { type }) }, page);
       return listOf(rows, page, anomalyToApi);
+    }),
+  );
+
+  // One reconciliation, synchronously: the run object, with what it read and found.
+  app.post('/admin/reconciliation/runs', { config: operator, schema: { body: RunBody, hide: true } }, (request) =>
+    inContext(request, async () => {
+      const { gateway, date, merchant } = request.body;
+      if (Number.isNaN(Date.parse(`${date}T00:00:00Z`))) throw new KeelError('parameter_invalid', 'date must be a day, YYYY-MM-DD.', { param: 'date' });
+      const merchantId = merchant === undefined ? undefined : publicToUuid('merchant', merchant);
+      if (merchant !== undefined && merchantId === undefined) throw new KeelError('parameter_invalid', 'merchant must be a merchant id (mer_…).', { param: 'merchant' });
+      const { deps } = services;
+      const run = await runReconciliation({ db, cipher: deps.cipher, logger: services.logger, gateways: deps.gateways, partnerUrls: services.partnerUrls }, { gateway, date, merchantId });
+      return runToApi(run);
+    }),
+  );
+
+  app.get('/admin/reconciliation/runs', { config: operator, schema: { querystring: RunsQuery, hide: true } }, (request) =>
+    inContext(request, async () => {
+      const limit = request.query.limit ?? 10;
+      const rows = await listRuns(db, limit + 1);
+      return { object: 'list', data: rows.slice(0, limit).map(runToApi), has_more: rows.length > limit };
     }),
   );
 

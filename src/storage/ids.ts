@@ -22,6 +22,7 @@ export const idPrefixes = {
   apiKey: 'key',
   checkoutSession: 'cs',
   anomaly: 'anom',
+  reconciliationRun: 'recon',
   webhookEndpoint: 'we',
   webhookDelivery: 'whd',
 } as const;

@@ -237,6 +237,22 @@ export interface LeasesTable {
   expires_at: Timestamp;
 }
 
+export interface ReconciliationRunsTable {
+  id: string;
+  gateway: string;
+  /** The UTC day reconciled, as text (`to_char`) when read. */
+  day: Day;
+  merchant_id: string | null;
+  status: 'running' | 'succeeded' | 'failed';
+  rows_read: Generated<number>;
+  matched: Generated<number>;
+  anomalies_opened: Generated<number>;
+  anomalies_resolved: Generated<number>;
+  error: string | null;
+  started_at: Timestamp;
+  finished_at: NullableTimestamp;
+}
+
 /** One row: this deployment's identity (`storage/database.ts` `deploymentId`). */
 export interface DeploymentTable {
   singleton: ColumnType<boolean, never, never>;
@@ -338,6 +354,7 @@ export interface KeelDatabase {
   ledger_entries: LedgerEntriesTable;
   webhook_endpoints: WebhookEndpointsTable;
   deployment: DeploymentTable;
+  reconciliation_runs: ReconciliationRunsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   leases: LeasesTable;
   inbox: InboxTable;

@@ -481,6 +481,27 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0022_reconciliation_runs': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE reconciliation_runs (
+          id uuid PRIMARY KEY,
+          gateway text NOT NULL,
+          day date NOT NULL,
+          merchant_id uuid REFERENCES merchants(id),
+          status text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+          rows_read integer NOT NULL DEFAULT 0,
+          matched integer NOT NULL DEFAULT 0,
+          anomalies_opened integer NOT NULL DEFAULT 0,
+          anomalies_resolved integer NOT NULL DEFAULT 0,
+          error text,
+          started_at timestamptz NOT NULL DEFAULT now(),
+          finished_at timestamptz
+        );
+        CREATE INDEX reconciliation_runs_day ON reconciliation_runs (day DESC, id DESC);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,102 @@
+// Proves a reconciliation run against the benchmark gateway's own records, drifted through its hooks: a clean
+// payment matches; another amount is AmountMismatch; a second charge for an order is one DuplicateCharge (never
+// also MissingLocally); a charge no payment made is MissingLocally; a payment the partner has no record of is
+// MissingAtPartner; a Stripe hold the partner captured, and a capture the partner never made, are
+// MismatchCaptureStatus — each once, with Keel's side and the partner's; a second run of the day opens nothing.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+
+let keel: TestKeel;
+before(async () => {
+  keel = await startTestKeel();
+});
+after(async () => {
+  await keel.close();
+});
+
+const today = new Date().toISOString().slice(0, 10);
+const admin = (method: 'GET' | 'POST', path: string, body?: unknown) =>
+  keel.request(method, path, { ...(body === undefined ? {} : { body }), secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } });
+const sim = (path: string, body: unknown) => fetch(`${keel.keel.gatewayUrl}${path}`, { method: 'POST', body: JSON.stringify(body) }).then((response) => response.status);
+
+async function pay(secretKey: string, extra: Record<string, unknown> = {}): Promise<{ id: string; orderId: string }> {
+  const orderId = uniqueKey('ord');
+  const paid = await keel.request('POST', '/v1/payments', { secretKey, body: { amount: 10000, currency: 'KRW', order_id: orderId, payment_method: testCard(), confirm: true, ...extra } });
+  assert.ok(paid.status === 200, JSON.stringify(paid.body));
+  return { id: paid.body.id, orderId };
+}
+
+async function anomaliesOf(secretKey: string): Promise<Record<string, unknown>[]> {
+  return (await keel.request('GET', '/v1/anomalies?limit=100', { secretKey })).body.data;
+}
+
+test('each drift is found once, typed, with both sides; a clean payment matches; a second run opens nothing', async () => {
+  const shop = await keel.createMerchant({ name: 'Reconciled', gateway: 'toss', partnerSecretKey: 'test_sk_recon_toss' });
+  const clean = await pay(shop.secret_key);
+  const drifted = await pay(shop.secret_key);
+  const doubled = await pay(shop.secret_key);
+  const vanished = await pay(shop.secret_key);
+  assert.equal(await sim('/__sim/drift', { order_id: drifted.orderId, kind: 'amount', amount: 9000 }), 200);
+  assert.equal(await sim('/__sim/drift', { order_id: doubled.orderId, kind: 'duplicate' }), 200);
+  assert.equal(await sim('/__sim/drift', { order_id: vanished.orderId, kind: 'missing' }), 200);
+  const orphanOrder = uniqueKey('orphan');
+  assert.equal(await sim('/__sim/charges', { order_id: orphanOrder, amount: 4000, currency: 'KRW', country: 'KR', dialect: 'toss', secret_key: 'test_sk_recon_toss' }), 201);
+
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  assert.match(run.body.id, /^recon_/);
+  // Matched: the clean payment, and the doubled order's own charge (its second charge is the anomaly).
+  assert.deepEqual([run.body.status, run.body.anomalies_opened, run.body.matched], ['succeeded', 4, 2]);
+
+  const found = await anomaliesOf(shop.secret_key);
+  const byType = Object.fromEntries(found.map((anomaly) => [anomaly['type'], anomaly]));
+  assert.deepEqual(Object.keys(byType).sort(), ['AmountMismatch', 'DuplicateCharge', 'MissingAtPartner', 'MissingLocally']);
+  assert.deepEqual([byType['AmountMismatch']?.['payment'], byType['AmountMismatch']?.['expected'], byType['AmountMismatch']?.['actual']], [
+    drifted.id,
+    { amount: 10000, currency: 'KRW', status: 'succeeded' },
+    { amount: 9000, currency: 'KRW', status: 'succeeded' },
+  ]);
+  assert.deepEqual([byType['DuplicateCharge']?.['order_id'], byType['DuplicateCharge']?.['actual']], [doubled.orderId, { amount: 20000, currency: 'KRW', status: 'succeeded', charges: 2 }]);
+  assert.deepEqual([byType['MissingAtPartner']?.['payment'], byType['MissingAtPartner']?.['actual']], [vanished.id, null]);
+  assert.deepEqual([byType['MissingLocally']?.['order_id'], byType['MissingLocally']?.['expected'], byType['MissingLocally']?.['actual']], [orphanOrder, null, { amount: 4000, currency: 'KRW', status: 'succeeded' }]);
+  assert.ok(!found.some((anomaly) => anomaly['payment'] === clean.id), 'the clean payment matched');
+
+  const again = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.equal(again.body.anomalies_opened, 0);
+  assert.equal((await anomaliesOf(shop.secret_key)).length, 4, 'nothing opened twice');
+  const runs = await admin('GET', '/admin/reconciliation/runs');
+  assert.deepEqual(runs.body.data.slice(0, 2).map((listed: { id: string }) => listed.id), [again.body.id, run.body.id]);
+});
+
+test('with Stripe, a hold the partner captured and a capture the partner never made are MismatchCaptureStatus', async () => {
+  const shop = await keel.createMerchant({ name: 'Reconciled Stripe', gateway: 'stripe', country: 'US', partnerSecretKey: 'sk_test_recon_stripe' });
+  const held = await pay(shop.secret_key, { capture_method: 'manual' });
+  const captured = await pay(shop.secret_key);
+  assert.equal(await sim('/__sim/drift', { order_id: held.orderId, kind: 'captured' }), 200);
+  assert.equal(await sim('/__sim/drift', { order_id: captured.orderId, kind: 'uncaptured' }), 200);
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'stripe', date: today, merchant: shop.id });
+  assert.equal(run.body.status, 'succeeded', JSON.stringify(run.body));
+  const found = await anomaliesOf(shop.secret_key);
+  const byPayment = Object.fromEntries(found.map((anomaly) => [anomaly['payment'], anomaly]));
+  assert.deepEqual([byPayment[held.id]?.['type'], byPayment[held.id]?.['expected'], byPayment[held.id]?.['actual']], [
+    'MismatchCaptureStatus',
+    { amount: 0, currency: 'KRW', status: 'requires_capture' },
+    { amount: 10000, currency: 'KRW', status: 'succeeded' },
+  ]);
+  assert.deepEqual([byPayment[captured.id]?.['type'], byPayment[captured.id]?.['actual']], ['MismatchCaptureStatus', { amount: 0, currency: 'KRW', status: 'requires_capture' }]);
+  assert.equal(found.length, 2);
+});
+
+test('a run needs a day and a known partner; another run of the same partner and day waits for the first', async () => {
+  assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'paypal', date: today })).status, 400);
+  assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: 'yesterday' })).status, 400);
+  const [first, second] = await Promise.all([
+    admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: '2026-01-01' }),
+    admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: '2026-01-01' }),
+  ]);
+  const statuses = [first.status, second.status].sort();
+  assert.ok(statuses[0] === 200, JSON.stringify([first.body, second.body]));
+  // Either they ran one after the other (both 200), or the second found the first running (409).
+  if (statuses[1] === 409) assert.equal((first.status === 409 ? first : second).body.error.code, 'reconciliation_in_progress');
+});
