@@ -202,6 +202,15 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   const strayKey = await run(['merchant', 'create', '--name', 'Stray', '--stripe-secret-key', stripeKey, '--json']);
   assert.notEqual(strayKey.code, 0);
   assert.match(strayKey.stderr, /--stripe-secret-key cannot be used: stripe is not one of the merchant's partners/);
+  // Reconciliation of today's Toss report through the running Keel: the demo payment matches.
+  const reconciled = await run(['reconcile', '--gateway', 'toss', '--date', new Date().toISOString().slice(0, 10), '--json']);
+  assert.equal(reconciled.code, 0, reconciled.stderr);
+  const reconciliation = JSON.parse(reconciled.stdout) as { object: string; status: string; matched: number; anomalies_opened: number };
+  assert.deepEqual([reconciliation.object, reconciliation.status, reconciliation.anomalies_opened], ['reconciliation_run', 'succeeded', 0]);
+  assert.ok(reconciliation.matched >= 1, reconciled.stdout);
+  const badGateway = await run(['reconcile', '--gateway', 'paypal', '--date', '2026-01-01']);
+  assert.notEqual(badGateway.code, 0);
+  assert.match(badGateway.stderr, /gateway must be toss or stripe/);
   // A live merchant: live keys, created without a partner key, which set-keys adds later (never echoed).
   const liveCreated = await run(['merchant', 'create', '--name', 'Live Shop', '--live', '--gateway', 'stripe', '--json']);
   assert.equal(liveCreated.code, 0, liveCreated.stderr);

@@ -13,6 +13,8 @@ import { readAdminToken, runningKeel, writeLock } from './embedded-lock.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { rebuildProjections } from '../reports/projection.js';
 import { createLogger } from '../observability/logger.js';
+import { runReconciliation, runToApi } from '../reconciliation/reconcile.js';
+import { publicToUuid } from '../storage/ids.js';
 
 /** The `keel` command: start, serve, migrate, merchant create, gateway-sim. */
 
@@ -98,6 +100,30 @@ merchant
       }));
     const { partners } = answer as { partners: { gateway: string; configured: boolean }[] };
     console.log(`Merchant ${merchantId}: ${partners.map((partner) => `${partner.gateway} ${partner.configured ? 'has a key' : 'has no key'}`).join(', ')}`);
+  });
+
+program
+  .command('reconcile')
+  .description("compare a partner's report of a UTC day with Keel's payments; print the run (exit 1 if it failed)")
+  .requiredOption('--gateway <gateway>', 'toss or stripe', (value: string) => {
+    if (!isGatewayName(value)) throw new InvalidArgumentError('gateway must be toss or stripe');
+    return value;
+  })
+  .requiredOption('--date <date>', 'the UTC day, YYYY-MM-DD', (value: string) => {
+    if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`))) throw new InvalidArgumentError('date must be YYYY-MM-DD');
+    return value;
+  })
+  .option('--merchant <merchant>', 'one merchant (mer_…); default every merchant with that partner')
+  .option('--json', 'print the run as JSON')
+  .action(async (options: { gateway: GatewayName; date: string; merchant?: string; json?: boolean }) => {
+    const config = loadConfig();
+    const body = { gateway: options.gateway, date: options.date, ...(options.merchant === undefined ? {} : { merchant: options.merchant }) };
+    // A running embedded Keel holds the database; otherwise an API-role Keel of this process runs it (it needs
+    // the partners' URLs, as every role but `all` does).
+    const run = ((await askRunningKeel(config, '/admin/reconciliation/runs', body)) ?? (await reconcileHere(config, body))) as Record<string, unknown>;
+    if (options.json === true) console.log(JSON.stringify(run));
+    else console.log(`reconciliation ${String(run['id'])} of ${options.gateway} for ${options.date}: ${String(run['status'])}, ${String(run['rows_read'])} rows read, ${String(run['matched'])} matched, ${String(run['anomalies_opened'])} anomalies opened`);
+    if (run['status'] !== 'succeeded') process.exitCode = 1;
   });
 
 const ledger = program.command('ledger').description('the double-entry journal');
@@ -220,6 +246,19 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
     await migrateToLatest(database);
     return createMerchant(database.db, cipherFor(config), input);
   });
+}
+
+async function reconcileHere(config: KeelConfig, body: { gateway: GatewayName; date: string; merchant?: string }): Promise<Record<string, unknown>> {
+  const keel = await createKeel({ config, role: 'api' });
+  try {
+    const merchantId = body.merchant === undefined ? undefined : publicToUuid('merchant', body.merchant);
+    if (body.merchant !== undefined && merchantId === undefined) throw new InvalidArgumentError('merchant must be a merchant id (mer_…)');
+    const { deps } = keel.services;
+    const run = await runReconciliation({ db: deps.db, cipher: deps.cipher, logger: keel.logger, gateways: deps.gateways, partnerUrls: keel.services.partnerUrls }, { gateway: body.gateway, date: body.date, merchantId });
+    return runToApi(run);
+  } finally {
+    await keel.close();
+  }
 }
 
 /** Opens the configured database (PostgreSQL, or the embedded one in the data directory) for one command. */
