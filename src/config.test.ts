@@ -46,3 +46,9 @@ test('breakers: 20 calls and 50% by default, a partner may have its own rule, a 
     assert.throws(() => loadConfig(bad), /BREAKER/, JSON.stringify(bad));
   }
 });
+
+test('KEEL_RECONCILE_AT is HH:MM in UTC, 02:00 by default', () => {
+  assert.equal(loadConfig({}).reconcileAt, '02:00');
+  assert.equal(loadConfig({ KEEL_RECONCILE_AT: '23:59' }).reconcileAt, '23:59');
+  for (const bad of ['24:00', '2:00', 'noon', '02:60']) assert.throws(() => loadConfig({ KEEL_RECONCILE_AT: bad }), /KEEL_RECONCILE_AT/, bad);
+});

@@ -60,6 +60,8 @@ export interface KeelConfig {
    * `n` hops, or the listed addresses and CIDR ranges. Decides the client IP that shopper limits are keyed on.
    */
   readonly trustProxy: false | number | readonly string[];
+  /** `HH:MM` UTC: when workers reconcile the previous UTC day with every partner (`KEEL_RECONCILE_AT`). */
+  readonly reconcileAt: string;
   /** How long after a hosted-page approval an authorization the shop has not confirmed is canceled. */
   readonly brandpayConfirmTimeoutMinutes: number;
   /** Days that finished records (keys, published events, inbox entries, settled deliveries) are kept. */
@@ -116,6 +118,12 @@ function percent(value: string | undefined, fallback: number, name: string): num
   const parsed = positive(value, fallback, name);
   if (parsed > 100) throw new Error(`${name} is a percentage (1-100), got ${value}`);
   return parsed;
+}
+
+function parseClock(value: string, name: string): string {
+  const match = /^([01][0-9]|2[0-3]):([0-5][0-9])$/.exec(value);
+  if (match === null) throw new Error(`${name} must be HH:MM (UTC, 00:00-23:59), got ${value}`);
+  return value;
 }
 
 function optional(value: string | undefined): string | undefined {
@@ -195,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
       burst: integer(env['KEEL_RATE_LIMIT_BURST'], 200, 'KEEL_RATE_LIMIT_BURST'),
     },
     trustProxy: parseTrustProxy(optional(env['KEEL_TRUST_PROXY'])),
+    reconcileAt: parseClock(optional(env['KEEL_RECONCILE_AT']) ?? '02:00', 'KEEL_RECONCILE_AT'),
     brandpayConfirmTimeoutMinutes: positive(env['KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'], confirmTimeoutMinutesDefault, 'KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'),
     retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], retentionDaysDefault, 'KEEL_RETENTION_DAYS')),
   };

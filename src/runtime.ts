@@ -35,6 +35,7 @@ import { createMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
 import { registerAnomalyMetrics } from './reconciliation/anomalies.js';
 import { registerAnomalyRoutes } from './reconciliation/routes.js';
+import { reconcileYesterday, type RunRow } from './reconciliation/reconcile.js';
 import { runCompleter } from './payments/jobs/completer.js';
 import { runJanitor, type JanitorReport } from './payments/jobs/janitor.js';
 import { FaultPoints, type PaymentsDeps } from './payments/operations/context.js';
@@ -80,6 +81,8 @@ export interface KeelJobs {
   retention(): Promise<RetentionReport>;
   /** Cancels Brand Pay authorizations the shop did not confirm in time (`brandpay/unconfirmed.ts`). */
   unconfirmed(): Promise<{ canceled: number }>;
+  /** Past `KEEL_RECONCILE_AT`, reconciles the previous UTC day with each partner, once (`reconciliation/`). */
+  reconcile(now?: Date): Promise<RunRow[]>;
 }
 
 export interface Keel {
@@ -101,7 +104,7 @@ export interface Keel {
   close(): Promise<void>;
 }
 
-export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000, unconfirmed: 60_000 } as const;
+export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000, unconfirmed: 60_000, reconcile: 60_000 } as const;
 /** How long a shutting-down process waits for its background jobs in flight. */
 export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
@@ -252,6 +255,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     retention: () => pruneExpired(database.db, config),
     unconfirmed: () => cancelUnconfirmed(deps, config.brandpayConfirmTimeoutMinutes * 60_000),
+    reconcile: (now) => reconcileYesterday({ db: database.db, cipher, logger, gateways, partnerUrls }, config.reconcileAt, now),
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
@@ -290,6 +294,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('completer', jobIntervalsMs.completer, jobs.completer);
     every('retention', jobIntervalsMs.retention, jobs.retention);
     every('unconfirmed', jobIntervalsMs.unconfirmed, jobs.unconfirmed);
+    every('reconcile', jobIntervalsMs.reconcile, () => jobs.reconcile());
     // Each tick starts endpoints' tasks and returns: no endpoint waits for another's deliveries.
     every('webhooks', jobIntervalsMs.webhooks, () => deliveries.tick());
     const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);

@@ -2,7 +2,8 @@
 // payment matches; another amount is AmountMismatch; a second charge for an order is one DuplicateCharge (never
 // also MissingLocally); a charge no payment made is MissingLocally; a payment the partner has no record of is
 // MissingAtPartner; a Stripe hold the partner captured, and a capture the partner never made, are
-// MismatchCaptureStatus — each once, with Keel's side and the partner's; a second run of the day opens nothing.
+// MismatchCaptureStatus — each once, with Keel's side and the partner's; a second run of the day opens nothing;
+// the workers' daily run reconciles the previous UTC day once KEEL_RECONCILE_AT has passed, and only once.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
@@ -99,4 +100,15 @@ test('a run needs a day and a known partner; another run of the same partner and
   assert.ok(statuses[0] === 200, JSON.stringify([first.body, second.body]));
   // Either they ran one after the other (both 200), or the second found the first running (409).
   if (statuses[1] === 409) assert.equal((first.status === 409 ? first : second).body.error.code, 'reconciliation_in_progress');
+});
+
+test('workers reconcile the previous UTC day with each partner once KEEL_RECONCILE_AT has passed, once', async () => {
+  assert.equal(keel.keel.services.config.reconcileAt, '02:00');
+  assert.deepEqual(await keel.keel.jobs.reconcile(new Date('2030-06-02T01:59:00Z')), [], 'not yet');
+  const runs = await keel.keel.jobs.reconcile(new Date('2030-06-02T02:00:00Z'));
+  assert.deepEqual(runs.map((run) => [run.gateway, run.day, run.merchant_id, run.status]).sort(), [
+    ['stripe', '2030-06-01', null, 'succeeded'],
+    ['toss', '2030-06-01', null, 'succeeded'],
+  ]);
+  assert.deepEqual(await keel.keel.jobs.reconcile(new Date('2030-06-02T05:00:00Z')), [], 'a day is reconciled once');
 });

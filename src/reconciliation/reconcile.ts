@@ -3,7 +3,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import { KeelError } from '../errors.js';
 import { acquireLease, releaseLease } from '../events/relay.js';
-import type { GatewayName } from '../gateways/connector.js';
+import { gatewayNames, type GatewayName } from '../gateways/connector.js';
 import { partnerUrl, type GatewayRegistry, type PartnerUrls } from '../gateways/registry.js';
 import { partnerReport, type SettlementRow } from '../ledger/settlements.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
@@ -113,6 +113,34 @@ export async function runReconciliation(deps: ReconcileDeps, request: ReconcileR
   const row = (await db.selectFrom('reconciliation_runs').select(runColumns).where('id', '=', id).executeTakeFirstOrThrow()) as RunRow;
   deps.logger.info({ run: runToApi(row) }, 'reconciliation run finished');
   return row;
+}
+
+/**
+ * The workers' daily run: once the UTC clock has passed `reconcileAt`, the previous UTC day is reconciled with
+ * each partner, once across all workers — a day already run (or running) is skipped, and the run's lease turns a
+ * second worker's simultaneous attempt into a skip. Resolves to the runs it made.
+ */
+export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: string, now: Date = new Date()): Promise<RunRow[]> {
+  if (now.toISOString().slice(11, 16) < reconcileAt) return [];
+  const day = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
+  const runs: RunRow[] = [];
+  for (const gateway of gatewayNames) {
+    const done = await deps.db
+      .selectFrom('reconciliation_runs')
+      .select('id')
+      .where('gateway', '=', gateway)
+      .where(sql<boolean>`day = ${day}::date`)
+      .where('merchant_id', 'is', null)
+      .where('status', 'in', ['running', 'succeeded'])
+      .executeTakeFirst();
+    if (done !== undefined) continue;
+    try {
+      runs.push(await runReconciliation(deps, { gateway, date: day }));
+    } catch (error) {
+      if (!(error instanceof KeelError && error.code === 'reconciliation_in_progress')) throw error;
+    }
+  }
+  return runs;
 }
 
 async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext, request: ReconcileRequest, tally: Tally): Promise<void> {
