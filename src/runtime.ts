@@ -33,7 +33,7 @@ import { pruneExpired, type RetentionReport } from './storage/retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
-import { registerAnomalyMetrics } from './reconciliation/anomalies.js';
+import { registerAnomalyMetrics, stuckAttempts } from './reconciliation/anomalies.js';
 import { registerAnomalyRoutes } from './reconciliation/routes.js';
 import { reconcileYesterday, type RunRow } from './reconciliation/reconcile.js';
 import { runCompleter } from './payments/jobs/completer.js';
@@ -205,6 +205,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     faults,
     consistencyWindowMs: config.partnerConsistencyWindowMs,
     storedMethods: createStoredMethods(database.db, cipher),
+    stuckAttempts,
   };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   // Names this deployment's event stream, consumers and shared limits on engines other deployments may share:
@@ -255,7 +256,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     completer: () => runCompleter(deps, { abandonedAfterMs: config.completerAbandonedAfterMs, batchSizeMax: completerBatchSizeMax }),
     retention: () => pruneExpired(database.db, config),
     unconfirmed: () => cancelUnconfirmed(deps, config.brandpayConfirmTimeoutMinutes * 60_000),
-    reconcile: (now) => reconcileYesterday({ db: database.db, cipher, logger, gateways, partnerUrls }, config.reconcileAt, now),
+    reconcile: (now) => reconcileYesterday({ db: database.db, cipher, logger, gateways, partnerUrls, payments: deps }, config.reconcileAt, now),
   };
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();

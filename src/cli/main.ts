@@ -254,7 +254,7 @@ async function reconcileHere(config: KeelConfig, body: { gateway: GatewayName; d
     const merchantId = body.merchant === undefined ? undefined : publicToUuid('merchant', body.merchant);
     if (body.merchant !== undefined && merchantId === undefined) throw new InvalidArgumentError('merchant must be a merchant id (mer_…)');
     const { deps } = keel.services;
-    const run = await runReconciliation({ db: deps.db, cipher: deps.cipher, logger: keel.logger, gateways: deps.gateways, partnerUrls: keel.services.partnerUrls }, { gateway: body.gateway, date: body.date, merchantId });
+    const run = await runReconciliation({ db: deps.db, cipher: deps.cipher, logger: keel.logger, gateways: deps.gateways, partnerUrls: keel.services.partnerUrls, payments: deps }, { gateway: body.gateway, date: body.date, merchantId });
     return runToApi(run);
   } finally {
     await keel.close();

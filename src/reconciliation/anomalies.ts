@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
+import type { StuckAttempts } from '../payments/operations/context.js';
 import { KeelError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import { paged, type Page } from '../http/lists.js';
@@ -142,6 +143,27 @@ export async function findAnomaly(db: Db, publicId: string, merchantId: string |
   if (row === undefined) throw new KeelError('resource_missing', `No such anomaly: ${publicId}.`, { param: 'id' });
   return row;
 }
+
+/**
+ * The janitor's give-ups as `StuckProcessing` anomalies: Keel's side is the payment as it stands, the partner's
+ * an answer it never gave. Passed to payments by the composition root.
+ */
+export const stuckAttempts: StuckAttempts = {
+  async record(trx, payment, attempt, inquiries) {
+    await openAnomaly(trx, {
+      merchantId: payment.merchantId,
+      type: 'StuckProcessing',
+      gateway: attempt.gateway,
+      paymentId: payment.id,
+      attemptId: attempt.id,
+      orderId: payment.orderId,
+      partnerReference: attempt.partnerPaymentId ?? null,
+      expected: { amount: Number(attempt.amount), currency: payment.currency, status: payment.status, operation: attempt.operation },
+      actual: { status: 'unknown', inquiries },
+      dedupeKey: attempt.id,
+    });
+  },
+};
 
 /** `keel_anomalies_open{type,gateway}`, read from the database when `/metrics` is scraped (every instance agrees). */
 export function registerAnomalyMetrics(registry: Registry, db: Db, logger: Logger): void {

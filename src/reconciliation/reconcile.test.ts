@@ -3,10 +3,13 @@
 // also MissingLocally); a charge no payment made is MissingLocally; a payment the partner has no record of is
 // MissingAtPartner; a Stripe hold the partner captured, and a capture the partner never made, are
 // MismatchCaptureStatus — each once, with Keel's side and the partner's; a second run of the day opens nothing;
-// the workers' daily run reconciles the previous UTC day once KEEL_RECONCILE_AT has passed, and only once.
+// the workers' daily run reconciles the previous UTC day once KEEL_RECONCILE_AT has passed, and only once; a
+// StuckProcessing the partner now answers is resolved automatically, with its ledger entries, charging nothing again.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
+import { verifyLedger } from '../ledger/ledger.js';
+import { publicToUuid } from '../storage/ids.js';
 
 let keel: TestKeel;
 before(async () => {
@@ -111,4 +114,25 @@ test('workers reconcile the previous UTC day with each partner once KEEL_RECONCI
     ['toss', '2030-06-01', null, 'succeeded'],
   ]);
   assert.deepEqual(await keel.keel.jobs.reconcile(new Date('2030-06-02T05:00:00Z')), [], 'a day is reconciled once');
+});
+
+test('a StuckProcessing the partner now answers is resolved automatically, by the partner\'s word, with its ledger entries', async () => {
+  const shop = await keel.createMerchant({ name: 'Stuck Then Settled', gateway: 'toss', partnerSecretKey: 'test_sk_recon_stuck' });
+  const orderId = uniqueKey('ord');
+  const paid = await keel.request('POST', '/v1/payments', { secretKey: shop.secret_key, body: { amount: 6000, currency: 'KRW', order_id: orderId, payment_method: testCard('4000000000000259'), confirm: true } });
+  assert.equal(paid.status, 202, JSON.stringify(paid.body));
+  const paymentId = publicToUuid('payment', paid.body.id) ?? '';
+  await keel.keel.database.db.updateTable('payment_attempts').set({ inquiry_count: 20, next_inquiry_at: new Date(Date.now() - 1_000) }).where('payment_id', '=', paymentId).execute();
+  await keel.keel.jobs.janitor();
+  assert.equal((await anomaliesOf(shop.secret_key))[0]?.['status'], 'open');
+
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.deepEqual([run.body.status, run.body.anomalies_resolved, run.body.anomalies_opened, run.body.matched], ['succeeded', 1, 0, 1]);
+  const [anomaly] = await anomaliesOf(shop.secret_key);
+  assert.equal(anomaly?.['status'], 'resolved');
+  assert.deepEqual(anomaly?.['resolution'], { kind: 'auto', action: 'the partner answered: the authorize is succeeded, the payment succeeded', note: null });
+  assert.equal((await keel.request('GET', `/v1/payments/${paid.body.id}`, { secretKey: shop.secret_key })).body.status, 'succeeded');
+  assert.equal((await keel.simCharges(orderId)).length, 1, 'nothing was charged again');
+  const verified = await verifyLedger(keel.keel.database.db);
+  assert.deepEqual([verified.unbalanced, verified.differences], [[], []]);
 });

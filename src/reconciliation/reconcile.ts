@@ -12,7 +12,10 @@ import { currentContext } from '../observability/context.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import type { KeelDatabase, PaymentRow, ReconciliationRunsTable } from '../storage/schema.js';
-import { openAnomaly, type NewAnomaly } from './anomalies.js';
+import { openAnomaly, resolveAnomaly, type NewAnomaly } from './anomalies.js';
+import { askAgain } from '../payments/operations/ask-again.js';
+import type { PaymentsDeps } from '../payments/operations/context.js';
+import { findAttempt, findPayment } from '../payments/repository.js';
 
 /**
  * One reconciliation run: a partner's report of one UTC day, for each merchant with that partner, compared
@@ -40,6 +43,8 @@ export interface ReconcileDeps {
   readonly logger: Logger;
   readonly gateways: GatewayRegistry;
   readonly partnerUrls: PartnerUrls;
+  /** What settling a payment by the partner's word needs (automatic resolution asks the partner again). */
+  readonly payments: PaymentsDeps;
 }
 
 export interface ReconcileRequest {
@@ -53,6 +58,7 @@ interface Tally {
   rowsRead: number;
   matched: number;
   opened: number;
+  resolved: number;
 }
 
 export function runToApi(row: RunRow): Record<string, unknown> {
@@ -88,7 +94,7 @@ export async function runReconciliation(deps: ReconcileDeps, request: ReconcileR
   }
   const id = newId('reconciliationRun').uuid;
   await db.insertInto('reconciliation_runs').values({ id, gateway: request.gateway, day: request.date, merchant_id: request.merchantId ?? null, status: 'running' }).execute();
-  const tally: Tally = { rowsRead: 0, matched: 0, opened: 0 };
+  const tally: Tally = { rowsRead: 0, matched: 0, opened: 0, resolved: 0 };
   let status: 'succeeded' | 'failed' = 'succeeded';
   let error: string | null = null;
   try {
@@ -107,7 +113,7 @@ export async function runReconciliation(deps: ReconcileDeps, request: ReconcileR
   }
   await db
     .updateTable('reconciliation_runs')
-    .set({ status, error, rows_read: tally.rowsRead, matched: tally.matched, anomalies_opened: tally.opened, finished_at: new Date() })
+    .set({ status, error, rows_read: tally.rowsRead, matched: tally.matched, anomalies_opened: tally.opened, anomalies_resolved: tally.resolved, finished_at: new Date() })
     .where('id', '=', id)
     .execute();
   const row = (await db.selectFrom('reconciliation_runs').select(runColumns).where('id', '=', id).executeTakeFirstOrThrow()) as RunRow;
@@ -146,6 +152,8 @@ export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: strin
 async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext, request: ReconcileRequest, tally: Tally): Promise<void> {
   const partner = merchant.partners.find((candidate) => candidate.gateway === request.gateway);
   if (partner?.partnerSecretKey == null) return;
+  // First what the partner can now settle, so that a payment it settles is compared as it now stands.
+  await resolveStuck(deps, merchant, request.gateway, tally);
   const { rows } = await partnerReport(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), partner.partnerSecretKey, { startDate: request.date, endDate: request.date });
   const sales = rows.filter((row) => row.kind === 'sale');
   tally.rowsRead += rows.length;
@@ -216,6 +224,33 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
       // The partner holds the capture but has still not reported it: its books and its word disagree.
       await open({ type: 'MissingAtPartner', ...where, expected, actual: { amount: expected.amount, currency: expected.currency, status: 'succeeded', reported: false }, dedupeKey: `payment:${payment.id}` });
     }
+  }
+}
+
+/**
+ * Automatic resolution of `StuckProcessing`: the partner is asked again, through the same path the janitor
+ * uses (the same request under the attempt's own key, or an inquiry believed only past the consistency window).
+ * If that settles the attempt, the payment moved by the partner's proven word, with its ledger entries and
+ * events as any settlement writes them, and the anomaly is resolved `auto` with what happened. Nothing is sent
+ * that could move money a second time.
+ */
+async function resolveStuck(deps: ReconcileDeps, merchant: MerchantContext, gateway: GatewayName, tally: Tally): Promise<void> {
+  const stuck = await deps.db.selectFrom('anomalies').selectAll().where('merchant_id', '=', merchant.id).where('type', '=', 'StuckProcessing').where('gateway', '=', gateway).where('status', '=', 'open').execute();
+  for (const anomaly of stuck) {
+    if (anomaly.attempt_id === null || anomaly.payment_id === null) continue;
+    const attempt = await findAttempt(deps.db, merchant.id, anomaly.attempt_id);
+    const payment = await findPayment(deps.db, merchant.id, anomaly.payment_id);
+    if (attempt === undefined || payment === undefined) continue;
+    if (attempt.status === 'unknown') await askAgain({ deps: deps.payments, merchant, key: null }, attempt, payment);
+    const settled = await findAttempt(deps.db, merchant.id, anomaly.attempt_id);
+    if (settled === undefined || settled.status === 'unknown') continue;
+    const now = await findPayment(deps.db, merchant.id, anomaly.payment_id);
+    await resolveAnomaly(deps.db, uuidToPublic('anomaly', anomaly.id), merchant.id, {
+      kind: 'auto',
+      action: `the partner answered: the ${settled.operation} is ${settled.status}, the payment ${now?.status ?? 'unchanged'}`,
+      note: null,
+    });
+    tally.resolved += 1;
   }
 }
 

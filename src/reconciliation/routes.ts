@@ -70,7 +70,7 @@ export function registerAnomalyRoutes(app: KeelApp, services: KeelServices): voi
       const merchantId = merchant === undefined ? undefined : publicToUuid('merchant', merchant);
       if (merchant !== undefined && merchantId === undefined) throw new KeelError('parameter_invalid', 'merchant must be a merchant id (mer_…).', { param: 'merchant' });
       const { deps } = services;
-      const run = await runReconciliation({ db, cipher: deps.cipher, logger: services.logger, gateways: deps.gateways, partnerUrls: services.partnerUrls }, { gateway, date, merchantId });
+      const run = await runReconciliation({ db, cipher: deps.cipher, logger: services.logger, gateways: deps.gateways, partnerUrls: services.partnerUrls, payments: deps }, { gateway, date, merchantId });
       return runToApi(run);
     }),
   );

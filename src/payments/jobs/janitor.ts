@@ -6,7 +6,6 @@ import { askAgain } from '../operations/ask-again.js';
 import type { PaymentsDeps } from '../operations/context.js';
 import { findAttempt, findPayment, toAttempt } from '../repository.js';
 import type { Attempt, Payment } from '../types.js';
-import { openAnomaly } from '../../reconciliation/anomalies.js';
 
 /**
  * The janitor settles attempts whose outcome is unknown (a timeout or a 5xx after sending) by the partner's
@@ -68,20 +67,8 @@ export async function runJanitor(deps: PaymentsDeps, options: JanitorOptions = j
 
 async function recordAnomaly(deps: PaymentsDeps, payment: Payment, attempt: Attempt, inquiries: number): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
-    // Keel's side is the payment as it stands; the partner's is an answer it never gave.
-    await openAnomaly(trx, {
-      merchantId: payment.merchantId,
-      type: 'StuckProcessing',
-      gateway: attempt.gateway,
-      paymentId: payment.id,
-      attemptId: attempt.id,
-      orderId: payment.orderId,
-      partnerReference: attempt.partnerPaymentId ?? null,
-      expected: { amount: Number(attempt.amount), currency: payment.currency, status: payment.status, operation: attempt.operation },
-      actual: { status: 'unknown', inquiries },
-      dedupeKey: attempt.id,
-    });
-    // Stop asking: a person resolves it from the anomaly.
+    await deps.stuckAttempts.record(trx, payment, attempt, inquiries);
+    // Stop asking: reconciliation asks again in its run, or a person resolves it from the anomaly.
     await trx.updateTable('payment_attempts').set({ next_inquiry_at: null }).where('id', '=', attempt.id).execute();
   });
   deps.logger.warn({ attempt_id: attempt.id, payment_id: payment.id }, 'attempt left unresolved after the inquiry limit; anomaly recorded');

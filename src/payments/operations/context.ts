@@ -10,7 +10,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { FieldCipher } from '../../storage/encryption.js';
 import type { KeelDatabase } from '../../storage/schema.js';
 import type { MerchantContext } from '../../merchants/types.js';
-import type { PaymentMethodSnapshot } from '../types.js';
+import type { Attempt, Payment, PaymentMethodSnapshot } from '../types.js';
 
 /** What every payment operation needs, passed as one object. */
 export interface PaymentsDeps {
@@ -24,6 +24,13 @@ export interface PaymentsDeps {
   readonly consistencyWindowMs: Readonly<Record<GatewayName, number>>;
   /** Brand Pay's stored payment methods, which Brand Pay owns; the composition root passes them in. */
   readonly storedMethods: StoredMethods;
+  /** Where the janitor records an attempt it gave up on: reconciliation owns anomalies and passes this in. */
+  readonly stuckAttempts: StuckAttempts;
+}
+
+export interface StuckAttempts {
+  /** Records, in `trx`, that the partner gave no definite answer about `attempt` after `inquiries` questions. */
+  record(trx: Kysely<KeelDatabase>, payment: Payment, attempt: Attempt, inquiries: number): Promise<void>;
 }
 
 /** What payments need of stored payment methods and their customers. */
