@@ -136,3 +136,25 @@ test('a StuckProcessing the partner now answers is resolved automatically, by th
   const verified = await verifyLedger(keel.keel.database.db);
   assert.deepEqual([verified.unbalanced, verified.differences], [[], []]);
 });
+
+test('the day\'s refunds are compared per payment: another total at the partner is RefundMismatch', async () => {
+  const shop = await keel.createMerchant({ name: 'Refunded', gateway: 'toss', partnerSecretKey: 'test_sk_recon_refunds' });
+  const agreed = await pay(shop.secret_key);
+  const disputed = await pay(shop.secret_key);
+  for (const payment of [agreed, disputed]) {
+    const refund = await keel.request('POST', '/v1/refunds', { secretKey: shop.secret_key, body: { payment: payment.id, amount: 3000 } });
+    assert.equal(refund.status, 200, JSON.stringify(refund.body));
+  }
+  // The partner's total refunded for the disputed order becomes 5000: it shows a refund Keel never made.
+  assert.equal(await sim('/__sim/drift', { order_id: disputed.orderId, kind: 'refund', amount: 5000 }), 200);
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.equal(run.body.anomalies_opened, 1, JSON.stringify(run.body));
+  const [anomaly] = await anomaliesOf(shop.secret_key);
+  assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], [
+    'RefundMismatch',
+    disputed.id,
+    { amount: 3000, currency: 'KRW', status: 'succeeded' },
+    { amount: 5000, currency: 'KRW', status: 'succeeded' },
+  ]);
+  assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id })).body.anomalies_opened, 0);
+});

@@ -208,6 +208,26 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
     }
   }
 
+  // The day's refunds, per payment: Keel's that succeeded that day against the partner's refund rows of the day.
+  const partnerRefunds = new Map<string, bigint>();
+  for (const row of rows) if (row.kind === 'refund') partnerRefunds.set(row.partnerPaymentId, (partnerRefunds.get(row.partnerPaymentId) ?? 0n) - row.gross);
+  const keelRefunds = await refundedOn(deps.db, merchant.id, request.gateway, request.date);
+  const refunded = await paymentsByPartnerId(deps.db, merchant.id, [...new Set([...partnerRefunds.keys(), ...keelRefunds.keys()])]);
+  for (const [partnerPaymentId, payment] of refunded) {
+    const ours = keelRefunds.get(partnerPaymentId) ?? 0n;
+    const theirs = partnerRefunds.get(partnerPaymentId) ?? 0n;
+    if (ours === theirs) continue;
+    await open({
+      type: 'RefundMismatch',
+      paymentId: payment.id,
+      orderId: payment.order_id,
+      partnerReference: partnerPaymentId,
+      expected: { amount: Number(ours), currency: payment.currency.trim(), status: payment.status },
+      actual: { amount: Number(theirs), currency: payment.currency.trim(), status: payment.status },
+      dedupeKey: `refunds:${payment.id}:${request.date}`,
+    });
+  }
+
   // Payments Keel captured that day with no sale in the report: the partner is asked.
   const captured = await capturedOn(deps.db, merchant.id, request.gateway, request.date);
   const dayEnded = Date.parse(`${request.date}T00:00:00Z`) + 86_400_000;
@@ -274,6 +294,22 @@ async function capturedOn(db: Db, merchantId: string, gateway: GatewayName, date
     .where('payments.gateway', '=', gateway)
     .where(sql<boolean>`ledger_transactions.created_at >= ${date}::date AND ledger_transactions.created_at < ${date}::date + 1`)
     .execute();
+}
+
+/** The merchant's succeeded refunds of the day at this partner, totalled by the partner's payment id. */
+async function refundedOn(db: Db, merchantId: string, gateway: GatewayName, date: string): Promise<Map<string, bigint>> {
+  const rows = await db
+    .selectFrom('refunds')
+    .innerJoin('payments', (join) => join.onRef('payments.id', '=', 'refunds.payment_id').onRef('payments.merchant_id', '=', 'refunds.merchant_id'))
+    .select(['payments.partner_payment_id as partner_payment_id', 'refunds.amount as amount'])
+    .where('refunds.merchant_id', '=', merchantId)
+    .where('refunds.status', '=', 'succeeded')
+    .where('payments.gateway', '=', gateway)
+    .where(sql<boolean>`refunds.created_at >= ${date}::date AND refunds.created_at < ${date}::date + 1`)
+    .execute();
+  const totals = new Map<string, bigint>();
+  for (const row of rows) if (row.partner_payment_id !== null) totals.set(row.partner_payment_id, (totals.get(row.partner_payment_id) ?? 0n) + BigInt(row.amount));
+  return totals;
 }
 
 /** What the partner says of a payment Keel captured: no record, held but not captured, or captured. */

@@ -208,9 +208,31 @@ export function tossSettlements(call: SimCall): SimAnswer {
   const from = new Date(`${start}T00:00:00Z`).getTime();
   const to = new Date(`${end}T23:59:59.999Z`).getTime();
   const rows: TossSettlement[] = [];
+  // Each row on its own day: a sale on the day it was approved, a refund on the day it was made.
   for (const charge of call.state.charges.values()) {
+    if (charge.account !== call.account || charge.capturedAmount === 0) continue;
+    for (const cancel of charge.cancels) {
+      const at = cancel.at.getTime();
+      if (at < from || at > to) continue;
+      rows.push({
+        mId: 'tosspayments',
+        paymentKey: charge.id,
+        transactionKey: cancel.transactionKey,
+        orderId: charge.orderId,
+        currency: charge.currency,
+        method: '카드',
+        amount: -cancel.amount,
+        approvedAt: cancel.at.toISOString(),
+        soldDate: start,
+        paidOutDate: end,
+        fees: [{ type: 'BASE', fee: 0 }],
+        supplyAmount: -cancel.amount,
+        vat: 0,
+        payOutAmount: -cancel.amount,
+      });
+    }
     const approved = charge.approvedAt?.getTime();
-    if (charge.account !== call.account || charge.capturedAmount === 0 || approved === undefined || approved < from || approved > to) continue;
+    if (approved === undefined || approved < from || approved > to) continue;
     // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
     const fee = charge.feeOverride === null ? Math.round(charge.capturedAmount * settlementFeeRate) : Math.round(charge.feeOverride / (1 + settlementVatRate));
     const vat = charge.feeOverride === null ? Math.round(fee * settlementVatRate) : charge.feeOverride - fee;
@@ -230,24 +252,6 @@ export function tossSettlements(call: SimCall): SimAnswer {
       vat,
       payOutAmount: charge.capturedAmount - fee - vat,
     });
-    for (const cancel of charge.cancels) {
-      rows.push({
-        mId: 'tosspayments',
-        paymentKey: charge.id,
-        transactionKey: cancel.transactionKey,
-        orderId: charge.orderId,
-        currency: charge.currency,
-        method: '카드',
-        amount: -cancel.amount,
-        approvedAt: cancel.at.toISOString(),
-        soldDate: start,
-        paidOutDate: end,
-        fees: [{ type: 'BASE', fee: 0 }],
-        supplyAmount: -cancel.amount,
-        vat: 0,
-        payOutAmount: -cancel.amount,
-      });
-    }
   }
   return { status: 200, body: rows };
 }
