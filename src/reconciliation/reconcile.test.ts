@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { publicToUuid } from '../storage/ids.js';
+import { contractFee } from './reconcile.js';
 
 let keel: TestKeel;
 before(async () => {
@@ -157,4 +158,29 @@ test('the day\'s refunds are compared per payment: another total at the partner 
     { amount: 5000, currency: 'KRW', status: 'succeeded' },
   ]);
   assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id })).body.anomalies_opened, 0);
+});
+
+test('a settlement fee other than the contract rate is FeeMismatch, with the fee the contract says and the fee taken', async () => {
+  const shop = await keel.createMerchant({ name: 'Fee Checked', gateway: 'toss', partnerSecretKey: 'test_sk_recon_fees' });
+  const fair = await pay(shop.secret_key);
+  const overcharged = await pay(shop.secret_key);
+  // 2.5% of 10,000 is 250, plus 10% VAT: 275 by contract; the partner takes 990.
+  assert.equal(await sim('/__sim/drift', { order_id: overcharged.orderId, kind: 'fee', amount: 990 }), 200);
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.deepEqual([run.body.anomalies_opened, run.body.matched], [1, 1]);
+  const [anomaly] = await anomaliesOf(shop.secret_key);
+  assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], [
+    'FeeMismatch',
+    overcharged.id,
+    { amount: 275, currency: 'KRW', status: 'succeeded' },
+    { amount: 990, currency: 'KRW', status: 'succeeded' },
+  ]);
+  assert.ok(!(await anomaliesOf(shop.secret_key)).some((found) => found['payment'] === fair.id));
+});
+
+test('the contract fee is computed in integers, rounding halves up as the partners do', () => {
+  assert.equal(contractFee('toss', 10_000n, 'KRW'), 275n);
+  assert.equal(contractFee('toss', 20n, 'KRW'), 1n, '0.5 rounds up; its VAT 0.1 rounds down');
+  assert.equal(contractFee('stripe', 10_000n, 'USD'), 320n);
+  assert.equal(contractFee('stripe', 10_000n, 'KRW'), 290n, 'no fixed part in a zero-decimal currency');
 });

@@ -11,6 +11,7 @@ import type { MerchantContext } from '../merchants/types.js';
 import { currentContext } from '../observability/context.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
+import { currencyRule } from '../money.js';
 import type { KeelDatabase, PaymentRow, ReconciliationRunsTable } from '../storage/schema.js';
 import { openAnomaly, resolveAnomaly, type NewAnomaly } from './anomalies.js';
 import { askAgain } from '../payments/operations/ask-again.js';
@@ -32,6 +33,20 @@ import { findAttempt, findPayment } from '../payments/repository.js';
  *   simply lag, and after `reportGraceDays` it is `MissingAtPartner` all the same.
  */
 export const reportGraceDays = 2;
+
+/**
+ * The fee a partner's contract says a sale costs, in the sale's minor units, VAT included: Toss Payments 2.5%
+ * plus 10% VAT on the fee; Stripe 2.9% plus 30 minor units outside zero-decimal currencies (their standard
+ * pricing, which the benchmark gateway charges too). Rounded as the partners round, half away from zero.
+ */
+export function contractFee(gateway: GatewayName, amount: bigint, currency: string): bigint {
+  const round = (numerator: bigint, denominator: bigint) => (numerator * 2n + denominator) / (denominator * 2n);
+  if (gateway === 'toss') {
+    const fee = round(amount * 25n, 1000n);
+    return fee + round(fee, 10n);
+  }
+  return round(amount * 29n, 1000n) + ((currencyRule(currency)?.exponent ?? 2) === 0 ? 0n : 30n);
+}
 export const runLeaseMs = 15 * 60_000;
 
 type Db = Kysely<KeelDatabase>;
@@ -181,6 +196,9 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
       await open({ type: 'MismatchCaptureStatus', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
     } else if (BigInt(payment.amount_received) !== row.gross || payment.currency.trim() !== row.currency) {
       await open({ type: 'AmountMismatch', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
+    } else if (row.fee !== contractFee(request.gateway, row.gross, row.currency)) {
+      const fee = contractFee(request.gateway, row.gross, row.currency);
+      await open({ type: 'FeeMismatch', ...where, expected: { amount: Number(fee), currency: row.currency, status: payment.status }, actual: { amount: Number(row.fee), currency: row.currency, status: payment.status }, dedupeKey: `fee:${row.reference}` });
     } else {
       tally.matched += 1;
     }

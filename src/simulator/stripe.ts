@@ -236,7 +236,7 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
   for (const charge of call.state.charges.values()) {
     if (charge.account !== call.account || charge.dialect !== 'stripe' || charge.capturedAmount === 0 || charge.approvedAt === null) continue;
     const created = Math.floor(charge.approvedAt.getTime() / 1000);
-    const fee = charge.feeOverride ?? Math.round(charge.capturedAmount * stripeFeeRate) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
+    const fee = charge.feeOverride ?? Math.round((charge.capturedAmount * 29) / 1000) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
     const chargeId = `ch_${charge.id.slice(3)}`;
     rows.push({
       id: `txn_${charge.id.slice(3)}`,

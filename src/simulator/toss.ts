@@ -234,8 +234,9 @@ export function tossSettlements(call: SimCall): SimAnswer {
     const approved = charge.approvedAt?.getTime();
     if (approved === undefined || approved < from || approved > to) continue;
     // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
-    const fee = charge.feeOverride === null ? Math.round(charge.capturedAmount * settlementFeeRate) : Math.round(charge.feeOverride / (1 + settlementVatRate));
-    const vat = charge.feeOverride === null ? Math.round(fee * settlementVatRate) : charge.feeOverride - fee;
+    // In integers (2.5% is 25/1000, VAT a tenth), so a half rounds the same way every time.
+    const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * 25) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
+    const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
     rows.push({
       mId: 'tosspayments',
       paymentKey: charge.id,
