@@ -184,3 +184,20 @@ test('the contract fee is computed in integers, rounding halves up as the partne
   assert.equal(contractFee('stripe', 10_000n, 'USD'), 320n);
   assert.equal(contractFee('stripe', 10_000n, 'KRW'), 290n, 'no fixed part in a zero-decimal currency');
 });
+
+test('a daily run that failed, with the partner\'s report unavailable, is tried again 15 minutes later, not every minute', async () => {
+  const day = new Date('2031-03-02T03:00:00Z');
+  await fetch(`${keel.keel.gatewayUrl}/__sim/faults`, { method: 'POST', body: JSON.stringify({ mode: 'outage', duration_s: 60 }) });
+  try {
+    const failed = await keel.keel.jobs.reconcile(day);
+    assert.deepEqual(failed.map((run) => run.status), ['failed', 'failed']);
+    assert.match(failed[0]?.error ?? '', /settlement report answered 503/);
+    assert.deepEqual(await keel.keel.jobs.reconcile(day), [], 'not again at once');
+  } finally {
+    await fetch(`${keel.keel.gatewayUrl}/__sim/faults`, { method: 'DELETE' });
+  }
+  // Fifteen minutes after the failed runs started, the day is tried again, and succeeds.
+  await keel.keel.database.db.updateTable('reconciliation_runs').set({ started_at: new Date(Date.now() - 16 * 60_000) }).where('status', '=', 'failed').execute();
+  const retried = await keel.keel.jobs.reconcile(day);
+  assert.deepEqual(retried.map((run) => [run.day, run.status]), [['2031-03-01', 'succeeded'], ['2031-03-01', 'succeeded']]);
+});

@@ -48,6 +48,8 @@ export function contractFee(gateway: GatewayName, amount: bigint, currency: stri
   return round(amount * 29n, 1000n) + ((currencyRule(currency)?.exponent ?? 2) === 0 ? 0n : 30n);
 }
 export const runLeaseMs = 15 * 60_000;
+/** A daily run that failed (a partner's report unavailable) is tried again this long after it started. */
+export const failedRunRetryMs = 15 * 60_000;
 
 type Db = Kysely<KeelDatabase>;
 export type RunRow = Selectable<ReconciliationRunsTable>;
@@ -139,7 +141,8 @@ export async function runReconciliation(deps: ReconcileDeps, request: ReconcileR
 /**
  * The workers' daily run: once the UTC clock has passed `reconcileAt`, the previous UTC day is reconciled with
  * each partner, once across all workers — a day already run (or running) is skipped, and the run's lease turns a
- * second worker's simultaneous attempt into a skip. Resolves to the runs it made.
+ * second worker's simultaneous attempt into a skip; a day whose run failed is tried again `failedRunRetryMs`
+ * after that run started. Resolves to the runs it made.
  */
 export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: string, now: Date = new Date()): Promise<RunRow[]> {
   if (now.toISOString().slice(11, 16) < reconcileAt) return [];
@@ -152,7 +155,7 @@ export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: strin
       .where('gateway', '=', gateway)
       .where(sql<boolean>`day = ${day}::date`)
       .where('merchant_id', 'is', null)
-      .where('status', 'in', ['running', 'succeeded'])
+      .where((eb) => eb.or([eb('status', 'in', ['running', 'succeeded']), eb('started_at', '>', new Date(Date.now() - failedRunRetryMs))]))
       .executeTakeFirst();
     if (done !== undefined) continue;
     try {
