@@ -137,9 +137,10 @@ export async function listAnomalies(db: Db, filter: AnomalyFilter, page: Page): 
 
 export async function findAnomaly(db: Db, publicId: string, merchantId: string | undefined): Promise<AnomalyRow> {
   const id = publicToUuid('anomaly', publicId);
-  let query = db.selectFrom('anomalies').selectAll().where('id', '=', id ?? '00000000-0000-0000-0000-000000000000');
+  if (id === undefined) throw new KeelError('resource_missing', `No such anomaly: ${publicId}.`, { param: 'id' });
+  let query = db.selectFrom('anomalies').selectAll().where('id', '=', id);
   if (merchantId !== undefined) query = query.where('merchant_id', '=', merchantId);
-  const row = id === undefined ? undefined : await query.executeTakeFirst();
+  const row = await query.executeTakeFirst();
   if (row === undefined) throw new KeelError('resource_missing', `No such anomaly: ${publicId}.`, { param: 'id' });
   return row;
 }

@@ -8,14 +8,13 @@ import { partnerUrl, type GatewayRegistry, type PartnerUrls } from '../gateways/
 import { partnerReport, type SettlementRow } from '../ledger/settlements.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
 import type { MerchantContext } from '../merchants/types.js';
-import { currentContext } from '../observability/context.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import { currencyRule } from '../money.js';
 import type { KeelDatabase, PaymentRow, ReconciliationRunsTable } from '../storage/schema.js';
 import { openAnomaly, resolveAnomaly, type NewAnomaly } from './anomalies.js';
 import { askAgain } from '../payments/operations/ask-again.js';
-import type { PaymentsDeps } from '../payments/operations/context.js';
+import { partnerContext, type PaymentsDeps } from '../payments/operations/context.js';
 import { findAttempt, findPayment } from '../payments/repository.js';
 
 /**
@@ -195,12 +194,12 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
     const expected = { amount: Number(payment.amount_received), currency: payment.currency.trim(), status: payment.status };
     const actual = { amount: Number(row.gross), currency: row.currency, status: 'succeeded' };
     const where = { paymentId: payment.id, orderId: payment.order_id, partnerReference: row.reference };
+    const fee = contractFee(request.gateway, row.gross, row.currency);
     if (BigInt(payment.amount_received) === 0n) {
       await open({ type: 'MismatchCaptureStatus', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
     } else if (BigInt(payment.amount_received) !== row.gross || payment.currency.trim() !== row.currency) {
       await open({ type: 'AmountMismatch', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
-    } else if (row.fee !== contractFee(request.gateway, row.gross, row.currency)) {
-      const fee = contractFee(request.gateway, row.gross, row.currency);
+    } else if (row.fee !== fee) {
       await open({ type: 'FeeMismatch', ...where, expected: { amount: Number(fee), currency: row.currency, status: payment.status }, actual: { amount: Number(row.fee), currency: row.currency, status: payment.status }, dedupeKey: `fee:${row.reference}` });
     } else {
       tally.matched += 1;
@@ -335,10 +334,7 @@ async function refundedOn(db: Db, merchantId: string, gateway: GatewayName, date
 
 /** What the partner says of a payment Keel captured: no record, held but not captured, or captured. */
 async function inquire(deps: ReconcileDeps, merchant: MerchantContext, gateway: GatewayName, payment: PaymentRow): Promise<'absent' | 'uncaptured' | 'captured' | 'unknown'> {
-  // The merchant's key at this partner was checked before the run asked (reconcileMerchant).
-  const secretKey = merchant.partners.find((candidate) => candidate.gateway === gateway)?.partnerSecretKey ?? '';
-  const context = { partnerSecretKey: secretKey, livemode: merchant.livemode, country: merchant.country, idempotencyKey: `keel_reconcile_${payment.id}`, correlationId: currentContext()?.correlationId ?? 'reconciliation' };
-  const answer = await deps.gateways.connector(gateway).inquire(context, {
+  const answer = await deps.gateways.connector(gateway).inquire(partnerContext(merchant, gateway, `keel_reconcile_${payment.id}`), {
     attemptId: `reconcile_${payment.id}`,
     operation: 'capture',
     orderId: payment.order_id,
