@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
-import { createMerchant, isGatewayName, partnerKeyProblem, setPartnerKeys, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
+import { createMerchant, isGatewayName, namedPartnerKeys, partnerKeyProblem, setPartnerKeys, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
@@ -88,9 +88,7 @@ merchant
   .option('--toss-secret-key <key>', 'the shop\'s Toss Payments secret key')
   .option('--stripe-secret-key <key>', 'the shop\'s Stripe secret key')
   .action(async (merchantId: string, options: { tossSecretKey?: string; stripeSecretKey?: string }) => {
-    const keys: Partial<Record<GatewayName, string>> = {};
-    if (options.tossSecretKey !== undefined) keys.toss = options.tossSecretKey;
-    if (options.stripeSecretKey !== undefined) keys.stripe = options.stripeSecretKey;
+    const keys = namedPartnerKeys(options.tossSecretKey, options.stripeSecretKey);
     if (Object.keys(keys).length === 0) throw new InvalidArgumentError('give --toss-secret-key, --stripe-secret-key or both');
     const config = loadConfig();
     const answer = (await askRunningKeel(config, `/admin/merchants/${encodeURIComponent(merchantId)}`, { toss_secret_key: keys.toss, stripe_secret_key: keys.stripe })) ??

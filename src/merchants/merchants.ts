@@ -54,6 +54,11 @@ export function isGatewayName(value: unknown): value is GatewayName {
   return typeof value === 'string' && (gatewayNames as readonly string[]).includes(value);
 }
 
+/** The partner keys given by name (`toss_secret_key`, `--stripe-secret-key` and the like), absent ones left out. */
+export function namedPartnerKeys(toss: string | undefined, stripe: string | undefined): Partial<Record<GatewayName, string>> {
+  return { ...(toss === undefined ? {} : { toss }), ...(stripe === undefined ? {} : { stripe }) };
+}
+
 /** Which mode a partner secret key belongs to, where its prefix says (Stripe `sk_live_`, Toss `live_sk_`). */
 export function partnerKeyMode(gateway: GatewayName, key: string): 'live' | 'test' | undefined {
   const match = gateway === 'stripe' ? /^(?:sk|rk)_(live|test)_/.exec(key) : /^(live|test)_g?sk_/.exec(key);

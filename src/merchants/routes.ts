@@ -3,7 +3,7 @@ import { inContext } from '../http/app.js';
 import { CreateMerchantBody, IdParams, PartnerKeysBody } from '../http/schemas.js';
 import { checkCountry } from '../http/validation.js';
 import type { GatewayName } from '../gateways/connector.js';
-import { createMerchant, partnerKeyProblem, setPartnerKeys } from './merchants.js';
+import { createMerchant, namedPartnerKeys, partnerKeyProblem, setPartnerKeys } from './merchants.js';
 import { KeelError } from '../errors.js';
 import { publicToUuid } from '../storage/ids.js';
 
@@ -22,11 +22,10 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
       const gateways = listed.map((partner) => partner.gateway);
       // A partner's key comes from its entry in `partners`, else `toss_secret_key` / `stripe_secret_key`, else
       // (for the first partner) `partner_secret_key`.
-      const keys: Partial<Record<GatewayName, string>> = {};
-      const first = gateways[0] ?? 'toss';
-      if (body.partner_secret_key !== undefined) keys[first] = body.partner_secret_key;
-      if (body.toss_secret_key !== undefined) keys.toss = body.toss_secret_key;
-      if (body.stripe_secret_key !== undefined) keys.stripe = body.stripe_secret_key;
+      const keys: Partial<Record<GatewayName, string>> = {
+        ...(body.partner_secret_key === undefined ? {} : { [gateways[0] ?? 'toss']: body.partner_secret_key }),
+        ...namedPartnerKeys(body.toss_secret_key, body.stripe_secret_key),
+      };
       for (const partner of listed) if ('partner_secret_key' in partner && partner.partner_secret_key !== undefined) keys[partner.gateway] = partner.partner_secret_key;
       const refused = partnerKeyProblem(gateways, keys, live);
       if (refused !== undefined) {
@@ -49,9 +48,7 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
   // Sets the shop's keys at partners it already lists; the answer says which partners have one, never the key.
   app.post('/admin/merchants/:id', { config: operator, schema: { params: IdParams, body: PartnerKeysBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
-      const keys: Partial<Record<GatewayName, string>> = {};
-      if (request.body.toss_secret_key !== undefined) keys.toss = request.body.toss_secret_key;
-      if (request.body.stripe_secret_key !== undefined) keys.stripe = request.body.stripe_secret_key;
+      const keys = namedPartnerKeys(request.body.toss_secret_key, request.body.stripe_secret_key);
       const updated = await setPartnerKeys(services.database.db, services.deps.cipher, request.params.id, keys);
       services.authenticator.forgetMerchant(publicToUuid('merchant', updated.id) ?? '');
       return reply.send(updated);
