@@ -216,7 +216,7 @@ export function stripeDetachPaymentMethod(call: SimCall, id: string): SimAnswer 
 }
 
 /** Fees the benchmark gateway charges in its Stripe dialect: 2.9%, plus 30 minor units outside zero-decimal currencies. */
-export const stripeFeeRate = 0.029;
+export const stripeFeePerMille = 29;
 export const stripeFixedFee = 30;
 const zeroDecimalCurrencies = new Set(['KRW', 'JPY', 'VND', 'CLP', 'ISK', 'XOF', 'XAF', 'UGX']);
 const balanceListLimitMax = 100;
@@ -236,7 +236,7 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
   for (const charge of call.state.charges.values()) {
     if (charge.account !== call.account || charge.dialect !== 'stripe' || charge.capturedAmount === 0 || charge.approvedAt === null) continue;
     const created = Math.floor(charge.approvedAt.getTime() / 1000);
-    const fee = charge.feeOverride ?? Math.round((charge.capturedAmount * 29) / 1000) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
+    const fee = charge.feeOverride ?? Math.round((charge.capturedAmount * stripeFeePerMille) / 1000) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
     const chargeId = `ch_${charge.id.slice(3)}`;
     rows.push({
       id: `txn_${charge.id.slice(3)}`,

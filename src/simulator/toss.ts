@@ -198,7 +198,7 @@ export function tossGetPayment(call: SimCall, lookup: { paymentKey?: string; ord
 }
 
 /** Fees the benchmark gateway charges: 2.5% plus 10% VAT on the fee, rounded to the won. */
-export const settlementFeeRate = 0.025;
+export const settlementFeePerMille = 25;
 export const settlementVatRate = 0.1;
 
 export function tossSettlements(call: SimCall): SimAnswer {
@@ -234,8 +234,8 @@ export function tossSettlements(call: SimCall): SimAnswer {
     const approved = charge.approvedAt?.getTime();
     if (approved === undefined || approved < from || approved > to) continue;
     // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
-    // In integers (2.5% is 25/1000, VAT a tenth), so a half rounds the same way every time.
-    const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * 25) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
+    // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
+    const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
     const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
     rows.push({
       mId: 'tosspayments',
