@@ -224,6 +224,13 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   assert.equal(setKeys.code, 0, setKeys.stderr);
   assert.match(setKeys.stdout, /stripe has a key/);
   assert.equal(setKeys.stdout.includes('sk_live_cli_shop'), false);
+  // The fee the shop negotiated, which reconciliation checks settled fees against.
+  const setFees = await run(['merchant', 'set-fees', liveMerchant.id, '--stripe-fee', '2.7% + 30']);
+  assert.equal(setFees.code, 0, setFees.stderr);
+  assert.match(setFees.stdout, /stripe 2\.7%\+30/);
+  const badFee = await run(['merchant', 'set-fees', liveMerchant.id, '--toss-fee', 'cheap']);
+  assert.notEqual(badFee.code, 0);
+  assert.match(badFee.stderr, /a fee reads like "2\.5%"/);
   // The demo payment's two events (created, succeeded) are the read model's whole history.
   const rebuilt = await run(['projections', 'rebuild']);
   assert.equal(rebuilt.code, 0, rebuilt.stderr);

@@ -2,8 +2,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
-import { createMerchant, isGatewayName, namedPartnerKeys, partnerKeyProblem, setPartnerKeys, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
-import type { GatewayName } from '../gateways/connector.js';
+import { createMerchant, formatContractFee, isGatewayName, namedPartnerKeys, parseContractFee, partnerKeyProblem, updateMerchantPartners, type CreatedMerchant, type MerchantPartners, type NewMerchant, type PartnerChanges } from '../merchants/merchants.js';
+import type { ContractFeeTerms } from '../merchants/types.js';
+import { gatewayNames, type GatewayName } from '../gateways/connector.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
@@ -61,6 +62,8 @@ merchant
   .option('--stripe-secret-key <key>', 'the shop\'s own Stripe secret key (stored encrypted, never shown again)')
   .option('--brand-color <color>', 'the hosted page\'s colour, "#RRGGBB"', parseColor)
   .option('--logo-url <url>', 'the hosted page\'s logo (https)', parseLogoUrl)
+  .option('--toss-fee <fee>', 'the shop\'s negotiated Toss Payments fee, e.g. "2.3%" (default: standard pricing)', parseFee)
+  .option('--stripe-fee <fee>', 'the shop\'s negotiated Stripe fee, e.g. "2.7%+30" (default: standard pricing)', parseFee)
   .option('--live', 'a live merchant: sk_live_/pk_live_ keys, livemode true, real partner URLs only (docs/going-live.md)')
   .option('--json', 'print JSON only')
   .action(async (options: MerchantCreateOptions) => {
@@ -68,6 +71,9 @@ merchant
     const live = options.live === true;
     const refused = partnerKeyProblem(options.gateway, keys, live);
     if (refused !== undefined) throw new InvalidArgumentError(`--${refused.gateway}-secret-key cannot be used: ${refused.problem}${options.gateway.includes(refused.gateway) ? '' : ' (--gateway)'}`);
+    const fees: Record<GatewayName, ContractFeeTerms | undefined> = { toss: options.tossFee, stripe: options.stripeFee };
+    const unlisted = gatewayNames.find((gateway) => fees[gateway] !== undefined && !options.gateway.includes(gateway));
+    if (unlisted !== undefined) throw new InvalidArgumentError(`--${unlisted}-fee: ${unlisted} is not one of the merchant's partners (--gateway)`);
     const created = await createMerchantFromCli({
       live,
       name: options.name,
@@ -75,7 +81,7 @@ merchant
       brandColor: options.brandColor,
       brandLogoUrl: options.logoUrl,
       country: options.country,
-      partners: options.gateway.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway] })),
+      partners: options.gateway.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway], contractFee: fees[gateway] })),
     });
     if (options.json === true) console.log(JSON.stringify(created));
     else console.log(`Merchant ${created.id}\n  secret key:      ${created.secret_key}\n  publishable key: ${created.publishable_key}`);
@@ -90,15 +96,38 @@ merchant
   .action(async (merchantId: string, options: { tossSecretKey?: string; stripeSecretKey?: string }) => {
     const keys = namedPartnerKeys(options.tossSecretKey, options.stripeSecretKey);
     if (Object.keys(keys).length === 0) throw new InvalidArgumentError('give --toss-secret-key, --stripe-secret-key or both');
-    const config = loadConfig();
-    const answer = (await askRunningKeel(config, `/admin/merchants/${encodeURIComponent(merchantId)}`, { toss_secret_key: keys.toss, stripe_secret_key: keys.stripe })) ??
-      (await withDatabase(config, async (database) => {
-        await migrateToLatest(database);
-        return setPartnerKeys(database.db, cipherFor(config), merchantId, keys);
-      }));
-    const { partners } = answer as { partners: { gateway: string; configured: boolean }[] };
+    const { partners } = await updatePartnersFromCli(merchantId, { keys });
     console.log(`Merchant ${merchantId}: ${partners.map((partner) => `${partner.gateway} ${partner.configured ? 'has a key' : 'has no key'}`).join(', ')}`);
   });
+
+merchant
+  .command('set-fees')
+  .description('set the fees the shop negotiated with its partners, which reconciliation checks settled fees against')
+  .argument('<merchant>', 'the merchant id (mer_…)')
+  .option('--toss-fee <fee>', 'the Toss Payments fee, e.g. "2.3%" (VAT is added as Toss adds it)', parseFee)
+  .option('--stripe-fee <fee>', 'the Stripe fee, e.g. "2.7%+30" (the fixed part in minor units)', parseFee)
+  .action(async (merchantId: string, options: { tossFee?: ContractFeeTerms; stripeFee?: ContractFeeTerms }) => {
+    const fees = { ...(options.tossFee === undefined ? {} : { toss: options.tossFee }), ...(options.stripeFee === undefined ? {} : { stripe: options.stripeFee }) };
+    if (Object.keys(fees).length === 0) throw new InvalidArgumentError('give --toss-fee, --stripe-fee or both');
+    const { partners } = await updatePartnersFromCli(merchantId, { fees });
+    console.log(`Merchant ${merchantId}: ${partners.map((partner) => `${partner.gateway} ${partner.contract_fee ?? 'standard pricing'}`).join(', ')}`);
+  });
+
+/** Through a running embedded Keel (`POST /admin/merchants/{id}`), else on the database directly. */
+async function updatePartnersFromCli(merchantId: string, changes: PartnerChanges): Promise<MerchantPartners> {
+  const config = loadConfig();
+  const fee = (gateway: GatewayName) => {
+    const terms = changes.fees?.[gateway];
+    return terms === undefined ? undefined : formatContractFee(terms);
+  };
+  const body = { toss_secret_key: changes.keys?.toss, stripe_secret_key: changes.keys?.stripe, toss_fee: fee('toss'), stripe_fee: fee('stripe') };
+  const answer = await askRunningKeel(config, `/admin/merchants/${encodeURIComponent(merchantId)}`, body);
+  if (answer !== undefined) return answer as MerchantPartners;
+  return withDatabase(config, async (database) => {
+    await migrateToLatest(database);
+    return updateMerchantPartners(database.db, cipherFor(config), merchantId, changes);
+  });
+}
 
 program
   .command('reconcile')
@@ -201,6 +230,8 @@ interface MerchantCreateOptions {
   readonly gateway: GatewayName[];
   readonly tossSecretKey?: string;
   readonly stripeSecretKey?: string;
+  readonly tossFee?: ContractFeeTerms;
+  readonly stripeFee?: ContractFeeTerms;
   readonly brandColor?: string;
   readonly logoUrl?: string;
   readonly live?: boolean;
@@ -210,6 +241,12 @@ interface MerchantCreateOptions {
 function parseColor(value: string): string {
   if (!/^#[0-9a-fA-F]{6}$/.test(value)) throw new InvalidArgumentError('brand colour must be "#RRGGBB"');
   return value;
+}
+
+function parseFee(value: string): ContractFeeTerms {
+  const terms = parseContractFee(value);
+  if (terms === undefined) throw new InvalidArgumentError('a fee reads like "2.5%" or "2.9%+30" (a percentage, then fixed minor units)');
+  return terms;
 }
 
 function parseLogoUrl(value: string): string {
@@ -238,6 +275,7 @@ async function createMerchantFromCli(input: NewMerchant): Promise<CreatedMerchan
     logo_url: input.brandLogoUrl,
     country: input.country,
     partners: input.partners?.map((partner) => ({ gateway: partner.gateway, partner_secret_key: partner.partnerSecretKey })),
+    ...Object.fromEntries((input.partners ?? []).flatMap((partner) => (partner.contractFee === undefined ? [] : [[`${partner.gateway}_fee`, formatContractFee(partner.contractFee)]]))),
   });
   if (answer !== undefined) return answer as CreatedMerchant;
   return withDatabase(config, async (database) => {

@@ -102,10 +102,19 @@ export const ListPaymentsQuery = ListQuery({
   order_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
 });
 
+/**
+ * A shop's negotiated fee at a partner: `"2.5%"`, `"2.9%+30"` — a percentage with up to two decimals, then
+ * optionally `+` fixed minor units (`parseContractFee` reads the groups).
+ */
+export const contractFeePattern = '^([0-9]{1,2})(?:\\.([0-9]{1,2}))?% ?(?:\\+ ?([0-9]{1,6}))?$';
+const ContractFee = Type.String({ pattern: contractFeePattern, maxLength: 20 });
+
 export const PartnerKeysBody = Type.Object(
   {
     toss_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     stripe_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    toss_fee: Type.Optional(ContractFee),
+    stripe_fee: Type.Optional(ContractFee),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -121,6 +130,9 @@ export const CreateMerchantBody = Type.Object(
     /** The shop's own partner secret keys, by partner (`--toss-secret-key`, `--stripe-secret-key`). */
     toss_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     stripe_secret_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    /** The shop's negotiated fee per partner (`--toss-fee`, `--stripe-fee`); absent: the partner's standard pricing. */
+    toss_fee: Type.Optional(ContractFee),
+    stripe_fee: Type.Optional(ContractFee),
     /** Live mode: `sk_live_`/`pk_live_` keys, real partner URLs only (`keel merchant create --live`). */
     live: Type.Optional(Type.Boolean()),
     country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$' })),

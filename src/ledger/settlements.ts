@@ -52,14 +52,25 @@ export interface SettlementRow {
   readonly net: bigint;
 }
 
-/** The partner's report of the period for one of its accounts, and how many rows it has not made available yet. */
-export async function partnerReport(gateway: GatewayName, partnerBaseUrl: string, secretKey: string, period: SettlementPeriod): Promise<{ rows: SettlementRow[]; pending: number }> {
+/** A page of the partner's report, and how many of its rows the partner has not made available yet. */
+export interface ReportPage {
+  readonly rows: SettlementRow[];
+  readonly pending: number;
+}
+
+/**
+ * The partner's report of the period for one of its accounts, page by page as the partner serves it (Toss
+ * `page`/`size`, Stripe `starting_after`), so a day of any size is read in bounded memory.
+ */
+export async function* partnerReportPages(gateway: GatewayName, partnerBaseUrl: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
   const base = partnerBaseUrl.replace(/\/+$/, '');
-  return gateway === 'toss' ? { rows: await tossRows(base, secretKey, period), pending: 0 } : stripeRows(base, secretKey, period);
+  yield* gateway === 'toss' ? tossPages(base, secretKey, period) : stripePages(base, secretKey, period);
 }
 
 const reportTimeoutMs = 10_000;
 export const stripePageSize = 100;
+/** Rows asked of Toss per settlement page (its largest page). */
+export const tossPageSize = 10_000;
 const settledTypes: ReadonlySet<string> = new Set(['charge', 'payment', 'refund', 'payment_refund']);
 
 export async function importSettlements(
@@ -73,41 +84,49 @@ export async function importSettlements(
   const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
   const secretKey = partner?.partnerSecretKey;
   if (secretKey === undefined || secretKey === null) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
-  const { rows, pending } = await partnerReport(gateway, partnerBaseUrl, secretKey, period);
   let settled = 0;
   let alreadySettled = 0;
   let unmatched = 0;
-  for (const row of rows) {
-    const payment = await db
-      .selectFrom('payments')
-      .select(['id', 'currency'])
-      .where('merchant_id', '=', merchant.id)
-      .where('gateway', '=', gateway)
-      .where('partner_payment_id', '=', row.partnerPaymentId)
-      .executeTakeFirst();
-    if (payment === undefined) {
-      unmatched += 1;
-      continue;
-    }
-    try {
-      await db.transaction().execute((trx) =>
-        postTransaction(trx, {
-          merchantId: merchant.id,
-          currency: payment.currency.trim(),
-          kind: 'settlement',
-          paymentId: payment.id,
-          externalReference: `${gateway}:${row.reference}`,
-          postings: settlementPostings(row.gross, row.net),
-        }),
-      );
-      settled += 1;
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      alreadySettled += 1;
+  let pending = 0;
+  for await (const page of partnerReportPages(gateway, partnerBaseUrl, secretKey, period)) {
+    pending += page.pending;
+    for (const row of page.rows) {
+      const outcome = await settleRow(db, merchant.id, gateway, row);
+      if (outcome === 'settled') settled += 1;
+      else if (outcome === 'already') alreadySettled += 1;
+      else unmatched += 1;
     }
   }
   logger.info({ merchant_id: merchant.id, gateway, settled, already_settled: alreadySettled, unmatched, pending }, 'settlement report imported');
   return { settled, alreadySettled, unmatched, pending };
+}
+
+/** Books one report row against the payment it names, once per partner reference. */
+async function settleRow(db: Kysely<KeelDatabase>, merchantId: string, gateway: GatewayName, row: SettlementRow): Promise<'settled' | 'already' | 'unmatched'> {
+  const payment = await db
+    .selectFrom('payments')
+    .select(['id', 'currency'])
+    .where('merchant_id', '=', merchantId)
+    .where('gateway', '=', gateway)
+    .where('partner_payment_id', '=', row.partnerPaymentId)
+    .executeTakeFirst();
+  if (payment === undefined) return 'unmatched';
+  try {
+    await db.transaction().execute((trx) =>
+      postTransaction(trx, {
+        merchantId,
+        currency: payment.currency.trim(),
+        kind: 'settlement',
+        paymentId: payment.id,
+        externalReference: `${gateway}:${row.reference}`,
+        postings: settlementPostings(row.gross, row.net),
+      }),
+    );
+    return 'settled';
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error;
+    return 'already';
+  }
 }
 
 async function fetchJson(url: string, authorization: string): Promise<unknown> {
@@ -119,30 +138,35 @@ async function fetchJson(url: string, authorization: string): Promise<unknown> {
   return response.body.json();
 }
 
-async function tossRows(base: string, secretKey: string, period: SettlementPeriod): Promise<SettlementRow[]> {
-  const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate });
-  const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
-  return report
-    .filter((row) => row.amount !== 0)
-    .map((row) => ({
-      reference: row.transactionKey,
-      partnerPaymentId: row.paymentKey,
-      kind: row.amount < 0 ? ('refund' as const) : ('sale' as const),
-      orderId: row.orderId,
-      currency: row.currency,
-      gross: BigInt(row.amount),
-      fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
-      net: BigInt(row.payOutAmount),
-    }));
+async function* tossPages(base: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
+  for (let page = 1; ; page += 1) {
+    const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate, page: String(page), size: String(tossPageSize) });
+    const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
+    const rows = report
+      .filter((row) => row.amount !== 0)
+      .map((row) => ({
+        reference: row.transactionKey,
+        partnerPaymentId: row.paymentKey,
+        kind: row.amount < 0 ? ('refund' as const) : ('sale' as const),
+        orderId: row.orderId,
+        currency: row.currency,
+        gross: BigInt(row.amount),
+        fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
+        net: BigInt(row.payOutAmount),
+      }));
+    yield { rows, pending: 0 };
+    // A page shorter than asked for is the last one.
+    if (report.length < tossPageSize) return;
+  }
 }
 
-async function stripeRows(base: string, secretKey: string, period: SettlementPeriod): Promise<{ rows: SettlementRow[]; pending: number }> {
+async function* stripePages(base: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
   const since = Math.floor(Date.parse(`${period.startDate}T00:00:00Z`) / 1000);
   const until = Math.floor(Date.parse(`${period.endDate}T23:59:59Z`) / 1000);
-  const rows: SettlementRow[] = [];
-  let pending = 0;
   let startingAfter: string | undefined;
   for (;;) {
+    const rows: SettlementRow[] = [];
+    let pending = 0;
     const query = new URLSearchParams({ 'created[gte]': String(since), 'created[lte]': String(until), limit: String(stripePageSize) });
     query.append('expand[]', 'data.source');
     if (startingAfter !== undefined) query.set('starting_after', startingAfter);
@@ -168,9 +192,9 @@ async function stripeRows(base: string, secretKey: string, period: SettlementPer
         net: BigInt(transaction.net),
       });
     }
+    yield { rows, pending };
     const last = page.data.at(-1);
-    if (!page.has_more || last === undefined) break;
+    if (!page.has_more || last === undefined) return;
     startingAfter = last.id;
   }
-  return { rows, pending };
 }

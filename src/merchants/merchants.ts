@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
-import type { MerchantContext, MerchantPartner } from './types.js';
+import type { ContractFeeTerms, MerchantContext, MerchantPartner } from './types.js';
 import { sha256Hex, type FieldCipher } from '../storage/encryption.js';
 import { newId, publicToUuid, uuidToPublic } from '../storage/ids.js';
 import { KeelError } from '../errors.js';
+import { contractFeePattern } from '../http/schemas.js';
 import type { KeelDatabase } from '../storage/schema.js';
 
 /**
@@ -21,7 +22,7 @@ export interface NewMerchant {
   /** The merchant's own key at that partner; absent: a test key for the benchmark gateway (test mode only). */
   readonly partnerSecretKey?: string | undefined;
   /** Partners in priority order; a payment goes to the next one when the first cannot be reached. */
-  readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined }[] | undefined;
+  readonly partners?: readonly { readonly gateway: GatewayName; readonly partnerSecretKey?: string | undefined; readonly contractFee?: ContractFeeTerms | undefined }[] | undefined;
   readonly rateLimit?: { readonly perSecond: number; readonly burst: number } | undefined;
   /** The hosted Brand Pay page's colour (`#rrggbb`) and logo URL. */
   readonly brandColor?: string | undefined;
@@ -52,6 +53,31 @@ function randomKey(prefix: string): string {
 
 export function isGatewayName(value: unknown): value is GatewayName {
   return typeof value === 'string' && (gatewayNames as readonly string[]).includes(value);
+}
+
+/** `"2.5%"` → 250 basis points; `"2.9% + 30"` → 290 basis points and 30 minor units; undefined: not a fee. */
+export function parseContractFee(text: string): ContractFeeTerms | undefined {
+  const match = new RegExp(contractFeePattern).exec(text.trim());
+  if (match === null) return undefined;
+  return { rateBps: Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0')), fixed: BigInt(match[3] ?? '0') };
+}
+
+/** The written form of a contract fee, as `parseContractFee` reads it. */
+export function formatContractFee(terms: ContractFeeTerms): string {
+  const percent = `${Math.floor(terms.rateBps / 100)}${terms.rateBps % 100 === 0 ? '' : `.${String(terms.rateBps % 100).padStart(2, '0').replace(/0$/, '')}`}%`;
+  return terms.fixed === 0n ? percent : `${percent}+${terms.fixed}`;
+}
+
+/** The contract fees given by name (`toss_fee`, `--stripe-fee`), absent ones left out; a malformed one is refused. */
+export function namedContractFees(toss: string | undefined, stripe: string | undefined): Partial<Record<GatewayName, ContractFeeTerms>> {
+  const fees: Partial<Record<GatewayName, ContractFeeTerms>> = {};
+  for (const [gateway, text] of [['toss', toss], ['stripe', stripe]] as const) {
+    if (text === undefined) continue;
+    const terms = parseContractFee(text);
+    if (terms === undefined) throw new KeelError('parameter_invalid', `The ${gateway} fee must read like "2.5%" or "2.9%+30".`, { param: `${gateway}_fee` });
+    fees[gateway] = terms;
+  }
+  return fees;
 }
 
 /** The partner keys given by name (`toss_secret_key`, `--stripe-secret-key` and the like), absent ones left out. */
@@ -93,6 +119,7 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
   const partners = (input.partners ?? [{ gateway: input.gateway ?? 'toss', partnerSecretKey: input.partnerSecretKey }]).map((partner) => ({
     gateway: partner.gateway,
     partnerSecretKey: partner.partnerSecretKey ?? (live ? null : testPartnerKey(partner.gateway)),
+    contractFee: 'contractFee' in partner ? partner.contractFee : undefined,
   }));
   const primary = partners[0];
   if (primary === undefined || new Set(partners.map((partner) => partner.gateway)).size !== partners.length) {
@@ -126,6 +153,8 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
           gateway: partner.gateway,
           priority,
           partner_secret_key_encrypted: sealKey(cipher, partner.partnerSecretKey),
+          fee_rate_bps: partner.contractFee?.rateBps ?? null,
+          fee_fixed: partner.contractFee?.fixed ?? null,
         })),
       )
       .execute();
@@ -140,35 +169,59 @@ export async function createMerchant(db: Kysely<KeelDatabase>, cipher: FieldCiph
   return { id: uuidToPublic('merchant', uuid), secret_key: secretKey, publishable_key: publishableKey };
 }
 
+export interface PartnerChanges {
+  readonly keys?: Readonly<Partial<Record<GatewayName, string>>>;
+  readonly fees?: Readonly<Partial<Record<GatewayName, ContractFeeTerms>>>;
+}
+
+export interface MerchantPartners {
+  readonly id: string;
+  readonly object: 'merchant';
+  readonly livemode: boolean;
+  /** Each partner: whether Keel holds the shop's key there, and its contract fee (null: standard pricing). */
+  readonly partners: { gateway: GatewayName; configured: boolean; contract_fee: string | null }[];
+}
+
 /**
- * Sets the shop's own keys at partners the merchant already lists (a live merchant created before it had
- * them). Refused like creation: an unlisted partner, or a key of the other mode. Authentication caches the
- * merchant for up to `authCacheTtlMs`, so a new key is used within that time.
+ * Sets the shop's own keys and negotiated fees at partners the merchant already lists (a live merchant created
+ * before it had them; a new contract). Refused like creation: an unlisted partner, or a key of the other mode.
+ * Authentication caches the merchant for up to `authCacheTtlMs`, so a change is used within that time.
  */
-export async function setPartnerKeys(
-  db: Kysely<KeelDatabase>,
-  cipher: FieldCipher,
-  merchantPublicId: string,
-  keys: Readonly<Partial<Record<GatewayName, string>>>,
-): Promise<{ readonly id: string; readonly object: 'merchant'; readonly livemode: boolean; readonly partners: { gateway: GatewayName; configured: boolean }[] }> {
+export async function updateMerchantPartners(db: Kysely<KeelDatabase>, cipher: FieldCipher, merchantPublicId: string, changes: PartnerChanges): Promise<MerchantPartners> {
+  const keys = changes.keys ?? {};
+  const fees = changes.fees ?? {};
   const uuid = publicToUuid('merchant', merchantPublicId);
   const merchant = uuid === undefined ? undefined : await db.selectFrom('merchants').select(['id', 'livemode']).where('id', '=', uuid).executeTakeFirst();
   if (merchant === undefined) throw new KeelError('resource_missing', `No such merchant: ${merchantPublicId}.`, { param: 'id' });
-  const listed = await db.selectFrom('merchant_partners').select(['gateway', 'priority', 'partner_secret_key_encrypted']).where('merchant_id', '=', merchant.id).orderBy('priority').execute();
-  const gateways = listed.map((row) => row.gateway).filter(isGatewayName);
+  const partnersOf = () => db.selectFrom('merchant_partners').select(['gateway', 'priority', 'partner_secret_key_encrypted', 'fee_rate_bps', 'fee_fixed']).where('merchant_id', '=', merchant.id).orderBy('priority').execute();
+  const gateways = (await partnersOf()).map((row) => row.gateway).filter(isGatewayName);
   const refused = partnerKeyProblem(gateways, keys, merchant.livemode);
   if (refused !== undefined) throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param: `${refused.gateway}_secret_key` });
+  const unlisted = gatewayNames.find((gateway) => fees[gateway] !== undefined && !gateways.includes(gateway));
+  if (unlisted !== undefined) throw new KeelError('parameter_invalid', `The ${unlisted} fee cannot be set: ${unlisted} is not one of the merchant's partners.`, { param: `${unlisted}_fee` });
   await db.transaction().execute(async (trx) => {
     for (const gateway of gatewayNames) {
       const key = keys[gateway];
-      if (key === undefined) continue;
-      const sealed = cipher.encrypt(key);
-      await trx.updateTable('merchant_partners').set({ partner_secret_key_encrypted: sealed }).where('merchant_id', '=', merchant.id).where('gateway', '=', gateway).execute();
-      if (gateways[0] === gateway) await trx.updateTable('merchants').set({ partner_secret_key_encrypted: sealed }).where('id', '=', merchant.id).execute();
+      const fee = fees[gateway];
+      const sealed = key === undefined ? undefined : cipher.encrypt(key);
+      if (sealed === undefined && fee === undefined) continue;
+      await trx
+        .updateTable('merchant_partners')
+        .set({ ...(sealed === undefined ? {} : { partner_secret_key_encrypted: sealed }), ...(fee === undefined ? {} : { fee_rate_bps: fee.rateBps, fee_fixed: fee.fixed }) })
+        .where('merchant_id', '=', merchant.id)
+        .where('gateway', '=', gateway)
+        .execute();
+      if (sealed !== undefined && gateways[0] === gateway) await trx.updateTable('merchants').set({ partner_secret_key_encrypted: sealed }).where('id', '=', merchant.id).execute();
     }
   });
-  const configured = new Set([...listed.filter((row) => row.partner_secret_key_encrypted !== null).map((row) => row.gateway), ...Object.keys(keys)]);
-  return { id: merchantPublicId, object: 'merchant', livemode: merchant.livemode, partners: gateways.map((gateway) => ({ gateway, configured: configured.has(gateway) })) };
+  const partners = (await partnersOf()).flatMap((row) =>
+    isGatewayName(row.gateway) ? [{ gateway: row.gateway, configured: row.partner_secret_key_encrypted !== null, contract_fee: feeTermsOf(row) === null ? null : formatContractFee(feeTermsOf(row) as ContractFeeTerms) }] : [],
+  );
+  return { id: merchantPublicId, object: 'merchant', livemode: merchant.livemode, partners };
+}
+
+function feeTermsOf(row: { fee_rate_bps: number | null; fee_fixed: string | null }): ContractFeeTerms | null {
+  return row.fee_rate_bps === null ? null : { rateBps: row.fee_rate_bps, fixed: BigInt(row.fee_fixed ?? '0') };
 }
 
 function sealKey(cipher: FieldCipher, key: string | null): string | null {
@@ -202,13 +255,14 @@ export async function loadMerchantContext(db: Kysely<KeelDatabase>, cipher: Fiel
   if (merchant === undefined) return undefined;
   const rows = await db
     .selectFrom('merchant_partners')
-    .select(['gateway', 'partner_secret_key_encrypted'])
+    .select(['gateway', 'partner_secret_key_encrypted', 'fee_rate_bps', 'fee_fixed'])
     .where('merchant_id', '=', merchantId)
     .orderBy('priority')
     .execute();
   const partners: MerchantPartner[] = [];
   for (const row of rows) {
-    if (isGatewayName(row.gateway)) partners.push({ gateway: row.gateway, partnerSecretKey: row.partner_secret_key_encrypted === null ? null : cipher.decrypt(row.partner_secret_key_encrypted) });
+    if (!isGatewayName(row.gateway)) continue;
+    partners.push({ gateway: row.gateway, partnerSecretKey: row.partner_secret_key_encrypted === null ? null : cipher.decrypt(row.partner_secret_key_encrypted), contractFee: feeTermsOf(row) });
   }
   if (partners.length === 0) return undefined;
   const perSecond = merchant.rate_limit_per_second;

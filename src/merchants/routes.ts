@@ -3,7 +3,7 @@ import { inContext } from '../http/app.js';
 import { CreateMerchantBody, IdParams, PartnerKeysBody } from '../http/schemas.js';
 import { checkCountry } from '../http/validation.js';
 import type { GatewayName } from '../gateways/connector.js';
-import { createMerchant, namedPartnerKeys, partnerKeyProblem, setPartnerKeys } from './merchants.js';
+import { createMerchant, namedContractFees, namedPartnerKeys, partnerKeyProblem, updateMerchantPartners } from './merchants.js';
 import { KeelError } from '../errors.js';
 import { publicToUuid } from '../storage/ids.js';
 
@@ -32,6 +32,9 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
         const param = body[`${refused.gateway}_secret_key`] !== undefined ? `${refused.gateway}_secret_key` : body.partners === undefined ? 'partner_secret_key' : 'partners';
         throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param });
       }
+      const fees = namedContractFees(body.toss_fee, body.stripe_fee);
+      const unlisted = (['toss', 'stripe'] as const).find((gateway) => fees[gateway] !== undefined && !gateways.includes(gateway));
+      if (unlisted !== undefined) throw new KeelError('parameter_invalid', `The ${unlisted} fee cannot be set: ${unlisted} is not one of the merchant's partners.`, { param: `${unlisted}_fee` });
       const created = await createMerchant(services.database.db, services.deps.cipher, {
         live,
         name: body.name,
@@ -39,17 +42,21 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
         brandColor: body.brand_color,
         brandLogoUrl: body.logo_url ?? body.brand_logo_url,
         country,
-        partners: gateways.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway] })),
+        partners: gateways.map((gateway) => ({ gateway, partnerSecretKey: keys[gateway], contractFee: fees[gateway] })),
       });
       return reply.status(201).send(created);
     }),
   );
 
-  // Sets the shop's keys at partners it already lists; the answer says which partners have one, never the key.
+  // Sets the shop's keys and negotiated fees at partners it already lists; the answer says which partners have
+  // a key (never the key) and each one's fee.
   app.post('/admin/merchants/:id', { config: operator, schema: { params: IdParams, body: PartnerKeysBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
-      const keys = namedPartnerKeys(request.body.toss_secret_key, request.body.stripe_secret_key);
-      const updated = await setPartnerKeys(services.database.db, services.deps.cipher, request.params.id, keys);
+      const body = request.body;
+      const updated = await updateMerchantPartners(services.database.db, services.deps.cipher, request.params.id, {
+        keys: namedPartnerKeys(body.toss_secret_key, body.stripe_secret_key),
+        fees: namedContractFees(body.toss_fee, body.stripe_fee),
+      });
       services.authenticator.forgetMerchant(publicToUuid('merchant', updated.id) ?? '');
       return reply.send(updated);
     }),

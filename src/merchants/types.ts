@@ -15,4 +15,15 @@ export interface MerchantPartner {
   readonly gateway: GatewayName;
   /** Null: a live merchant without a key at this partner; nothing is sent there (`gateway_not_configured`). */
   readonly partnerSecretKey: string | null;
+  /** The fee the shop negotiated with this partner; null: the partner's standard pricing. */
+  readonly contractFee?: ContractFeeTerms | null;
+}
+
+/**
+ * A partner contract's fee for a sale: `rateBps` basis points of the amount plus `fixed` minor units (the fixed
+ * part only outside zero-decimal currencies), e.g. 2.9% + 30 is `{ rateBps: 290, fixed: 30n }`.
+ */
+export interface ContractFeeTerms {
+  readonly rateBps: number;
+  readonly fixed: bigint;
 }

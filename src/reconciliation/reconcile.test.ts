@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { verifyLedger } from '../ledger/ledger.js';
 import { publicToUuid } from '../storage/ids.js';
-import { contractFee } from './reconcile.js';
+import { formatContractFee, parseContractFee } from '../merchants/merchants.js';
+import { contractFee, standardFees } from './reconcile.js';
 
 let keel: TestKeel;
 before(async () => {
@@ -178,11 +179,50 @@ test('a settlement fee other than the contract rate is FeeMismatch, with the fee
   assert.ok(!(await anomaliesOf(shop.secret_key)).some((found) => found['payment'] === fair.id));
 });
 
+test("a merchant's negotiated fee is the contract the settled fees are checked against", async () => {
+  const created = await admin('POST', '/admin/merchants', { name: 'Negotiated', gateway: 'toss', toss_secret_key: 'test_sk_recon_negotiated', toss_fee: '2%' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  // The partner takes its standard 2.5% + VAT (275); the shop's contract says 2% + VAT: 220.
+  const charged = await pay(created.body.secret_key);
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: created.body.id });
+  assert.deepEqual([run.body.anomalies_opened, run.body.matched], [1, 0]);
+  const [anomaly] = await anomaliesOf(created.body.secret_key);
+  assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], [
+    'FeeMismatch',
+    charged.id,
+    { amount: 220, currency: 'KRW', status: 'succeeded' },
+    { amount: 275, currency: 'KRW', status: 'succeeded' },
+  ]);
+
+  // The contract is corrected to what the partner charges: the next sale matches.
+  const updated = await admin('POST', `/admin/merchants/${created.body.id}`, { toss_fee: '2.5%' });
+  assert.deepEqual(updated.body.partners, [{ gateway: 'toss', configured: true, contract_fee: '2.5%' }]);
+  const next = await pay(created.body.secret_key);
+  const again = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: created.body.id });
+  assert.deepEqual([again.body.anomalies_opened, again.body.matched], [0, 2]);
+  assert.ok(!(await anomaliesOf(created.body.secret_key)).some((found) => found['payment'] === next.id));
+
+  for (const [body, param] of [[{ toss_fee: '2.555%' }, 'toss_fee'], [{ stripe_fee: '2.9%+30' }, 'stripe_fee']] as const) {
+    const refused = await admin('POST', `/admin/merchants/${created.body.id}`, body);
+    assert.deepEqual([refused.status, refused.body.error?.code, refused.body.error?.param], [400, 'parameter_invalid', param], JSON.stringify(refused.body));
+  }
+});
+
+test('a written contract fee reads as basis points and fixed minor units, and writes back the same', () => {
+  assert.deepEqual(parseContractFee('2.5%'), { rateBps: 250, fixed: 0n });
+  assert.deepEqual(parseContractFee('2.9% + 30'), { rateBps: 290, fixed: 30n });
+  assert.deepEqual(parseContractFee('0.35%'), { rateBps: 35, fixed: 0n });
+  assert.equal(parseContractFee('2.555%'), undefined);
+  assert.equal(parseContractFee('-1%'), undefined);
+  assert.deepEqual(['2.5%', '2.9%+30', '0.35%', '3%'].map((text) => formatContractFee(parseContractFee(text) ?? { rateBps: -1, fixed: 0n })), ['2.5%', '2.9%+30', '0.35%', '3%']);
+  assert.equal(contractFee({ rateBps: 270, fixed: 30n, vatPercent: 0 }, 10_000n, 'USD'), 300n);
+});
+
 test('the contract fee is computed in integers, rounding halves up as the partners do', () => {
-  assert.equal(contractFee('toss', 10_000n, 'KRW'), 275n);
-  assert.equal(contractFee('toss', 20n, 'KRW'), 1n, '0.5 rounds up; its VAT 0.1 rounds down');
-  assert.equal(contractFee('stripe', 10_000n, 'USD'), 320n);
-  assert.equal(contractFee('stripe', 10_000n, 'KRW'), 290n, 'no fixed part in a zero-decimal currency');
+  assert.equal(contractFee(standardFees.toss, 10_000n, 'KRW'), 275n);
+  assert.equal(contractFee(standardFees.toss, 20n, 'KRW'), 1n, '0.5 rounds up; its VAT 0.1 rounds down');
+  assert.equal(contractFee(standardFees.stripe, 10_000n, 'USD'), 320n);
+  assert.equal(contractFee(standardFees.stripe, 10_000n, 'KRW'), 290n, 'no fixed part in a zero-decimal currency');
 });
 
 test('a daily run that failed, with the partner\'s report unavailable, is tried again 15 minutes later, not every minute', async () => {

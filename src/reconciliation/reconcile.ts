@@ -5,9 +5,9 @@ import { KeelError } from '../errors.js';
 import { acquireLease, releaseLease } from '../events/relay.js';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
 import { partnerUrl, type GatewayRegistry, type PartnerUrls } from '../gateways/registry.js';
-import { partnerReport, type SettlementRow } from '../ledger/settlements.js';
+import { partnerReportPages, type SettlementRow } from '../ledger/settlements.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
-import type { MerchantContext } from '../merchants/types.js';
+import type { ContractFeeTerms, MerchantContext } from '../merchants/types.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import { currencyRule } from '../money.js';
@@ -33,18 +33,34 @@ import { findAttempt, findPayment } from '../payments/repository.js';
  */
 export const reportGraceDays = 2;
 
+/** A partner's fee schedule: the contract's terms, and the VAT the partner adds to its fee (percent). */
+export interface FeeSchedule extends ContractFeeTerms {
+  readonly vatPercent: number;
+}
+
 /**
- * The fee a partner's contract says a sale costs, in the sale's minor units, VAT included: Toss Payments 2.5%
- * plus 10% VAT on the fee; Stripe 2.9% plus 30 minor units outside zero-decimal currencies (their standard
- * pricing, which the benchmark gateway charges too). Rounded as the partners round, half away from zero.
+ * The partners' standard pricing, which the benchmark gateway charges too: Toss Payments 2.5% plus 10% VAT on
+ * the fee; Stripe 2.9% plus 30 minor units outside zero-decimal currencies.
  */
-export function contractFee(gateway: GatewayName, amount: bigint, currency: string): bigint {
+export const standardFees: Readonly<Record<GatewayName, FeeSchedule>> = {
+  toss: { rateBps: 250, fixed: 0n, vatPercent: 10 },
+  stripe: { rateBps: 290, fixed: 30n, vatPercent: 0 },
+};
+
+/** The merchant's fee schedule at a partner: its negotiated terms (`toss_fee`, `stripe_fee`), else standard pricing. */
+export function merchantFees(merchant: MerchantContext, gateway: GatewayName): FeeSchedule {
+  const negotiated = merchant.partners.find((partner) => partner.gateway === gateway)?.contractFee;
+  return negotiated == null ? standardFees[gateway] : { ...negotiated, vatPercent: standardFees[gateway].vatPercent };
+}
+
+/**
+ * The fee a schedule says a sale costs, in the sale's minor units, VAT included, in integers: the rate's part
+ * and VAT each rounded as the partners round, halves away from zero.
+ */
+export function contractFee(fees: FeeSchedule, amount: bigint, currency: string): bigint {
   const round = (numerator: bigint, denominator: bigint) => (numerator * 2n + denominator) / (denominator * 2n);
-  if (gateway === 'toss') {
-    const fee = round(amount * 25n, 1000n);
-    return fee + round(fee, 10n);
-  }
-  return round(amount * 29n, 1000n) + ((currencyRule(currency)?.exponent ?? 2) === 0 ? 0n : 30n);
+  const fee = round(amount * BigInt(fees.rateBps), 10_000n) + ((currencyRule(currency)?.exponent ?? 2) === 0 ? 0n : fees.fixed);
+  return fee + round(fee * BigInt(fees.vatPercent), 100n);
 }
 export const runLeaseMs = 15 * 60_000;
 /** A daily run that failed (a partner's report unavailable) is tried again this long after it started. */
@@ -111,14 +127,17 @@ export async function runReconciliation(deps: ReconcileDeps, request: ReconcileR
   const id = newId('reconciliationRun').uuid;
   await db.insertInto('reconciliation_runs').values({ id, gateway: request.gateway, day: request.date, merchant_id: request.merchantId ?? null, status: 'running' }).execute();
   const tally: Tally = { rowsRead: 0, matched: 0, opened: 0, resolved: 0 };
+  const scope: RunScope = { runId: id, request, tally, startedAt: Date.now() };
   let status: 'succeeded' | 'failed' = 'succeeded';
   let error: string | null = null;
   try {
+    // Rows a run left behind when its process died (a run removes its own as it goes).
+    await db.deleteFrom('reconciliation_rows').where('run_id', 'not in', db.selectFrom('reconciliation_runs').select('id').where('status', '=', 'running').where('started_at', '>', new Date(Date.now() - runLeaseMs))).execute();
     let merchants = db.selectFrom('merchant_partners').select('merchant_id').where('gateway', '=', request.gateway).where('partner_secret_key_encrypted', 'is not', null);
     if (request.merchantId !== undefined) merchants = merchants.where('merchant_id', '=', request.merchantId);
     for (const { merchant_id: merchantId } of await merchants.orderBy('merchant_id').execute()) {
       const merchant = await loadMerchantContext(db, deps.cipher, merchantId);
-      if (merchant !== undefined) await reconcileMerchant(deps, merchant, request, tally);
+      if (merchant !== undefined) await reconcileMerchant(deps, merchant, scope);
     }
   } catch (caught) {
     status = 'failed';
@@ -166,93 +185,275 @@ export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: strin
   return runs;
 }
 
-async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext, request: ReconcileRequest, tally: Tally): Promise<void> {
+/** Report rows staged per statement (one array parameter per column, so a statement's size never limits it). */
+const stageBatchRows = 5_000;
+/** Findings read back per query, by keyset. */
+const findingsBatch = 1_000;
+/** How often a long run logs its progress and writes `rows_read` on its run row. */
+const progressEveryMs = 5_000;
+
+interface RunScope {
+  readonly runId: string;
+  readonly request: ReconcileRequest;
+  readonly tally: Tally;
+  readonly startedAt: number;
+}
+
+/**
+ * One merchant's part of a run. The partner's report is read page by page and staged (each row already joined
+ * to the payment it names); the comparisons are then set-based queries that bring back only what disagrees, in
+ * keyset batches, so memory stays flat whatever the day's size. The staged rows are removed when the merchant is
+ * done.
+ */
+async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope): Promise<void> {
+  const { request, tally } = scope;
   const partner = merchant.partners.find((candidate) => candidate.gateway === request.gateway);
   if (partner?.partnerSecretKey == null) return;
   // First what the partner can now settle, so that a payment it settles is compared as it now stands.
   await resolveStuck(deps, merchant, request.gateway, tally);
-  const { rows } = await partnerReport(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), partner.partnerSecretKey, { startDate: request.date, endDate: request.date });
-  const sales = rows.filter((row) => row.kind === 'sale');
-  tally.rowsRead += rows.length;
   const open = async (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => {
     const opened = await deps.db.transaction().execute((trx) => openAnomaly(trx, { ...anomaly, merchantId: merchant.id, gateway: request.gateway }));
     if (opened !== undefined) tally.opened += 1;
   };
+  try {
+    const sales = await stageReport(deps, merchant, partner.partnerSecretKey, scope);
+    const flagged = await compareSales(deps, scope, open);
+    const unmatched = await compareUnmatched(deps, merchant, scope, open);
+    tally.matched += sales - flagged - unmatched;
+    await compareRefunds(deps, merchant, scope, open);
+    await compareCaptures(deps, merchant, scope, open);
+  } finally {
+    await deps.db.deleteFrom('reconciliation_rows').where('run_id', '=', scope.runId).execute();
+  }
+}
 
-  // The partner's sales, by the payment they name.
-  const payments = await paymentsByPartnerId(deps.db, merchant.id, sales.map((row) => row.partnerPaymentId));
-  const unmatchedByOrder = new Map<string, SettlementRow[]>();
-  const settledPayments = new Set<string>();
-  for (const row of sales) {
-    const payment = payments.get(row.partnerPaymentId);
-    if (payment === undefined) {
-      const key = row.orderId ?? row.reference;
-      unmatchedByOrder.set(key, [...(unmatchedByOrder.get(key) ?? []), row]);
-      continue;
+type Open = (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => Promise<void>;
+
+/** Reads the partner's report of the day into `reconciliation_rows`; resolves to the number of sale rows. */
+async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, scope: RunScope): Promise<number> {
+  const { request, tally } = scope;
+  const fees = merchantFees(merchant, request.gateway);
+  const pages = partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: request.date, endDate: request.date });
+  let sales = 0;
+  let reported = Date.now();
+  for await (const page of pages) {
+    for (let offset = 0; offset < page.rows.length; offset += stageBatchRows) {
+      const batch = page.rows.slice(offset, offset + stageBatchRows);
+      const column = <T>(of: (row: SettlementRow) => T) => batch.map(of);
+      await sql`
+        INSERT INTO reconciliation_rows (run_id, merchant_id, reference, partner_payment_id, kind, order_id, currency, gross, fee, contract_fee, payment_id)
+        SELECT ${scope.runId}::uuid, ${merchant.id}::uuid, r.reference, r.partner_payment_id, r.kind, r.order_id, r.currency, r.gross, r.fee, r.contract_fee, p.id
+        FROM unnest(${column((row) => row.reference)}::text[], ${column((row) => row.partnerPaymentId)}::text[], ${column((row) => row.kind)}::text[],
+                    ${column((row) => row.orderId)}::text[], ${column((row) => row.currency)}::text[], ${column((row) => row.gross.toString())}::bigint[],
+                    ${column((row) => row.fee.toString())}::bigint[], ${column((row) => (row.kind === 'sale' ? contractFee(fees, row.gross, row.currency) : 0n).toString())}::bigint[])
+          AS r(reference, partner_payment_id, kind, order_id, currency, gross, fee, contract_fee)
+        LEFT JOIN payments p ON p.merchant_id = ${merchant.id}::uuid AND p.partner_payment_id = r.partner_payment_id AND r.partner_payment_id <> ''`.execute(deps.db);
+      tally.rowsRead += batch.length;
+      sales += batch.filter((row) => row.kind === 'sale').length;
     }
-    settledPayments.add(payment.id);
-    const expected = { amount: Number(payment.amount_received), currency: payment.currency.trim(), status: payment.status };
-    const actual = { amount: Number(row.gross), currency: row.currency, status: 'succeeded' };
-    const where = { paymentId: payment.id, orderId: payment.order_id, partnerReference: row.reference };
-    const fee = contractFee(request.gateway, row.gross, row.currency);
-    if (BigInt(payment.amount_received) === 0n) {
-      await open({ type: 'MismatchCaptureStatus', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
-    } else if (BigInt(payment.amount_received) !== row.gross || payment.currency.trim() !== row.currency) {
-      await open({ type: 'AmountMismatch', ...where, expected, actual, dedupeKey: `payment:${payment.id}` });
-    } else if (row.fee !== fee) {
-      await open({ type: 'FeeMismatch', ...where, expected: { amount: Number(fee), currency: row.currency, status: payment.status }, actual: { amount: Number(row.fee), currency: row.currency, status: payment.status }, dedupeKey: `fee:${row.reference}` });
-    } else {
-      tally.matched += 1;
+    if (Date.now() - reported >= progressEveryMs) {
+      reported = Date.now();
+      await deps.db.updateTable('reconciliation_runs').set({ rows_read: tally.rowsRead }).where('id', '=', scope.runId).execute();
+      deps.logger.info({ gateway: request.gateway, date: request.date, merchant_id: merchant.id, rows_read: tally.rowsRead, rows_per_second: Math.round(tally.rowsRead / ((Date.now() - scope.startedAt) / 1000)) }, 'reconciliation progress');
     }
   }
+  return sales;
+}
 
-  // Sales that name no payment of Keel's: a second charge for an order Keel charged once, or one Keel never made.
-  for (const [key, orphans] of unmatchedByOrder) {
-    const orderId = orphans[0]?.orderId ?? null;
-    const charged = orderId === null ? undefined : await deps.db.selectFrom('payments').selectAll().where('merchant_id', '=', merchant.id).where('order_id', '=', orderId).executeTakeFirst();
-    if (charged !== undefined) {
-      const total = orphans.reduce((sum, row) => sum + row.gross, 0n) + BigInt(charged.amount_received);
+/** Reads a query's rows in keyset batches: `fetch(after)` answers the next `findingsBatch` rows past `after`. */
+async function* inBatches<T>(fetch: (after: string) => Promise<T[]>, keyOf: (row: T) => string, first = ''): AsyncGenerator<T> {
+  let after = first;
+  for (;;) {
+    const rows = await fetch(after);
+    yield* rows;
+    const last = rows.at(-1);
+    if (rows.length < findingsBatch || last === undefined) return;
+    after = keyOf(last);
+  }
+}
+
+const noUuid = '00000000-0000-0000-0000-000000000000';
+const money = (value: string | bigint) => Number(value);
+
+/**
+ * Sale rows that name a payment of Keel's and disagree with it: a payment Keel holds uncaptured or canceled is
+ * `MismatchCaptureStatus`, another amount or currency `AmountMismatch`, a fee other than the contract's
+ * `FeeMismatch`. Resolves to how many rows disagreed.
+ */
+async function compareSales(deps: ReconcileDeps, scope: RunScope, open: Open): Promise<number> {
+  interface Row {
+    reference: string;
+    row_currency: string;
+    gross: string;
+    fee: string;
+    contract_fee: string;
+    payment_id: string;
+    order_id: string;
+    currency: string;
+    amount_received: string;
+    status: string;
+  }
+  const rows = inBatches(
+    async (after) =>
+      (
+        await sql<Row>`
+          SELECT r.reference, r.currency AS row_currency, r.gross, r.fee, r.contract_fee,
+                 p.id AS payment_id, p.order_id, trim(p.currency) AS currency, p.amount_received, p.status
+          FROM reconciliation_rows r JOIN payments p ON p.id = r.payment_id
+          WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.reference > ${after}
+            AND (p.amount_received = 0 OR p.amount_received <> r.gross OR trim(p.currency) <> r.currency OR r.fee <> r.contract_fee)
+          ORDER BY r.reference LIMIT ${findingsBatch}`.execute(deps.db)
+      ).rows,
+    (row) => row.reference,
+  );
+  let flagged = 0;
+  for await (const row of rows) {
+    flagged += 1;
+    const expected = { amount: money(row.amount_received), currency: row.currency, status: row.status };
+    const actual = { amount: money(row.gross), currency: row.row_currency, status: 'succeeded' };
+    const where = { paymentId: row.payment_id, orderId: row.order_id, partnerReference: row.reference };
+    if (BigInt(row.amount_received) === 0n) {
+      await open({ type: 'MismatchCaptureStatus', ...where, expected, actual, dedupeKey: `payment:${row.payment_id}` });
+    } else if (row.amount_received !== row.gross || row.currency !== row.row_currency) {
+      await open({ type: 'AmountMismatch', ...where, expected, actual, dedupeKey: `payment:${row.payment_id}` });
+    } else {
+      const fee = (amount: string) => ({ amount: money(amount), currency: row.row_currency, status: row.status });
+      await open({ type: 'FeeMismatch', ...where, expected: fee(row.contract_fee), actual: fee(row.fee), dedupeKey: `fee:${row.reference}` });
+    }
+  }
+  return flagged;
+}
+
+/**
+ * Sale rows that name no payment of Keel's, by order: a second charge for an order Keel charged once is one
+ * `DuplicateCharge` (the total and the count), a charge for no order of Keel's a `MissingLocally` per row.
+ * Resolves to how many rows were unmatched.
+ */
+async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, open: Open): Promise<number> {
+  interface Group {
+    key: string;
+    order_id: string | null;
+    references: string[];
+    amounts: string[];
+    currency: string;
+    total: string;
+    payment_id: string | null;
+    amount_received: string | null;
+    payment_currency: string | null;
+    status: string | null;
+  }
+  const groups = inBatches(
+    async (after) =>
+      (
+        await sql<Group>`
+          SELECT g.*, p.id AS payment_id, p.amount_received, trim(p.currency) AS payment_currency, p.status
+          FROM (SELECT coalesce(order_id, reference) AS key, min(order_id) AS order_id, array_agg(reference ORDER BY reference) AS references,
+                       array_agg(gross::text ORDER BY reference) AS amounts, min(currency) AS currency, sum(gross)::text AS total
+                FROM reconciliation_rows
+                WHERE run_id = ${scope.runId} AND payment_id IS NULL AND kind = 'sale' AND coalesce(order_id, reference) > ${after}
+                GROUP BY 1 ORDER BY 1 LIMIT ${findingsBatch}) g
+          LEFT JOIN payments p ON p.merchant_id = ${merchant.id} AND p.order_id = g.order_id
+          ORDER BY g.key`.execute(deps.db)
+      ).rows,
+    (group) => group.key,
+  );
+  let unmatched = 0;
+  for await (const group of groups) {
+    unmatched += group.references.length;
+    if (group.payment_id !== null && group.amount_received !== null && group.payment_currency !== null && group.status !== null) {
       await open({
         type: 'DuplicateCharge',
-        paymentId: charged.id,
-        orderId,
-        partnerReference: orphans.map((row) => row.reference).join(','),
-        expected: { amount: Number(charged.amount_received), currency: charged.currency.trim(), status: charged.status },
-        actual: { amount: Number(total), currency: orphans[0]?.currency ?? charged.currency.trim(), status: 'succeeded', charges: orphans.length + 1 },
-        dedupeKey: `order:${key}`,
+        paymentId: group.payment_id,
+        orderId: group.order_id,
+        partnerReference: group.references.join(','),
+        expected: { amount: money(group.amount_received), currency: group.payment_currency, status: group.status },
+        actual: { amount: money(BigInt(group.total) + BigInt(group.amount_received)), currency: group.currency, status: 'succeeded', charges: group.references.length + 1 },
+        dedupeKey: `order:${group.key}`,
       });
       continue;
     }
-    for (const row of orphans) {
-      await open({ type: 'MissingLocally', orderId: row.orderId, partnerReference: row.reference, expected: null, actual: { amount: Number(row.gross), currency: row.currency, status: 'succeeded' }, dedupeKey: `reference:${row.reference}` });
+    for (const [index, reference] of group.references.entries()) {
+      const actual = { amount: money(group.amounts[index] ?? '0'), currency: group.currency, status: 'succeeded' };
+      await open({ type: 'MissingLocally', orderId: group.order_id, partnerReference: reference, expected: null, actual, dedupeKey: `reference:${reference}` });
     }
   }
+  return unmatched;
+}
 
-  // The day's refunds, per payment: Keel's that succeeded that day against the partner's refund rows of the day.
-  const partnerRefunds = new Map<string, bigint>();
-  for (const row of rows) if (row.kind === 'refund') partnerRefunds.set(row.partnerPaymentId, (partnerRefunds.get(row.partnerPaymentId) ?? 0n) - row.gross);
-  const keelRefunds = await refundedOn(deps.db, merchant.id, request.gateway, request.date);
-  const refunded = await paymentsByPartnerId(deps.db, merchant.id, [...new Set([...partnerRefunds.keys(), ...keelRefunds.keys()])]);
-  for (const [partnerPaymentId, payment] of refunded) {
-    const ours = keelRefunds.get(partnerPaymentId) ?? 0n;
-    const theirs = partnerRefunds.get(partnerPaymentId) ?? 0n;
-    if (ours === theirs) continue;
+/** The day's refunds, per payment: Keel's that succeeded that day against the partner's refund rows of the day. */
+async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, open: Open): Promise<void> {
+  const { request } = scope;
+  interface Row {
+    payment_id: string;
+    order_id: string;
+    partner_payment_id: string | null;
+    currency: string;
+    status: string;
+    ours: string;
+    theirs: string;
+  }
+  const rows = inBatches(
+    async (after) =>
+      (
+        await sql<Row>`
+          WITH theirs AS (
+            SELECT payment_id, -sum(gross) AS total FROM reconciliation_rows
+            WHERE run_id = ${scope.runId} AND kind = 'refund' AND payment_id IS NOT NULL GROUP BY payment_id),
+          ours AS (
+            SELECT f.payment_id, sum(f.amount) AS total FROM refunds f JOIN payments p ON p.id = f.payment_id
+            WHERE f.merchant_id = ${merchant.id} AND f.status = 'succeeded' AND p.gateway = ${request.gateway}
+              AND f.created_at >= ${request.date}::date AND f.created_at < ${request.date}::date + 1
+            GROUP BY f.payment_id)
+          SELECT p.id AS payment_id, p.order_id, p.partner_payment_id, trim(p.currency) AS currency, p.status,
+                 coalesce(ours.total, 0)::text AS ours, coalesce(theirs.total, 0)::text AS theirs
+          FROM ours FULL JOIN theirs USING (payment_id) JOIN payments p ON p.id = payment_id
+          WHERE coalesce(ours.total, 0) <> coalesce(theirs.total, 0) AND p.id > ${after}::uuid
+          ORDER BY p.id LIMIT ${findingsBatch}`.execute(deps.db)
+      ).rows,
+    (row) => row.payment_id,
+    noUuid,
+  );
+  for await (const row of rows) {
     await open({
       type: 'RefundMismatch',
-      paymentId: payment.id,
-      orderId: payment.order_id,
-      partnerReference: partnerPaymentId,
-      expected: { amount: Number(ours), currency: payment.currency.trim(), status: payment.status },
-      actual: { amount: Number(theirs), currency: payment.currency.trim(), status: payment.status },
-      dedupeKey: `refunds:${payment.id}:${request.date}`,
+      paymentId: row.payment_id,
+      orderId: row.order_id,
+      partnerReference: row.partner_payment_id,
+      expected: { amount: money(row.ours), currency: row.currency, status: row.status },
+      actual: { amount: money(row.theirs), currency: row.currency, status: row.status },
+      dedupeKey: `refunds:${row.payment_id}:${request.date}`,
     });
   }
+}
 
-  // Payments Keel captured that day with no sale in the report: the partner is asked.
-  const captured = await capturedOn(deps.db, merchant.id, request.gateway, request.date);
+/**
+ * Payments Keel captured that day (the ledger's capture entry) with no sale in the report: the partner is asked.
+ * No record, or not captured, is `MissingAtPartner` or `MismatchCaptureStatus` at once; captured but not reported
+ * may be the report lagging, and is `MissingAtPartner` only after `reportGraceDays`.
+ */
+async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, open: Open): Promise<void> {
+  const { request } = scope;
+  const captured = inBatches(
+    (after) =>
+      deps.db
+        .selectFrom('ledger_transactions')
+        .innerJoin('payments', 'payments.id', 'ledger_transactions.payment_id')
+        .distinctOn('payments.id')
+        .selectAll('payments')
+        .where('ledger_transactions.merchant_id', '=', merchant.id)
+        .where('ledger_transactions.kind', '=', 'capture')
+        .where(sql<boolean>`ledger_transactions.created_at >= ${request.date}::date AND ledger_transactions.created_at < ${request.date}::date + 1`)
+        .where('payments.gateway', '=', request.gateway)
+        .where('payments.id', '>', after)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('reconciliation_rows').select('reconciliation_rows.run_id').where('reconciliation_rows.run_id', '=', scope.runId).whereRef('reconciliation_rows.payment_id', '=', 'payments.id').where('reconciliation_rows.kind', '=', 'sale'))))
+        .orderBy('payments.id')
+        .limit(findingsBatch)
+        .execute(),
+    (payment) => payment.id,
+    noUuid,
+  );
   const dayEnded = Date.parse(`${request.date}T00:00:00Z`) + 86_400_000;
-  for (const payment of captured) {
-    if (settledPayments.has(payment.id)) continue;
+  for await (const payment of captured) {
     const expected = { amount: Number(payment.amount_received), currency: payment.currency.trim(), status: payment.status };
     const where = { paymentId: payment.id, orderId: payment.order_id, partnerReference: payment.partner_payment_id };
     const found = await inquire(deps, merchant, request.gateway, payment);
@@ -292,44 +493,6 @@ async function resolveStuck(deps: ReconcileDeps, merchant: MerchantContext, gate
     });
     tally.resolved += 1;
   }
-}
-
-async function paymentsByPartnerId(db: Db, merchantId: string, partnerIds: readonly string[]): Promise<Map<string, PaymentRow>> {
-  const ids = [...new Set(partnerIds.filter((id) => id !== ''))];
-  const found = new Map<string, PaymentRow>();
-  for (let offset = 0; offset < ids.length; offset += 500) {
-    const rows = await db.selectFrom('payments').selectAll().where('merchant_id', '=', merchantId).where('partner_payment_id', 'in', ids.slice(offset, offset + 500)).execute();
-    for (const row of rows) if (row.partner_payment_id !== null) found.set(row.partner_payment_id, row);
-  }
-  return found;
-}
-
-/** The merchant's payments at this partner whose capture Keel booked on the day (the ledger's capture entry). */
-async function capturedOn(db: Db, merchantId: string, gateway: GatewayName, date: string): Promise<PaymentRow[]> {
-  return db
-    .selectFrom('payments')
-    .selectAll('payments')
-    .innerJoin('ledger_transactions', (join) => join.onRef('ledger_transactions.payment_id', '=', 'payments.id').on('ledger_transactions.kind', '=', 'capture'))
-    .where('payments.merchant_id', '=', merchantId)
-    .where('payments.gateway', '=', gateway)
-    .where(sql<boolean>`ledger_transactions.created_at >= ${date}::date AND ledger_transactions.created_at < ${date}::date + 1`)
-    .execute();
-}
-
-/** The merchant's succeeded refunds of the day at this partner, totalled by the partner's payment id. */
-async function refundedOn(db: Db, merchantId: string, gateway: GatewayName, date: string): Promise<Map<string, bigint>> {
-  const rows = await db
-    .selectFrom('refunds')
-    .innerJoin('payments', (join) => join.onRef('payments.id', '=', 'refunds.payment_id').onRef('payments.merchant_id', '=', 'refunds.merchant_id'))
-    .select(['payments.partner_payment_id as partner_payment_id', 'refunds.amount as amount'])
-    .where('refunds.merchant_id', '=', merchantId)
-    .where('refunds.status', '=', 'succeeded')
-    .where('payments.gateway', '=', gateway)
-    .where(sql<boolean>`refunds.created_at >= ${date}::date AND refunds.created_at < ${date}::date + 1`)
-    .execute();
-  const totals = new Map<string, bigint>();
-  for (const row of rows) if (row.partner_payment_id !== null) totals.set(row.partner_payment_id, (totals.get(row.partner_payment_id) ?? 0n) + BigInt(row.amount));
-  return totals;
 }
 
 /** What the partner says of a payment Keel captured: no record, held but not captured, or captured. */

@@ -201,20 +201,52 @@ export function tossGetPayment(call: SimCall, lookup: { paymentKey?: string; ord
 export const settlementFeePerMille = 25;
 export const settlementVatRate = 0.1;
 
+/** Toss answers a settlement page of at most this many rows (`size`, default 100). */
+export const settlementPageSizeMax = 10_000;
+/** Days after the sale (or refund) that the benchmark gateway pays it out. */
+export const settlementPayoutDays = 2;
+
+/**
+ * `GET /v1/settlements?startDate&endDate&page&size`: the account's sale and refund rows of the period, each on
+ * its own day (a sale on the day it was approved, a refund on the day it was made), paid out
+ * `settlementPayoutDays` later, `size` rows (at most `settlementPageSizeMax`) from page `page` (1-based), as
+ * Toss pages them. Only the page asked for is built, so a day of a million sales is read page by page.
+ */
 export function tossSettlements(call: SimCall): SimAnswer {
   const start = call.query.get('startDate');
   const end = call.query.get('endDate');
   if (start === null || end === null) return tossError(400, 'INVALID_REQUEST', 'startDate, endDate 는 필수입니다.');
+  const page = Number(call.query.get('page') ?? 1);
+  const size = Number(call.query.get('size') ?? 100);
+  if (!Number.isInteger(page) || page < 1 || !Number.isInteger(size) || size < 1 || size > settlementPageSizeMax) {
+    return tossError(400, 'INVALID_REQUEST', `page 는 1 이상, size 는 1~${settlementPageSizeMax} 입니다.`);
+  }
   const from = new Date(`${start}T00:00:00Z`).getTime();
   const to = new Date(`${end}T23:59:59.999Z`).getTime();
   const rows: TossSettlement[] = [];
-  // Each row on its own day: a sale on the day it was approved, a refund on the day it was made.
-  for (const charge of call.state.charges.values()) {
-    if (charge.account !== call.account || charge.capturedAmount === 0) continue;
+  let skip = (page - 1) * size;
+  for (const row of settlementRows(call.state, call.account, from, to)) {
+    if (skip > 0) {
+      skip -= 1;
+      continue;
+    }
+    rows.push(row());
+    if (rows.length === size) break;
+  }
+  return { status: 200, body: rows };
+}
+
+const day = (at: Date) => at.toISOString().slice(0, 10);
+const payoutDay = (at: Date) => day(new Date(at.getTime() + settlementPayoutDays * 86_400_000));
+
+/** The account's settlement rows in the period, in a stable order, each built only when asked for. */
+function* settlementRows(state: SimState, account: string, from: number, to: number): Generator<() => TossSettlement> {
+  for (const charge of state.charges.values()) {
+    if (charge.account !== account || charge.capturedAmount === 0) continue;
     for (const cancel of charge.cancels) {
       const at = cancel.at.getTime();
       if (at < from || at > to) continue;
-      rows.push({
+      yield () => ({
         mId: 'tosspayments',
         paymentKey: charge.id,
         transactionKey: cancel.transactionKey,
@@ -223,36 +255,37 @@ export function tossSettlements(call: SimCall): SimAnswer {
         method: '카드',
         amount: -cancel.amount,
         approvedAt: cancel.at.toISOString(),
-        soldDate: start,
-        paidOutDate: end,
+        soldDate: day(cancel.at),
+        paidOutDate: payoutDay(cancel.at),
         fees: [{ type: 'BASE', fee: 0 }],
         supplyAmount: -cancel.amount,
         vat: 0,
         payOutAmount: -cancel.amount,
       });
     }
-    const approved = charge.approvedAt?.getTime();
-    if (approved === undefined || approved < from || approved > to) continue;
-    // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
-    // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
-    const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
-    const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
-    rows.push({
-      mId: 'tosspayments',
-      paymentKey: charge.id,
-      transactionKey: charge.id,
-      orderId: charge.orderId,
-      currency: charge.currency,
-      method: '카드',
-      amount: charge.capturedAmount,
-      approvedAt: charge.approvedAt?.toISOString() ?? '',
-      soldDate: start,
-      paidOutDate: end,
-      fees: [{ type: 'BASE', fee }],
-      supplyAmount: charge.capturedAmount - fee - vat,
-      vat,
-      payOutAmount: charge.capturedAmount - fee - vat,
-    });
+    const approvedAt = charge.approvedAt;
+    if (approvedAt === null || approvedAt.getTime() < from || approvedAt.getTime() > to) continue;
+    yield () => {
+      // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
+      // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
+      const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
+      const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
+      return {
+        mId: 'tosspayments',
+        paymentKey: charge.id,
+        transactionKey: charge.id,
+        orderId: charge.orderId,
+        currency: charge.currency,
+        method: '카드',
+        amount: charge.capturedAmount,
+        approvedAt: approvedAt.toISOString(),
+        soldDate: day(approvedAt),
+        paidOutDate: payoutDay(approvedAt),
+        fees: [{ type: 'BASE', fee }],
+        supplyAmount: charge.capturedAmount - fee - vat,
+        vat,
+        payOutAmount: charge.capturedAmount - fee - vat,
+      };
+    };
   }
-  return { status: 200, body: rows };
 }

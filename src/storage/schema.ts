@@ -73,6 +73,9 @@ export interface MerchantPartnersTable {
   priority: number;
   /** Null: a live merchant that has no key at this partner yet (payments routed there are refused). */
   partner_secret_key_encrypted: string | null;
+  /** The shop's negotiated fee at this partner (basis points, fixed minor units); null: standard pricing. */
+  fee_rate_bps: ColumnType<number | null, number | null | undefined, number | null>;
+  fee_fixed: ColumnType<string | null, bigint | null | undefined, bigint | null>;
 }
 
 export interface AttemptsTable {
@@ -253,6 +256,21 @@ export interface ReconciliationRunsTable {
   finished_at: NullableTimestamp;
 }
 
+/** A partner's report row staged for one reconciliation run, joined to the payment it names (null: none). */
+export interface ReconciliationRowsTable {
+  run_id: string;
+  merchant_id: string;
+  reference: string;
+  partner_payment_id: string;
+  kind: 'sale' | 'refund';
+  order_id: string | null;
+  currency: string;
+  gross: Money;
+  fee: Money;
+  contract_fee: Money;
+  payment_id: string | null;
+}
+
 /** One row: this deployment's identity (`storage/database.ts` `deploymentId`). */
 export interface DeploymentTable {
   singleton: ColumnType<boolean, never, never>;
@@ -355,6 +373,7 @@ export interface KeelDatabase {
   webhook_endpoints: WebhookEndpointsTable;
   deployment: DeploymentTable;
   reconciliation_runs: ReconciliationRunsTable;
+  reconciliation_rows: ReconciliationRowsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   leases: LeasesTable;
   inbox: InboxTable;

@@ -502,6 +502,37 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0023_reconciliation_at_scale': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A run stages the partner's report rows (unlogged: they can always be read from the partner again), each
+      // already joined to the payment it names, and compares them with Keel's records in set-based queries;
+      // the indexes serve a payment's lookup by the partner's id and a day's captures and refunds. A shop's
+      // negotiated fee at a partner is kept with the partner (null: the partner's standard pricing).
+      await sql`
+        CREATE UNLOGGED TABLE reconciliation_rows (
+          run_id uuid NOT NULL,
+          merchant_id uuid NOT NULL,
+          reference text NOT NULL,
+          partner_payment_id text NOT NULL,
+          kind text NOT NULL CHECK (kind IN ('sale', 'refund')),
+          order_id text,
+          currency text NOT NULL,
+          gross bigint NOT NULL,
+          fee bigint NOT NULL,
+          contract_fee bigint NOT NULL,
+          payment_id uuid
+        );
+        CREATE INDEX reconciliation_rows_reference ON reconciliation_rows (run_id, reference);
+        CREATE INDEX reconciliation_rows_payment ON reconciliation_rows (run_id, payment_id);
+        CREATE INDEX reconciliation_rows_unmatched ON reconciliation_rows (run_id, (coalesce(order_id, reference))) WHERE payment_id IS NULL;
+        CREATE INDEX payments_partner_payment_id ON payments (merchant_id, partner_payment_id) WHERE partner_payment_id IS NOT NULL;
+        CREATE INDEX ledger_transactions_kind_created ON ledger_transactions (merchant_id, kind, created_at);
+        CREATE INDEX refunds_merchant_created ON refunds (merchant_id, created_at);
+        ALTER TABLE merchant_partners ADD COLUMN fee_rate_bps integer CHECK (fee_rate_bps BETWEEN 0 AND 10000);
+        ALTER TABLE merchant_partners ADD COLUMN fee_fixed bigint CHECK (fee_fixed >= 0);
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
