@@ -62,9 +62,15 @@ export interface ReportPage {
  * The partner's report of the period for one of its accounts, page by page as the partner serves it (Toss
  * `page`/`size`, Stripe `starting_after`), so a day of any size is read in bounded memory.
  */
-export async function* partnerReportPages(gateway: GatewayName, partnerBaseUrl: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
+export async function* partnerReportPages(
+  gateway: GatewayName,
+  partnerBaseUrl: string,
+  secretKey: string,
+  period: SettlementPeriod,
+  pageSize = gateway === 'toss' ? tossPageSize : stripePageSize,
+): AsyncGenerator<ReportPage> {
   const base = partnerBaseUrl.replace(/\/+$/, '');
-  yield* gateway === 'toss' ? tossPages(base, secretKey, period) : stripePages(base, secretKey, period);
+  yield* gateway === 'toss' ? tossPages(base, secretKey, period, pageSize) : stripePages(base, secretKey, period, pageSize);
 }
 
 const reportTimeoutMs = 10_000;
@@ -138,9 +144,9 @@ async function fetchJson(url: string, authorization: string): Promise<unknown> {
   return response.body.json();
 }
 
-async function* tossPages(base: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
+async function* tossPages(base: string, secretKey: string, period: SettlementPeriod, pageSize: number): AsyncGenerator<ReportPage> {
   for (let page = 1; ; page += 1) {
-    const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate, page: String(page), size: String(tossPageSize) });
+    const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate, page: String(page), size: String(pageSize) });
     const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
     const rows = report
       .filter((row) => row.amount !== 0)
@@ -156,18 +162,18 @@ async function* tossPages(base: string, secretKey: string, period: SettlementPer
       }));
     yield { rows, pending: 0 };
     // A page shorter than asked for is the last one.
-    if (report.length < tossPageSize) return;
+    if (report.length < pageSize) return;
   }
 }
 
-async function* stripePages(base: string, secretKey: string, period: SettlementPeriod): AsyncGenerator<ReportPage> {
+async function* stripePages(base: string, secretKey: string, period: SettlementPeriod, pageSize: number): AsyncGenerator<ReportPage> {
   const since = Math.floor(Date.parse(`${period.startDate}T00:00:00Z`) / 1000);
   const until = Math.floor(Date.parse(`${period.endDate}T23:59:59Z`) / 1000);
   let startingAfter: string | undefined;
   for (;;) {
     const rows: SettlementRow[] = [];
     let pending = 0;
-    const query = new URLSearchParams({ 'created[gte]': String(since), 'created[lte]': String(until), limit: String(stripePageSize) });
+    const query = new URLSearchParams({ 'created[gte]': String(since), 'created[lte]': String(until), limit: String(pageSize) });
     query.append('expand[]', 'data.source');
     if (startingAfter !== undefined) query.set('starting_after', startingAfter);
     const page = (await fetchJson(`${base}/v1/balance_transactions?${query.toString()}`, `Bearer ${secretKey}`)) as StripeList<StripeBalanceTransaction>;
