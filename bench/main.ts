@@ -142,6 +142,9 @@ if (process.argv[2] === 'worker') {
 } else if (process.argv[2] === 'breaker') {
   const { runBreakerBench } = await import('./breaker.js');
   await runBreakerBench();
+} else if (process.argv[2] === 'reconcile') {
+  const { runReconcileBench } = await import('./reconcile.js');
+  await runReconcileBench();
 } else if (process.argv[2] === 'overload') {
   const { runOverload } = await import('./overload.js');
   await runOverload();

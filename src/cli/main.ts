@@ -5,6 +5,7 @@ import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, formatContractFee, isGatewayName, namedPartnerKeys, parseContractFee, partnerKeyProblem, updateMerchantPartners, type CreatedMerchant, type MerchantPartners, type NewMerchant, type PartnerChanges } from '../merchants/merchants.js';
 import type { ContractFeeTerms } from '../merchants/types.js';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
+import { progressLines } from './progress.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
@@ -147,7 +148,13 @@ program
     const body = { gateway: options.gateway, date: options.date, ...(options.merchant === undefined ? {} : { merchant: options.merchant }) };
     // A running embedded Keel holds the database; otherwise an API-role Keel of this process runs it (it needs
     // the partners' URLs, as every role but `all` does).
-    const run = ((await askRunningKeel(config, '/admin/reconciliation/runs', body)) ?? (await reconcileHere(config, body))) as Record<string, unknown>;
+    const progress = progressLines(`reconciling ${options.gateway} ${options.date}`, () => rowsReadSoFar(config, options.gateway, options.date), (line) => console.error(line));
+    let run: Record<string, unknown>;
+    try {
+      run = ((await askRunningKeel(config, '/admin/reconciliation/runs', body)) ?? (await reconcileHere(config, body))) as Record<string, unknown>;
+    } finally {
+      progress.stop();
+    }
     if (options.json === true) console.log(JSON.stringify(run));
     else console.log(`reconciliation ${String(run['id'])} of ${options.gateway} for ${options.date}: ${String(run['status'])}, ${String(run['rows_read'])} rows read, ${String(run['matched'])} matched, ${String(run['anomalies_opened'])} anomalies opened`);
     if (run['status'] !== 'succeeded') process.exitCode = 1;
@@ -311,6 +318,17 @@ async function withDatabase<T>(config: KeelConfig, work: (database: Database) =>
  * An embedded Keel that is running holds the PGlite database (one process only): the CLI then asks it through
  * its operator endpoint. Undefined when no embedded Keel runs on this data directory.
  */
+/** The running run's `rows_read`, asked of a running embedded Keel; undefined when there is none to ask. */
+async function rowsReadSoFar(config: KeelConfig, gateway: GatewayName, date: string): Promise<number | undefined> {
+  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+  const token = running === undefined ? undefined : (config.adminToken ?? readAdminToken(config.dataDir));
+  if (running === undefined || token === undefined) return undefined;
+  const response = await fetch(`${running.url}/admin/reconciliation/runs`, { headers: { authorization: `Bearer ${token}` } });
+  if (response.status !== 200) return undefined;
+  const { data } = (await response.json()) as { data: { status: string; gateway: string; date: string; rows_read: number }[] };
+  return data.find((listed) => listed.status === 'running' && listed.gateway === gateway && listed.date === date)?.rows_read;
+}
+
 async function askRunningKeel(config: KeelConfig, path: string, body: unknown): Promise<unknown> {
   const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
   if (running === undefined) return undefined;

@@ -73,7 +73,7 @@ test('a payment routed to a partner the live merchant has no key for is 400 gate
     headers: { authorization: `Bearer ${keel.keel.services.adminToken}` },
   });
   assert.equal(setKey.status, 200, JSON.stringify(setKey.body));
-  assert.deepEqual(setKey.body.partners, [{ gateway: 'stripe', configured: true }]);
+  assert.deepEqual(setKey.body.partners, [{ gateway: 'stripe', configured: true, contract_fee: null }]);
   assert.equal(JSON.stringify(setKey.body).includes('added_later'), false);
   const paid = await keel.request('POST', '/v1/payments', { secretKey: created.body.secret_key, body: { amount: 5000, currency: 'KRW', order_id: orderId, payment_method: testCard(), confirm: true } });
   assert.equal(paid.status, 200, JSON.stringify(paid.body));

@@ -186,7 +186,7 @@ export async function reconcileYesterday(deps: ReconcileDeps, reconcileAt: strin
 }
 
 /** Report rows staged per statement (one array parameter per column, so a statement's size never limits it). */
-const stageBatchRows = 5_000;
+const stageBatchRows = 10_000;
 /** Findings read back per query, by keyset. */
 const findingsBatch = 1_000;
 /** How often a long run logs its progress and writes `rows_read` on its run row. */
@@ -217,6 +217,8 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
   };
   try {
     const sales = await stageReport(deps, merchant, partner.partnerSecretKey, scope);
+    // Fresh statistics, or the planner takes the staged rows for an empty table and joins them row by row.
+    await scanning(deps.db, (trx) => sql`ANALYZE reconciliation_rows`.execute(trx));
     const flagged = await compareSales(deps, scope, open);
     const unmatched = await compareUnmatched(deps, merchant, scope, open);
     tally.matched += sales - flagged - unmatched;
@@ -236,7 +238,14 @@ async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secre
   const pages = partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: request.date, endDate: request.date });
   let sales = 0;
   let reported = Date.now();
-  for await (const page of pages) {
+  // The next page is fetched while this one is written: the partner's answer and the database's overlap.
+  const iterator = pages[Symbol.asyncIterator]();
+  for (let next = iterator.next(); ; ) {
+    const current = await next;
+    if (current.done === true) break;
+    const page = current.value;
+    next = iterator.next();
+    next.catch(() => undefined); // awaited on the next turn; a failure is thrown there, not lost
     for (let offset = 0; offset < page.rows.length; offset += stageBatchRows) {
       const batch = page.rows.slice(offset, offset + stageBatchRows);
       const column = <T>(of: (row: SettlementRow) => T) => batch.map(of);
@@ -260,8 +269,21 @@ async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secre
   return sales;
 }
 
+/**
+ * A comparison query may read a whole day (a million staged rows) before it finds its batch: it runs in a
+ * transaction of its own with a statement timeout fit for a batch job instead of the API's.
+ */
+export const comparisonTimeoutMs = 300_000;
+
+function scanning<T>(db: Db, query: (db: Db) => Promise<T>): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL statement_timeout = ${sql.lit(comparisonTimeoutMs)}`.execute(trx);
+    return query(trx);
+  });
+}
+
 /** Reads a query's rows in keyset batches: `fetch(after)` answers the next `findingsBatch` rows past `after`. */
-async function* inBatches<T>(fetch: (after: string) => Promise<T[]>, keyOf: (row: T) => string, first = ''): AsyncGenerator<T> {
+async function* inBatches<T, K = string>(fetch: (after: K) => Promise<T[]>, keyOf: (row: T) => K, first: K): AsyncGenerator<T> {
   let after = first;
   for (;;) {
     const rows = await fetch(after);
@@ -296,15 +318,17 @@ async function compareSales(deps: ReconcileDeps, scope: RunScope, open: Open): P
   const rows = inBatches(
     async (after) =>
       (
-        await sql<Row>`
+        await scanning(deps.db, (trx) => sql<Row>`
           SELECT r.reference, r.currency AS row_currency, r.gross, r.fee, r.contract_fee,
                  p.id AS payment_id, p.order_id, trim(p.currency) AS currency, p.amount_received, p.status
           FROM reconciliation_rows r JOIN payments p ON p.id = r.payment_id
-          WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.reference > ${after}
+          WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.payment_id IS NOT NULL
+            AND (r.payment_id, r.reference) > (${after.paymentId}::uuid, ${after.reference})
             AND (p.amount_received = 0 OR p.amount_received <> r.gross OR trim(p.currency) <> r.currency OR r.fee <> r.contract_fee)
-          ORDER BY r.reference LIMIT ${findingsBatch}`.execute(deps.db)
+          ORDER BY r.payment_id, r.reference LIMIT ${findingsBatch}`.execute(trx))
       ).rows,
-    (row) => row.reference,
+    (row) => ({ paymentId: row.payment_id, reference: row.reference }),
+    { paymentId: noUuid, reference: '' },
   );
   let flagged = 0;
   for await (const row of rows) {
@@ -345,7 +369,7 @@ async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, 
   const groups = inBatches(
     async (after) =>
       (
-        await sql<Group>`
+        await scanning(deps.db, (trx) => sql<Group>`
           SELECT g.*, p.id AS payment_id, p.amount_received, trim(p.currency) AS payment_currency, p.status
           FROM (SELECT coalesce(order_id, reference) AS key, min(order_id) AS order_id, array_agg(reference ORDER BY reference) AS references,
                        array_agg(gross::text ORDER BY reference) AS amounts, min(currency) AS currency, sum(gross)::text AS total
@@ -353,9 +377,10 @@ async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, 
                 WHERE run_id = ${scope.runId} AND payment_id IS NULL AND kind = 'sale' AND coalesce(order_id, reference) > ${after}
                 GROUP BY 1 ORDER BY 1 LIMIT ${findingsBatch}) g
           LEFT JOIN payments p ON p.merchant_id = ${merchant.id} AND p.order_id = g.order_id
-          ORDER BY g.key`.execute(deps.db)
+          ORDER BY g.key`.execute(trx))
       ).rows,
     (group) => group.key,
+    '',
   );
   let unmatched = 0;
   for await (const group of groups) {
@@ -395,7 +420,7 @@ async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, sc
   const rows = inBatches(
     async (after) =>
       (
-        await sql<Row>`
+        await scanning(deps.db, (trx) => sql<Row>`
           WITH theirs AS (
             SELECT payment_id, -sum(gross) AS total FROM reconciliation_rows
             WHERE run_id = ${scope.runId} AND kind = 'refund' AND payment_id IS NOT NULL GROUP BY payment_id),
@@ -408,7 +433,7 @@ async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, sc
                  coalesce(ours.total, 0)::text AS ours, coalesce(theirs.total, 0)::text AS theirs
           FROM ours FULL JOIN theirs USING (payment_id) JOIN payments p ON p.id = payment_id
           WHERE coalesce(ours.total, 0) <> coalesce(theirs.total, 0) AND p.id > ${after}::uuid
-          ORDER BY p.id LIMIT ${findingsBatch}`.execute(deps.db)
+          ORDER BY p.id LIMIT ${findingsBatch}`.execute(trx))
       ).rows,
     (row) => row.payment_id,
     noUuid,
@@ -435,7 +460,7 @@ async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, s
   const { request } = scope;
   const captured = inBatches(
     (after) =>
-      deps.db
+      scanning(deps.db, (trx) => trx
         .selectFrom('ledger_transactions')
         .innerJoin('payments', 'payments.id', 'ledger_transactions.payment_id')
         .distinctOn('payments.id')
@@ -448,7 +473,7 @@ async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, s
         .where((eb) => eb.not(eb.exists(eb.selectFrom('reconciliation_rows').select('reconciliation_rows.run_id').where('reconciliation_rows.run_id', '=', scope.runId).whereRef('reconciliation_rows.payment_id', '=', 'payments.id').where('reconciliation_rows.kind', '=', 'sale'))))
         .orderBy('payments.id')
         .limit(findingsBatch)
-        .execute(),
+        .execute()),
     (payment) => payment.id,
     noUuid,
   );

@@ -132,6 +132,11 @@ export class SimState {
   readonly latency = new Map<string, LatencyModel>();
   /** How long after it happens an effect becomes visible to inquiries, search and lists. */
   inquiryLagMs = 0;
+  /**
+   * The rows of the settlement report last read from its first page (an account and period), so that its later
+   * pages are sliced rather than found again; reading page 1 builds it afresh.
+   */
+  settlementIndex: { readonly key: string; readonly rows: readonly { readonly charge: SimCharge; readonly cancel: number }[] } | null = null;
 
   reset(): void {
     this.charges.clear();
@@ -140,6 +145,7 @@ export class SimState {
     this.faults = [];
     this.latency.clear();
     this.inquiryLagMs = 0;
+    this.settlementIndex = null;
   }
 
   /**

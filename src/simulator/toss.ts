@@ -210,7 +210,8 @@ export const settlementPayoutDays = 2;
  * `GET /v1/settlements?startDate&endDate&page&size`: the account's sale and refund rows of the period, each on
  * its own day (a sale on the day it was approved, a refund on the day it was made), paid out
  * `settlementPayoutDays` later, `size` rows (at most `settlementPageSizeMax`) from page `page` (1-based), as
- * Toss pages them. Only the page asked for is built, so a day of a million sales is read page by page.
+ * Toss pages them. Page 1 finds the period's rows and keeps their order (`SimState.settlementIndex`); later pages
+ * of the same account and period slice it, and only the page asked for is built.
  */
 export function tossSettlements(call: SimCall): SimAnswer {
   const start = call.query.get('startDate');
@@ -223,69 +224,67 @@ export function tossSettlements(call: SimCall): SimAnswer {
   }
   const from = new Date(`${start}T00:00:00Z`).getTime();
   const to = new Date(`${end}T23:59:59.999Z`).getTime();
-  const rows: TossSettlement[] = [];
-  let skip = (page - 1) * size;
-  for (const row of settlementRows(call.state, call.account, from, to)) {
-    if (skip > 0) {
-      skip -= 1;
-      continue;
-    }
-    rows.push(row());
-    if (rows.length === size) break;
-  }
+  const key = `${call.account} ${start} ${end}`;
+  if (page === 1 || call.state.settlementIndex?.key !== key) call.state.settlementIndex = { key, rows: [...settlementRows(call.state, call.account, from, to)] };
+  const rows = call.state.settlementIndex.rows.slice((page - 1) * size, page * size).map(({ charge, cancel }) => settlementRow(charge, cancel));
   return { status: 200, body: rows };
 }
 
 const day = (at: Date) => at.toISOString().slice(0, 10);
 const payoutDay = (at: Date) => day(new Date(at.getTime() + settlementPayoutDays * 86_400_000));
 
-/** The account's settlement rows in the period, in a stable order, each built only when asked for. */
-function* settlementRows(state: SimState, account: string, from: number, to: number): Generator<() => TossSettlement> {
+/** The account's settlement rows in the period, in a stable order: each a charge's sale (`cancel` -1) or one of its cancels. */
+function* settlementRows(state: SimState, account: string, from: number, to: number): Generator<{ charge: SimCharge; cancel: number }> {
   for (const charge of state.charges.values()) {
     if (charge.account !== account || charge.capturedAmount === 0) continue;
-    for (const cancel of charge.cancels) {
+    for (const [index, cancel] of charge.cancels.entries()) {
       const at = cancel.at.getTime();
-      if (at < from || at > to) continue;
-      yield () => ({
-        mId: 'tosspayments',
-        paymentKey: charge.id,
-        transactionKey: cancel.transactionKey,
-        orderId: charge.orderId,
-        currency: charge.currency,
-        method: '카드',
-        amount: -cancel.amount,
-        approvedAt: cancel.at.toISOString(),
-        soldDate: day(cancel.at),
-        paidOutDate: payoutDay(cancel.at),
-        fees: [{ type: 'BASE', fee: 0 }],
-        supplyAmount: -cancel.amount,
-        vat: 0,
-        payOutAmount: -cancel.amount,
-      });
+      if (at >= from && at <= to) yield { charge, cancel: index };
     }
-    const approvedAt = charge.approvedAt;
-    if (approvedAt === null || approvedAt.getTime() < from || approvedAt.getTime() > to) continue;
-    yield () => {
-      // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
-      // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
-      const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
-      const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
-      return {
-        mId: 'tosspayments',
-        paymentKey: charge.id,
-        transactionKey: charge.id,
-        orderId: charge.orderId,
-        currency: charge.currency,
-        method: '카드',
-        amount: charge.capturedAmount,
-        approvedAt: approvedAt.toISOString(),
-        soldDate: day(approvedAt),
-        paidOutDate: payoutDay(approvedAt),
-        fees: [{ type: 'BASE', fee }],
-        supplyAmount: charge.capturedAmount - fee - vat,
-        vat,
-        payOutAmount: charge.capturedAmount - fee - vat,
-      };
+    const approvedAt = charge.approvedAt?.getTime();
+    if (approvedAt !== undefined && approvedAt >= from && approvedAt <= to) yield { charge, cancel: -1 };
+  }
+}
+
+function settlementRow(charge: SimCharge, cancelIndex: number): TossSettlement {
+  const cancel = charge.cancels[cancelIndex];
+  if (cancel !== undefined) {
+    return {
+      mId: 'tosspayments',
+      paymentKey: charge.id,
+      transactionKey: cancel.transactionKey,
+      orderId: charge.orderId,
+      currency: charge.currency,
+      method: '카드',
+      amount: -cancel.amount,
+      approvedAt: cancel.at.toISOString(),
+      soldDate: day(cancel.at),
+      paidOutDate: payoutDay(cancel.at),
+      fees: [{ type: 'BASE', fee: 0 }],
+      supplyAmount: -cancel.amount,
+      vat: 0,
+      payOutAmount: -cancel.amount,
     };
   }
+  const approvedAt = charge.approvedAt ?? charge.createdAt;
+  // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
+  // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
+  const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
+  const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
+  return {
+    mId: 'tosspayments',
+    paymentKey: charge.id,
+    transactionKey: charge.id,
+    orderId: charge.orderId,
+    currency: charge.currency,
+    method: '카드',
+    amount: charge.capturedAmount,
+    approvedAt: approvedAt.toISOString(),
+    soldDate: day(approvedAt),
+    paidOutDate: payoutDay(approvedAt),
+    fees: [{ type: 'BASE', fee }],
+    supplyAmount: charge.capturedAmount - fee - vat,
+    vat,
+    payOutAmount: charge.capturedAmount - fee - vat,
+  };
 }

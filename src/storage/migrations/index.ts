@@ -522,8 +522,7 @@ const migrations: Record<string, Migration> = {
           contract_fee bigint NOT NULL,
           payment_id uuid
         );
-        CREATE INDEX reconciliation_rows_reference ON reconciliation_rows (run_id, reference);
-        CREATE INDEX reconciliation_rows_payment ON reconciliation_rows (run_id, payment_id);
+        CREATE INDEX reconciliation_rows_payment ON reconciliation_rows (run_id, payment_id, reference);
         CREATE INDEX reconciliation_rows_unmatched ON reconciliation_rows (run_id, (coalesce(order_id, reference))) WHERE payment_id IS NULL;
         CREATE INDEX payments_partner_payment_id ON payments (merchant_id, partner_payment_id) WHERE partner_payment_id IS NOT NULL;
         CREATE INDEX ledger_transactions_kind_created ON ledger_transactions (merchant_id, kind, created_at);
