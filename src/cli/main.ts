@@ -2,9 +2,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type KeelConfig } from '../config.js';
-import { createMerchant, formatContractFee, isGatewayName, namedPartnerKeys, parseContractFee, partnerKeyProblem, updateMerchantPartners, type CreatedMerchant, type MerchantPartners, type NewMerchant, type PartnerChanges } from '../merchants/merchants.js';
+import { createMerchant, formatContractFee, isGatewayName, namedPartnerKeys, parseContractFee, partnerKeyProblem, unlistedPartner, updateMerchantPartners, type CreatedMerchant, type MerchantPartners, type NewMerchant, type PartnerChanges } from '../merchants/merchants.js';
 import type { ContractFeeTerms } from '../merchants/types.js';
-import { gatewayNames, type GatewayName } from '../gateways/connector.js';
+import type { GatewayName } from '../gateways/connector.js';
 import { progressLines } from './progress.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
@@ -73,7 +73,7 @@ merchant
     const refused = partnerKeyProblem(options.gateway, keys, live);
     if (refused !== undefined) throw new InvalidArgumentError(`--${refused.gateway}-secret-key cannot be used: ${refused.problem}${options.gateway.includes(refused.gateway) ? '' : ' (--gateway)'}`);
     const fees: Record<GatewayName, ContractFeeTerms | undefined> = { toss: options.tossFee, stripe: options.stripeFee };
-    const unlisted = gatewayNames.find((gateway) => fees[gateway] !== undefined && !options.gateway.includes(gateway));
+    const unlisted = unlistedPartner(options.gateway, fees);
     if (unlisted !== undefined) throw new InvalidArgumentError(`--${unlisted}-fee: ${unlisted} is not one of the merchant's partners (--gateway)`);
     const created = await createMerchantFromCli({
       live,

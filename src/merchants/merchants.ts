@@ -80,6 +80,16 @@ export function namedContractFees(toss: string | undefined, stripe: string | und
   return fees;
 }
 
+/** The first partner given something by name (a key, a fee) that the merchant does not list; undefined: none. */
+export function unlistedPartner(partners: readonly GatewayName[], named: Readonly<Partial<Record<GatewayName, unknown>>>): GatewayName | undefined {
+  return gatewayNames.find((gateway) => named[gateway] !== undefined && !partners.includes(gateway));
+}
+
+/** A fee for a partner the merchant does not list, refused as the API refuses it. */
+export function unlistedFeeError(gateway: GatewayName): KeelError {
+  return new KeelError('parameter_invalid', `The ${gateway} fee cannot be set: ${gateway} is not one of the merchant's partners.`, { param: `${gateway}_fee` });
+}
+
 /** The partner keys given by name (`toss_secret_key`, `--stripe-secret-key` and the like), absent ones left out. */
 export function namedPartnerKeys(toss: string | undefined, stripe: string | undefined): Partial<Record<GatewayName, string>> {
   return { ...(toss === undefined ? {} : { toss }), ...(stripe === undefined ? {} : { stripe }) };
@@ -197,8 +207,8 @@ export async function updateMerchantPartners(db: Kysely<KeelDatabase>, cipher: F
   const gateways = (await partnersOf()).map((row) => row.gateway).filter(isGatewayName);
   const refused = partnerKeyProblem(gateways, keys, merchant.livemode);
   if (refused !== undefined) throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param: `${refused.gateway}_secret_key` });
-  const unlisted = gatewayNames.find((gateway) => fees[gateway] !== undefined && !gateways.includes(gateway));
-  if (unlisted !== undefined) throw new KeelError('parameter_invalid', `The ${unlisted} fee cannot be set: ${unlisted} is not one of the merchant's partners.`, { param: `${unlisted}_fee` });
+  const unlisted = unlistedPartner(gateways, fees);
+  if (unlisted !== undefined) throw unlistedFeeError(unlisted);
   await db.transaction().execute(async (trx) => {
     for (const gateway of gatewayNames) {
       const key = keys[gateway];
@@ -214,9 +224,11 @@ export async function updateMerchantPartners(db: Kysely<KeelDatabase>, cipher: F
       if (sealed !== undefined && gateways[0] === gateway) await trx.updateTable('merchants').set({ partner_secret_key_encrypted: sealed }).where('id', '=', merchant.id).execute();
     }
   });
-  const partners = (await partnersOf()).flatMap((row) =>
-    isGatewayName(row.gateway) ? [{ gateway: row.gateway, configured: row.partner_secret_key_encrypted !== null, contract_fee: feeTermsOf(row) === null ? null : formatContractFee(feeTermsOf(row) as ContractFeeTerms) }] : [],
-  );
+  const partners = (await partnersOf()).flatMap((row) => {
+    if (!isGatewayName(row.gateway)) return [];
+    const terms = feeTermsOf(row);
+    return [{ gateway: row.gateway, configured: row.partner_secret_key_encrypted !== null, contract_fee: terms === null ? null : formatContractFee(terms) }];
+  });
   return { id: merchantPublicId, object: 'merchant', livemode: merchant.livemode, partners };
 }
 

@@ -3,7 +3,7 @@ import { inContext } from '../http/app.js';
 import { CreateMerchantBody, IdParams, PartnerKeysBody } from '../http/schemas.js';
 import { checkCountry } from '../http/validation.js';
 import type { GatewayName } from '../gateways/connector.js';
-import { createMerchant, namedContractFees, namedPartnerKeys, partnerKeyProblem, updateMerchantPartners } from './merchants.js';
+import { createMerchant, namedContractFees, namedPartnerKeys, partnerKeyProblem, unlistedFeeError, unlistedPartner, updateMerchantPartners } from './merchants.js';
 import { KeelError } from '../errors.js';
 import { publicToUuid } from '../storage/ids.js';
 
@@ -33,8 +33,8 @@ export function registerMerchantRoutes(app: KeelApp, services: KeelServices): vo
         throw new KeelError('parameter_invalid', `The ${refused.gateway} secret key cannot be used: ${refused.problem}.`, { param });
       }
       const fees = namedContractFees(body.toss_fee, body.stripe_fee);
-      const unlisted = (['toss', 'stripe'] as const).find((gateway) => fees[gateway] !== undefined && !gateways.includes(gateway));
-      if (unlisted !== undefined) throw new KeelError('parameter_invalid', `The ${unlisted} fee cannot be set: ${unlisted} is not one of the merchant's partners.`, { param: `${unlisted}_fee` });
+      const unlisted = unlistedPartner(gateways, fees);
+      if (unlisted !== undefined) throw unlistedFeeError(unlisted);
       const created = await createMerchant(services.database.db, services.deps.cipher, {
         live,
         name: body.name,
