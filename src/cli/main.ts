@@ -314,29 +314,35 @@ async function withDatabase<T>(config: KeelConfig, work: (database: Database) =>
   }
 }
 
-/**
- * An embedded Keel that is running holds the PGlite database (one process only): the CLI then asks it through
- * its operator endpoint. Undefined when no embedded Keel runs on this data directory.
- */
+/** The running embedded Keel on this data directory and its admin token; undefined when none runs. */
+function runningKeelAccess(config: KeelConfig): { readonly url: string; readonly token: string } | undefined {
+  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+  if (running === undefined) return undefined;
+  const token = config.adminToken ?? readAdminToken(config.dataDir);
+  if (token === undefined) throw new Error(`Keel (pid ${running.pid}) is running but its admin token is not in ${config.dataDir}`);
+  return { url: running.url, token };
+}
+
 /** The running run's `rows_read`, asked of a running embedded Keel; undefined when there is none to ask. */
 async function rowsReadSoFar(config: KeelConfig, gateway: GatewayName, date: string): Promise<number | undefined> {
-  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
-  const token = running === undefined ? undefined : (config.adminToken ?? readAdminToken(config.dataDir));
-  if (running === undefined || token === undefined) return undefined;
-  const response = await fetch(`${running.url}/admin/reconciliation/runs`, { headers: { authorization: `Bearer ${token}` } });
+  const running = runningKeelAccess(config);
+  if (running === undefined) return undefined;
+  const response = await fetch(`${running.url}/admin/reconciliation/runs`, { headers: { authorization: `Bearer ${running.token}` } });
   if (response.status !== 200) return undefined;
   const { data } = (await response.json()) as { data: { status: string; gateway: string; date: string; rows_read: number }[] };
   return data.find((listed) => listed.status === 'running' && listed.gateway === gateway && listed.date === date)?.rows_read;
 }
 
+/**
+ * An embedded Keel that is running holds the PGlite database (one process only): the CLI then asks it through
+ * its operator endpoint. Undefined when no embedded Keel runs on this data directory.
+ */
 async function askRunningKeel(config: KeelConfig, path: string, body: unknown): Promise<unknown> {
-  const running = config.databaseUrl === undefined ? runningKeel(config.dataDir) : undefined;
+  const running = runningKeelAccess(config);
   if (running === undefined) return undefined;
-  const token = config.adminToken ?? readAdminToken(config.dataDir);
-  if (token === undefined) throw new Error(`Keel (pid ${running.pid}) is running but its admin token is not in ${config.dataDir}`);
   const response = await fetch(`${running.url}${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${running.token}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   if (response.status !== 200 && response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
