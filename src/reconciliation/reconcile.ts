@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import { KeelError } from '../errors.js';
 import { acquireLease, releaseLease } from '../events/relay.js';
@@ -282,6 +282,11 @@ function scanning<T>(db: Db, query: (db: Db) => Promise<T>): Promise<T> {
   });
 }
 
+/** The rows of one comparison query, run as `scanning` runs it. */
+async function scannedRows<T>(db: Db, query: RawBuilder<T>): Promise<T[]> {
+  return (await scanning(db, (trx) => query.execute(trx))).rows;
+}
+
 /** Reads a query's rows in keyset batches: `fetch(after)` answers the next `findingsBatch` rows past `after`. */
 async function* inBatches<T, K = string>(fetch: (after: K) => Promise<T[]>, keyOf: (row: T) => K, first: K): AsyncGenerator<T> {
   let after = first;
@@ -316,17 +321,18 @@ async function compareSales(deps: ReconcileDeps, scope: RunScope, open: Open): P
     status: string;
   }
   const rows = inBatches(
-    async (after) =>
-      (
-        await scanning(deps.db, (trx) => sql<Row>`
+    (after) =>
+      scannedRows(
+        deps.db,
+        sql<Row>`
           SELECT r.reference, r.currency AS row_currency, r.gross, r.fee, r.contract_fee,
                  p.id AS payment_id, p.order_id, trim(p.currency) AS currency, p.amount_received, p.status
           FROM reconciliation_rows r JOIN payments p ON p.id = r.payment_id
           WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.payment_id IS NOT NULL
             AND (r.payment_id, r.reference) > (${after.paymentId}::uuid, ${after.reference})
             AND (p.amount_received = 0 OR p.amount_received <> r.gross OR trim(p.currency) <> r.currency OR r.fee <> r.contract_fee)
-          ORDER BY r.payment_id, r.reference LIMIT ${findingsBatch}`.execute(trx))
-      ).rows,
+          ORDER BY r.payment_id, r.reference LIMIT ${findingsBatch}`,
+      ),
     (row) => ({ paymentId: row.payment_id, reference: row.reference }),
     { paymentId: noUuid, reference: '' },
   );
@@ -367,9 +373,10 @@ async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, 
     status: string | null;
   }
   const groups = inBatches(
-    async (after) =>
-      (
-        await scanning(deps.db, (trx) => sql<Group>`
+    (after) =>
+      scannedRows(
+        deps.db,
+        sql<Group>`
           SELECT g.*, p.id AS payment_id, p.amount_received, trim(p.currency) AS payment_currency, p.status
           FROM (SELECT coalesce(order_id, reference) AS key, min(order_id) AS order_id, array_agg(reference ORDER BY reference) AS references,
                        array_agg(gross::text ORDER BY reference) AS amounts, min(currency) AS currency, sum(gross)::text AS total
@@ -377,8 +384,8 @@ async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, 
                 WHERE run_id = ${scope.runId} AND payment_id IS NULL AND kind = 'sale' AND coalesce(order_id, reference) > ${after}
                 GROUP BY 1 ORDER BY 1 LIMIT ${findingsBatch}) g
           LEFT JOIN payments p ON p.merchant_id = ${merchant.id} AND p.order_id = g.order_id
-          ORDER BY g.key`.execute(trx))
-      ).rows,
+          ORDER BY g.key`,
+      ),
     (group) => group.key,
     '',
   );
@@ -418,9 +425,10 @@ async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, sc
     theirs: string;
   }
   const rows = inBatches(
-    async (after) =>
-      (
-        await scanning(deps.db, (trx) => sql<Row>`
+    (after) =>
+      scannedRows(
+        deps.db,
+        sql<Row>`
           WITH theirs AS (
             SELECT payment_id, -sum(gross) AS total FROM reconciliation_rows
             WHERE run_id = ${scope.runId} AND kind = 'refund' AND payment_id IS NOT NULL GROUP BY payment_id),
@@ -433,8 +441,8 @@ async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, sc
                  coalesce(ours.total, 0)::text AS ours, coalesce(theirs.total, 0)::text AS theirs
           FROM ours FULL JOIN theirs USING (payment_id) JOIN payments p ON p.id = payment_id
           WHERE coalesce(ours.total, 0) <> coalesce(theirs.total, 0) AND p.id > ${after}::uuid
-          ORDER BY p.id LIMIT ${findingsBatch}`.execute(trx))
-      ).rows,
+          ORDER BY p.id LIMIT ${findingsBatch}`,
+      ),
     (row) => row.payment_id,
     noUuid,
   );
