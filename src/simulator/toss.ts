@@ -247,44 +247,27 @@ function* settlementRows(state: SimState, account: string, from: number, to: num
 }
 
 function settlementRow(charge: SimCharge, cancelIndex: number): TossSettlement {
+  const row = (transactionKey: string, amount: number, at: Date, fee: number, vat: number): TossSettlement => ({
+    mId: 'tosspayments',
+    paymentKey: charge.id,
+    transactionKey,
+    orderId: charge.orderId,
+    currency: charge.currency,
+    method: '카드',
+    amount,
+    approvedAt: at.toISOString(),
+    soldDate: day(at),
+    paidOutDate: payoutDay(at),
+    fees: [{ type: 'BASE', fee }],
+    supplyAmount: amount - fee - vat,
+    vat,
+    payOutAmount: amount - fee - vat,
+  });
   const cancel = charge.cancels[cancelIndex];
-  if (cancel !== undefined) {
-    return {
-      mId: 'tosspayments',
-      paymentKey: charge.id,
-      transactionKey: cancel.transactionKey,
-      orderId: charge.orderId,
-      currency: charge.currency,
-      method: '카드',
-      amount: -cancel.amount,
-      approvedAt: cancel.at.toISOString(),
-      soldDate: day(cancel.at),
-      paidOutDate: payoutDay(cancel.at),
-      fees: [{ type: 'BASE', fee: 0 }],
-      supplyAmount: -cancel.amount,
-      vat: 0,
-      payOutAmount: -cancel.amount,
-    };
-  }
-  const approvedAt = charge.approvedAt ?? charge.createdAt;
+  if (cancel !== undefined) return row(cancel.transactionKey, -cancel.amount, cancel.at, 0, 0);
   // A drifted fee is the whole fee, VAT included: split back into fee and VAT at the same rate.
   // In integers (2.5% is 25 per mille, VAT a tenth), so a half rounds the same way every time.
   const fee = charge.feeOverride === null ? Math.round((charge.capturedAmount * settlementFeePerMille) / 1000) : Math.round(charge.feeOverride / (1 + settlementVatRate));
   const vat = charge.feeOverride === null ? Math.round(fee / 10) : charge.feeOverride - fee;
-  return {
-    mId: 'tosspayments',
-    paymentKey: charge.id,
-    transactionKey: charge.id,
-    orderId: charge.orderId,
-    currency: charge.currency,
-    method: '카드',
-    amount: charge.capturedAmount,
-    approvedAt: approvedAt.toISOString(),
-    soldDate: day(approvedAt),
-    paidOutDate: payoutDay(approvedAt),
-    fees: [{ type: 'BASE', fee }],
-    supplyAmount: charge.capturedAmount - fee - vat,
-    vat,
-    payOutAmount: charge.capturedAmount - fee - vat,
-  };
+  return row(charge.id, charge.capturedAmount, charge.approvedAt ?? charge.createdAt, fee, vat);
 }
