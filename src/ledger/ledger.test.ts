@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { publicToUuid } from '../storage/ids.js';
+import { defaultPayoutDelayDays } from '../simulator/model.js';
 import { capturePostings, postTransaction, verifyLedger } from './ledger.js';
 
 let keel: TestKeel;
@@ -64,6 +65,17 @@ test('verify catches an entry changed behind the journal\'s back', async () => {
   assert.deepEqual([report.differences[0]?.journal, report.differences[0]?.payments], ['6000', '7000']);
 });
 
+/** Runs `work` while the benchmark gateway pays every row out the day it happens. */
+async function paidOutAtOnce<T>(work: () => Promise<T>): Promise<T> {
+  const setDelay = (days: number) => fetch(`${keel.keel.gatewayUrl}/__sim/payouts`, { method: 'POST', body: JSON.stringify({ delay_days: days }) });
+  await setDelay(0);
+  try {
+    return await work();
+  } finally {
+    await setDelay(defaultPayoutDelayDays);
+  }
+}
+
 test('importing the partner\'s settlement report moves pending to available less fees, once', async () => {
   const merchant = await keel.createMerchant({ name: 'Settled' });
   await pay({ amount: 40000, currency: 'KRW' }, merchant.secret_key);
@@ -71,12 +83,26 @@ test('importing the partner\'s settlement report moves pending to available less
   const today = new Date().toISOString().slice(0, 10);
   const run = () =>
     keel.request('POST', '/admin/settlements/import', { body: { start_date: today, end_date: today }, secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } });
-  const first = await run();
+  // The partner pays a sale out two days after it: until then the rows wait, and nothing moves.
+  const early = (await run()).body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+  assert.deepEqual([early.settled, early.pending], [0, 2]);
+  assert.deepEqual((await keel.request('GET', '/v1/balance', { secretKey: merchant.secret_key })).body.pending, [{ amount: 60000, currency: 'KRW' }]);
+  const first = await paidOutAtOnce(run);
   assert.equal(first.status, 200, JSON.stringify(first.body));
   const mine = first.body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
-  assert.deepEqual([mine.settled, mine.already_settled, mine.unmatched], [2, 0, 0]);
-  const again = (await run()).body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
+  assert.deepEqual([mine.settled, mine.already_settled, mine.unmatched, mine.pending], [2, 0, 0, 0]);
+  const again = (await paidOutAtOnce(run)).body.data.find((row: { merchant: string }) => row.merchant === merchant.id);
   assert.deepEqual([again.settled, again.already_settled], [0, 2], 'a second import records nothing');
+  // What the partner held is discharged into what it has settled.
+  const accounts = await keel.keel.database.db
+    .selectFrom('ledger_entries')
+    .select(['account', (eb) => eb.fn.sum<string>('amount').as('total')])
+    .where('merchant_id', '=', publicToUuid('merchant', merchant.id) ?? '')
+    .where('account', 'like', 'partner_%')
+    .groupBy('account')
+    .orderBy('account')
+    .execute();
+  assert.deepEqual(accounts.map((row) => [row.account, Number(row.total)]), [['partner_receivable:toss', 0], ['partner_settled:toss', 60000]]);
   const balance = await keel.request('GET', '/v1/balance', { secretKey: merchant.secret_key });
   // Fees are 2.5% plus 10% VAT on the fee: 1,100 on 40,000 and 550 on 20,000.
   assert.deepEqual(balance.body.pending, [{ amount: 0, currency: 'KRW' }]);
@@ -91,7 +117,7 @@ test('importing the partner\'s settlement report moves pending to available less
 });
 
 const importSettlements = (day: string) =>
-  keel.request('POST', '/admin/settlements/import', { body: { start_date: day, end_date: day }, secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } });
+  paidOutAtOnce(() => keel.request('POST', '/admin/settlements/import', { body: { start_date: day, end_date: day }, secretKey: null, idempotencyKey: null, headers: { authorization: `Bearer ${keel.keel.services.adminToken}` } }));
 
 for (const gateway of ['toss', 'stripe'] as const) {
   test(`${gateway}: a refund comes out of the payout, leaving nothing pending and the ledger verifying`, async () => {

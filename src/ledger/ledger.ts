@@ -9,7 +9,9 @@ import type { KeelDatabase, LedgerTransactionsTable } from '../storage/schema.js
  * the state change it records, so a balance never drifts from the payments it comes from.
  *
  * Accounts, per merchant and currency:
- * - `partner_receivable:<partner>` (asset): what the partner owes for captured payments;
+ * - `partner_receivable:<partner>` (asset): what the partner holds for captured payments and has not paid out yet
+ *   (captures less refunds less settlements), the figure reconciliation compares with the partner's own;
+ * - `partner_settled:<partner>` (asset): what the partner has paid out (or kept as its fee), gross;
  * - `merchant_pending` (liability): what is owed to the merchant and not yet settled;
  * - `merchant_available` (liability): settled and available to the merchant;
  * - `fees`: the partner's fees, booked when its settlement report is imported.
@@ -29,11 +31,17 @@ export interface JournalTransaction {
   readonly refundId?: string;
   /** The partner's reference (a settlement's transaction key): a transaction is recorded once per reference. */
   readonly externalReference?: string;
+  /** The day the transaction took effect at the partner (a settlement's payout day); else the day it was written. */
+  readonly effectiveDate?: string;
   readonly postings: readonly Posting[];
 }
 
 export function receivable(gateway: string): string {
   return `partner_receivable:${gateway}`;
+}
+
+export function settled(gateway: string): string {
+  return `partner_settled:${gateway}`;
 }
 
 export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: JournalTransaction): Promise<string> {
@@ -51,6 +59,7 @@ export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: Jo
         payment_id: transaction.paymentId ?? null,
         refund_id: transaction.refundId ?? null,
         external_reference: transaction.externalReference ?? null,
+        effective_date: transaction.effectiveDate ?? null,
       }),
     )
     .insertInto('ledger_entries')
@@ -75,13 +84,18 @@ export function refundPostings(gateway: string, amount: bigint): Posting[] {
   ];
 }
 
-/** A settlement: the partner pays out the sale less its fee; what was pending becomes available. */
-export function settlementPostings(gross: bigint, payout: bigint): Posting[] {
+/**
+ * A settlement: the partner pays out the sale less its fee; what was pending becomes available, and what the
+ * partner held moves from its receivable to what it has settled. A refund row (negative gross) does the reverse.
+ */
+export function settlementPostings(gateway: string, gross: bigint, payout: bigint): Posting[] {
   const fee = gross - payout;
   return [
     { account: 'merchant_pending', amount: gross },
     { account: 'merchant_available', amount: -payout },
     ...(fee === 0n ? [] : [{ account: 'fees', amount: -fee }]),
+    { account: receivable(gateway), amount: -gross },
+    { account: settled(gateway), amount: gross },
   ];
 }
 

@@ -10,8 +10,10 @@ import type { KeelDatabase } from '../storage/schema.js';
 import { postTransaction, settlementPostings } from './ledger.js';
 
 /**
- * Imports partners' settlement reports into the journal. A sale row settles its payment: pending becomes
- * available, less the partner's fee. A refund row (negative) is the refund coming out of the payout: the refund
+ * Imports partners' settlement reports into the journal. A sale row settles its payment once the partner has paid
+ * it out (Toss's `paidOutDate` has come, Stripe's balance transaction is `available`): pending becomes available,
+ * less the partner's fee, and the partner's receivable is discharged; a row not paid out yet waits for a later
+ * import. A refund row (negative) is the refund coming out of the payout: the refund
  * was booked against pending when it happened, and now moves from available back to pending, so after both a
  * refunded sale leaves exactly its payout (gross − fee − refund) available and nothing pending. Rows are recorded
  * once by the partner's transaction id, so importing the same period twice changes nothing; rows that match no
@@ -20,14 +22,13 @@ import { postTransaction, settlementPostings } from './ledger.js';
  * - Toss Payments: `GET /v1/settlements?startDate&endDate` (the shape the benchmark gateway also serves), matched
  *   by `paymentKey`; a refund row carries the cancel's `transactionKey`.
  * - Stripe: `GET /v1/balance_transactions?created[gte]&created[lte]&expand[]=data.source`, paged, charge and
- *   refund rows matched by their source's `payment_intent`; rows still `pending` at Stripe wait for a later
- *   import.
+ *   refund rows matched by their source's `payment_intent`.
  */
 export interface SettlementImport {
   readonly settled: number;
   readonly alreadySettled: number;
   readonly unmatched: number;
-  /** Rows the partner has not made available yet (Stripe's `pending`). */
+  /** Rows the partner has not paid out yet (Toss's `paidOutDate` still to come, Stripe's `pending`). */
   readonly pending: number;
 }
 
@@ -50,12 +51,15 @@ export interface SettlementRow {
   readonly gross: bigint;
   readonly fee: bigint;
   readonly net: bigint;
+  /** When the sale or refund happened at the partner (ms since the epoch). */
+  readonly soldAt: number;
+  /** The UTC day the partner paid the row out (Stripe: made it available), or null while it has not. */
+  readonly paidOn: string | null;
 }
 
-/** A page of the partner's report, and how many of its rows the partner has not made available yet. */
+/** A page of the partner's report. */
 export interface ReportPage {
   readonly rows: SettlementRow[];
-  readonly pending: number;
 }
 
 /**
@@ -90,24 +94,44 @@ export async function importSettlements(
   const partner = merchant.partners.find((candidate) => candidate.gateway === gateway);
   const secretKey = partner?.partnerSecretKey;
   if (secretKey === undefined || secretKey === null) return { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
-  let settled = 0;
-  let alreadySettled = 0;
-  let unmatched = 0;
-  let pending = 0;
+  const total = { settled: 0, alreadySettled: 0, unmatched: 0, pending: 0 };
   for await (const page of partnerReportPages(gateway, partnerBaseUrl, secretKey, period)) {
-    pending += page.pending;
-    for (const row of page.rows) {
-      const outcome = await settleRow(db, merchant.id, gateway, row);
-      if (outcome === 'settled') settled += 1;
-      else if (outcome === 'already') alreadySettled += 1;
-      else unmatched += 1;
-    }
+    const paid = page.rows.filter((row) => row.paidOn !== null);
+    total.pending += page.rows.length - paid.length;
+    const booked = await settleRows(db, merchant.id, gateway, paid);
+    total.settled += booked.settled;
+    total.alreadySettled += booked.alreadySettled;
+    total.unmatched += booked.unmatched;
   }
-  logger.info({ merchant_id: merchant.id, gateway, settled, already_settled: alreadySettled, unmatched, pending }, 'settlement report imported');
-  return { settled, alreadySettled, unmatched, pending };
+  logger.info({ merchant_id: merchant.id, gateway, settled: total.settled, already_settled: total.alreadySettled, unmatched: total.unmatched, pending: total.pending }, 'settlement report imported');
+  return total;
 }
 
-/** Books one report row against the payment it names, once per partner reference. */
+/**
+ * Books report rows the partner has paid out, each once: the rows already in the journal are found in one query
+ * (by the partner's reference), the others posted one transaction each, dated the day the partner paid them out.
+ */
+export async function settleRows(db: Kysely<KeelDatabase>, merchantId: string, gateway: GatewayName, rows: readonly SettlementRow[]): Promise<Omit<SettlementImport, 'pending'>> {
+  const counts = { settled: 0, alreadySettled: 0, unmatched: 0 };
+  if (rows.length === 0) return counts;
+  const reference = (row: SettlementRow) => `${gateway}:${row.reference}`;
+  const known = await db
+    .selectFrom('ledger_transactions')
+    .select('external_reference')
+    .where('merchant_id', '=', merchantId)
+    .where('external_reference', 'in', rows.map(reference))
+    .execute();
+  const booked = new Set(known.map((row) => row.external_reference));
+  for (const row of rows) {
+    const outcome = booked.has(reference(row)) ? 'already' : await settleRow(db, merchantId, gateway, row);
+    if (outcome === 'settled') counts.settled += 1;
+    else if (outcome === 'already') counts.alreadySettled += 1;
+    else counts.unmatched += 1;
+  }
+  return counts;
+}
+
+/** Books one paid-out report row against the payment it names, once per partner reference. */
 async function settleRow(db: Kysely<KeelDatabase>, merchantId: string, gateway: GatewayName, row: SettlementRow): Promise<'settled' | 'already' | 'unmatched'> {
   const payment = await db
     .selectFrom('payments')
@@ -125,7 +149,8 @@ async function settleRow(db: Kysely<KeelDatabase>, merchantId: string, gateway: 
         kind: 'settlement',
         paymentId: payment.id,
         externalReference: `${gateway}:${row.reference}`,
-        postings: settlementPostings(row.gross, row.net),
+        ...(row.paidOn === null ? {} : { effectiveDate: row.paidOn }),
+        postings: settlementPostings(gateway, row.gross, row.net),
       }),
     );
     return 'settled';
@@ -145,6 +170,7 @@ async function fetchJson(url: string, authorization: string): Promise<unknown> {
 }
 
 async function* tossPages(base: string, secretKey: string, period: SettlementPeriod, pageSize: number): AsyncGenerator<ReportPage> {
+  const today = new Date().toISOString().slice(0, 10);
   for (let page = 1; ; page += 1) {
     const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate, page: String(page), size: String(pageSize) });
     const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
@@ -159,8 +185,10 @@ async function* tossPages(base: string, secretKey: string, period: SettlementPer
         gross: BigInt(row.amount),
         fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
         net: BigInt(row.payOutAmount),
+        soldAt: Date.parse(row.approvedAt),
+        paidOn: row.paidOutDate <= today ? row.paidOutDate : null,
       }));
-    yield { rows, pending: 0 };
+    yield { rows };
     // A page shorter than asked for is the last one.
     if (report.length < pageSize) return;
   }
@@ -172,7 +200,6 @@ async function* stripePages(base: string, secretKey: string, period: SettlementP
   let startingAfter: string | undefined;
   for (;;) {
     const rows: SettlementRow[] = [];
-    let pending = 0;
     const query = new URLSearchParams({ 'created[gte]': String(since), 'created[lte]': String(until), limit: String(pageSize) });
     query.append('expand[]', 'data.source');
     if (startingAfter !== undefined) query.set('starting_after', startingAfter);
@@ -182,10 +209,6 @@ async function* stripePages(base: string, secretKey: string, period: SettlementP
       if (!settledTypes.has(transaction.type)) continue;
       const source = transaction.source;
       const paymentIntent = typeof source === 'object' && source !== null ? source.payment_intent : null;
-      if (transaction.status === 'pending') {
-        pending += 1;
-        continue;
-      }
       // A charge without a PaymentIntent was not made through Keel: it stays unmatched.
       rows.push({
         reference: transaction.id,
@@ -196,9 +219,11 @@ async function* stripePages(base: string, secretKey: string, period: SettlementP
         gross: BigInt(transaction.amount),
         fee: BigInt(transaction.fee),
         net: BigInt(transaction.net),
+        soldAt: transaction.created * 1000,
+        paidOn: transaction.status === 'available' ? new Date(transaction.available_on * 1000).toISOString().slice(0, 10) : null,
       });
     }
-    yield { rows, pending };
+    yield { rows };
     const last = page.data.at(-1);
     if (!page.has_more || last === undefined) return;
     startingAfter = last.id;

@@ -123,6 +123,10 @@ export function cardBehaviour(number: string): CardBehaviour {
 }
 
 const idempotencyEntriesMax = 200_000;
+/** The benchmark gateway pays a sale out two days after it, in both dialects, unless `POST /__sim/payouts` says otherwise. */
+export const defaultPayoutDelayDays = 2;
+/** The longest payout delay `POST /__sim/payouts` takes. */
+export const payoutDelayDaysMax = 30;
 
 export class SimState {
   readonly charges = new Map<string, SimCharge>();
@@ -132,6 +136,8 @@ export class SimState {
   readonly latency = new Map<string, LatencyModel>();
   /** How long after it happens an effect becomes visible to inquiries, search and lists. */
   inquiryLagMs = 0;
+  /** Days after a sale (or refund) that the partner pays it out: Toss's `paidOutDate`, Stripe's `available_on`. */
+  payoutDelayDays = defaultPayoutDelayDays;
   /**
    * The rows of the settlement report last read from its first page (an account and period), so that its later
    * pages are sliced rather than found again; reading page 1 builds it afresh.
@@ -145,6 +151,7 @@ export class SimState {
     this.faults = [];
     this.latency.clear();
     this.inquiryLagMs = 0;
+    this.payoutDelayDays = defaultPayoutDelayDays;
     this.settlementIndex = null;
   }
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRandom, sampleLatencyMs } from './latency.js';
 import { applyDrift, recordUnmadeCharge } from './drift.js';
-import { SimState, type FaultMode } from './model.js';
+import { payoutDelayDaysMax, SimState, type FaultMode } from './model.js';
 import * as stripe from './stripe.js';
 import * as toss from './toss.js';
 import type { SimAnswer, SimCall } from './toss.js';
@@ -167,6 +167,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return { status: 200, body: { inquiry_lag_ms: 0 } };
     }
     if (url.pathname === '/__sim/consistency' && method === 'GET') return { status: 200, body: { inquiry_lag_ms: state.inquiryLagMs } };
+    if (url.pathname === '/__sim/payouts' && method === 'POST') return setPayouts(body);
+    if (url.pathname === '/__sim/payouts' && method === 'GET') return { status: 200, body: { delay_days: state.payoutDelayDays } };
     if (url.pathname === '/__sim/reset' && method === 'POST') {
       state.reset();
       return { status: 200, body: { reset: true } };
@@ -188,6 +190,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     };
     state.faults.push(fault);
     return { status: 201, body: fault };
+  }
+
+  function setPayouts(body: Record<string, unknown>): SimAnswer {
+    const days = body['delay_days'];
+    if (typeof days !== 'number' || !Number.isInteger(days) || days < 0 || days > payoutDelayDaysMax) {
+      return { status: 400, body: { error: `delay_days must be an integer from 0 to ${payoutDelayDaysMax}` } };
+    }
+    state.payoutDelayDays = days;
+    return { status: 200, body: { delay_days: days } };
   }
 
   function setLatency(body: Record<string, unknown>): SimAnswer {

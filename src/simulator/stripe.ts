@@ -224,7 +224,8 @@ const balanceListLimitMax = 100;
 /**
  * `GET /v1/balance_transactions`: one `charge` row per captured PaymentIntent (less the fee) and one `refund`
  * row per refund, newest first, filtered by `created[gte]`/`created[lte]` (Unix seconds) and `type`, paged by
- * `limit` and `starting_after`. Funds are available at once (the benchmark gateway has no payout delay).
+ * `limit` and `starting_after`. A row's funds become available `SimState.payoutDelayDays` after it (`available_on`);
+ * until then its status is `pending`.
  */
 export function stripeBalanceTransactions(call: SimCall): SimAnswer {
   const since = Number(call.query.get('created[gte]') ?? 0);
@@ -232,6 +233,11 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
   const type = call.query.get('type');
   const limit = Math.min(balanceListLimitMax, Math.max(1, Number(call.query.get('limit') ?? 10)));
   const expand = call.query.getAll('expand[]').includes('data.source');
+  const now = Date.now() / 1000;
+  const availability = (created: number) => {
+    const availableOn = created + call.state.payoutDelayDays * 86_400;
+    return { status: availableOn <= now ? ('available' as const) : ('pending' as const), available_on: availableOn };
+  };
   const rows: StripeBalanceTransaction[] = [];
   for (const charge of call.state.charges.values()) {
     if (charge.account !== call.account || charge.dialect !== 'stripe' || charge.capturedAmount === 0 || charge.approvedAt === null) continue;
@@ -246,9 +252,8 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
       fee,
       net: charge.capturedAmount - fee,
       type: 'charge',
-      status: 'available',
+      ...availability(created),
       created,
-      available_on: created,
       source: expand ? { id: chargeId, object: 'charge', payment_intent: charge.id } : chargeId,
     });
     for (const cancel of charge.cancels) {
@@ -261,9 +266,8 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
         fee: 0,
         net: -cancel.amount,
         type: 'refund',
-        status: 'available',
+        ...availability(at),
         created: at,
-        available_on: at,
         source: expand ? { id: cancel.refundId, object: 'refund', payment_intent: charge.id } : cancel.refundId,
       });
     }

@@ -203,13 +203,10 @@ export const settlementVatRate = 0.1;
 
 /** Toss answers a settlement page of at most this many rows (`size`, default 100). */
 export const settlementPageSizeMax = 10_000;
-/** Days after the sale (or refund) that the benchmark gateway pays it out. */
-export const settlementPayoutDays = 2;
-
 /**
  * `GET /v1/settlements?startDate&endDate&page&size`: the account's sale and refund rows of the period, each on
  * its own day (a sale on the day it was approved, a refund on the day it was made), paid out
- * `settlementPayoutDays` later, `size` rows (at most `settlementPageSizeMax`) from page `page` (1-based), as
+ * `SimState.payoutDelayDays` later, `size` rows (at most `settlementPageSizeMax`) from page `page` (1-based), as
  * Toss pages them. Page 1 finds the period's rows and keeps their order (`SimState.settlementIndex`); later pages
  * of the same account and period slice it, and only the page asked for is built.
  */
@@ -226,12 +223,12 @@ export function tossSettlements(call: SimCall): SimAnswer {
   const to = new Date(`${end}T23:59:59.999Z`).getTime();
   const key = `${call.account} ${start} ${end}`;
   if (page === 1 || call.state.settlementIndex?.key !== key) call.state.settlementIndex = { key, rows: [...settlementRows(call.state, call.account, from, to)] };
-  const rows = call.state.settlementIndex.rows.slice((page - 1) * size, page * size).map(({ charge, cancel }) => settlementRow(charge, cancel));
+  const payoutDay = (at: Date) => day(new Date(at.getTime() + call.state.payoutDelayDays * 86_400_000));
+  const rows = call.state.settlementIndex.rows.slice((page - 1) * size, page * size).map(({ charge, cancel }) => settlementRow(charge, cancel, payoutDay));
   return { status: 200, body: rows };
 }
 
 const day = (at: Date) => at.toISOString().slice(0, 10);
-const payoutDay = (at: Date) => day(new Date(at.getTime() + settlementPayoutDays * 86_400_000));
 
 /** The account's settlement rows in the period, in a stable order: each a charge's sale (`cancel` -1) or one of its cancels. */
 function* settlementRows(state: SimState, account: string, from: number, to: number): Generator<{ charge: SimCharge; cancel: number }> {
@@ -246,7 +243,7 @@ function* settlementRows(state: SimState, account: string, from: number, to: num
   }
 }
 
-function settlementRow(charge: SimCharge, cancelIndex: number): TossSettlement {
+function settlementRow(charge: SimCharge, cancelIndex: number, payoutDay: (at: Date) => string): TossSettlement {
   const row = (transactionKey: string, amount: number, at: Date, fee: number, vat: number): TossSettlement => ({
     mId: 'tosspayments',
     paymentKey: charge.id,

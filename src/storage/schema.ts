@@ -317,6 +317,8 @@ export interface LedgerTransactionsTable {
   payment_id: string | null;
   refund_id: string | null;
   external_reference: string | null;
+  /** `YYYY-MM-DD`: the day a settlement took effect at the partner (its payout day); null for the rest. */
+  effective_date: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 

@@ -532,6 +532,23 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0024_settlement_discharges_receivable': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A settlement now records the day the partner paid it out and discharges the partner's receivable into
+      // what it has settled. Settlements booked before keep their posting day as their payout day and get the two
+      // entries they lacked (the gross is their merchant_pending debit; the partner, their reference's prefix).
+      await sql`
+        ALTER TABLE ledger_transactions ADD COLUMN effective_date date;
+        UPDATE ledger_transactions SET effective_date = (created_at AT TIME ZONE 'UTC')::date WHERE kind = 'settlement';
+        INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
+        SELECT t.id, t.merchant_id, side.account || split_part(t.external_reference, ':', 1), e.currency, side.sign * e.amount
+        FROM ledger_transactions t
+        JOIN ledger_entries e ON e.transaction_id = t.id AND e.account = 'merchant_pending'
+        CROSS JOIN (VALUES ('partner_receivable:', -1), ('partner_settled:', 1)) AS side(account, sign)
+        WHERE t.kind = 'settlement';
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
