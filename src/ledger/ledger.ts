@@ -44,10 +44,16 @@ export function settled(gateway: string): string {
   return `partner_settled:${gateway}`;
 }
 
+/** A transaction's postings, asserted to sum to zero with none of them zero. */
+export function balancedPostings(kind: LedgerKind, postings: readonly Posting[]): readonly Posting[] {
+  const total = postings.reduce((sum, posting) => sum + posting.amount, 0n);
+  assert.equal(total, 0n, `ledger transaction ${kind} must sum to zero`);
+  assert.ok(postings.every((posting) => posting.amount !== 0n), 'no zero postings');
+  return postings;
+}
+
 export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: JournalTransaction): Promise<string> {
-  const total = transaction.postings.reduce((sum, posting) => sum + posting.amount, 0n);
-  assert.equal(total, 0n, `ledger transaction ${transaction.kind} must sum to zero`);
-  assert.ok(transaction.postings.every((posting) => posting.amount !== 0n), 'no zero postings');
+  balancedPostings(transaction.kind, transaction.postings);
   const uuid = uuidv7();
   // One statement, one round trip: the transaction row and its entries (foreign keys are checked at its end).
   await trx

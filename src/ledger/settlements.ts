@@ -1,13 +1,13 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import type { GatewayName } from '../gateways/connector.js';
 import type { StripeBalanceTransaction, StripeList } from '../gateways/stripe/wire.js';
 import { tossAuthorization, type TossSettlement } from '../gateways/toss/wire.js';
 import type { MerchantContext } from '../merchants/types.js';
-import { isUniqueViolation } from '../storage/database.js';
 import type { KeelDatabase } from '../storage/schema.js';
-import { postTransaction, settlementPostings } from './ledger.js';
+import { uuidv7 } from '../storage/ids.js';
+import { balancedPostings, settlementPostings } from './ledger.js';
 
 /**
  * Imports partners' settlement reports into the journal. A sale row settles its payment once the partner has paid
@@ -108,56 +108,44 @@ export async function importSettlements(
 }
 
 /**
- * Books report rows the partner has paid out, each once: the rows already in the journal are found in one query
- * (by the partner's reference), the others posted one transaction each, dated the day the partner paid them out.
+ * Books report rows the partner has paid out, each once, in one statement per call: every row is joined to the
+ * payment it names (a row that names none is counted unmatched), a `settlement` transaction is inserted per row
+ * unless its reference is already in the journal (counted already settled), dated the day the partner paid it
+ * out, with the postings `settlementPostings` gives — checked to sum to zero before they are sent.
  */
 export async function settleRows(db: Kysely<KeelDatabase>, merchantId: string, gateway: GatewayName, rows: readonly SettlementRow[]): Promise<Omit<SettlementImport, 'pending'>> {
-  const counts = { settled: 0, alreadySettled: 0, unmatched: 0 };
-  if (rows.length === 0) return counts;
-  const reference = (row: SettlementRow) => `${gateway}:${row.reference}`;
-  const known = await db
-    .selectFrom('ledger_transactions')
-    .select('external_reference')
-    .where('merchant_id', '=', merchantId)
-    .where('external_reference', 'in', rows.map(reference))
-    .execute();
-  const booked = new Set(known.map((row) => row.external_reference));
-  for (const row of rows) {
-    const outcome = booked.has(reference(row)) ? 'already' : await settleRow(db, merchantId, gateway, row);
-    if (outcome === 'settled') counts.settled += 1;
-    else if (outcome === 'already') counts.alreadySettled += 1;
-    else counts.unmatched += 1;
+  if (rows.length === 0) return { settled: 0, alreadySettled: 0, unmatched: 0 };
+  const ids = rows.map(() => uuidv7());
+  const entries = { transaction: [] as string[], account: [] as string[], amount: [] as string[] };
+  for (const [index, row] of rows.entries()) {
+    for (const posting of balancedPostings('settlement', settlementPostings(gateway, row.gross, row.net))) {
+      entries.transaction.push(ids[index] ?? '');
+      entries.account.push(posting.account);
+      entries.amount.push(posting.amount.toString());
+    }
   }
-  return counts;
-}
-
-/** Books one paid-out report row against the payment it names, once per partner reference. */
-async function settleRow(db: Kysely<KeelDatabase>, merchantId: string, gateway: GatewayName, row: SettlementRow): Promise<'settled' | 'already' | 'unmatched'> {
-  const payment = await db
-    .selectFrom('payments')
-    .select(['id', 'currency'])
-    .where('merchant_id', '=', merchantId)
-    .where('gateway', '=', gateway)
-    .where('partner_payment_id', '=', row.partnerPaymentId)
-    .executeTakeFirst();
-  if (payment === undefined) return 'unmatched';
-  try {
-    await db.transaction().execute((trx) =>
-      postTransaction(trx, {
-        merchantId,
-        currency: payment.currency.trim(),
-        kind: 'settlement',
-        paymentId: payment.id,
-        externalReference: `${gateway}:${row.reference}`,
-        ...(row.paidOn === null ? {} : { effectiveDate: row.paidOn }),
-        postings: settlementPostings(gateway, row.gross, row.net),
-      }),
-    );
-    return 'settled';
-  } catch (error) {
-    if (!isUniqueViolation(error)) throw error;
-    return 'already';
-  }
+  const column = <T>(of: (row: SettlementRow) => T) => rows.map(of);
+  const result = await sql<{ matched: string; settled: string }>`
+    WITH r AS (
+      SELECT * FROM unnest(${ids}::uuid[], ${column((row) => row.reference)}::text[], ${column((row) => row.partnerPaymentId)}::text[], ${column((row) => row.paidOn)}::date[])
+        AS r(id, reference, partner_payment_id, paid_on)),
+    m AS (
+      SELECT r.*, p.id AS payment_id, p.currency FROM r
+      JOIN payments p ON p.merchant_id = ${merchantId}::uuid AND p.gateway = ${gateway} AND p.partner_payment_id = r.partner_payment_id),
+    t AS (
+      INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id, external_reference, effective_date)
+      SELECT id, ${merchantId}::uuid, 'settlement', payment_id, ${`${gateway}:`} || reference, paid_on FROM m
+      ON CONFLICT DO NOTHING RETURNING id),
+    e AS (
+      INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
+      SELECT e.transaction_id, ${merchantId}::uuid, e.account, m.currency, e.amount
+      FROM unnest(${entries.transaction}::uuid[], ${entries.account}::text[], ${entries.amount}::bigint[]) AS e(transaction_id, account, amount)
+      JOIN t ON t.id = e.transaction_id JOIN m ON m.id = e.transaction_id
+      RETURNING 1)
+    SELECT (SELECT count(*) FROM m)::text AS matched, (SELECT count(*) FROM t)::text AS settled, (SELECT count(*) FROM e) AS entries`.execute(db);
+  const matched = Number(result.rows[0]?.matched ?? 0);
+  const settled = Number(result.rows[0]?.settled ?? 0);
+  return { settled, alreadySettled: matched - settled, unmatched: rows.length - matched };
 }
 
 async function fetchJson(url: string, authorization: string): Promise<unknown> {

@@ -5,10 +5,13 @@
 // MismatchCaptureStatus — each once, with Keel's side and the partner's; a second run of the day opens nothing;
 // the workers' daily run reconciles the previous UTC day once KEEL_RECONCILE_AT has passed, and only once; a
 // StuckProcessing the partner now answers is resolved automatically, with its ledger entries, charging nothing again.
+// In aggregate, the ledger's receivable at the partner against what the partner holds unpaid (its reports of the
+// day and the payout window before it) is BalanceMismatch when they differ, as for an entry the ledger gained; a
+// run books the rows the partner has paid out, after which both sides agree.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
-import { verifyLedger } from '../ledger/ledger.js';
+import { capturePostings, postTransaction, verifyLedger } from '../ledger/ledger.js';
 import { publicToUuid } from '../storage/ids.js';
 import { formatContractFee, parseContractFee } from '../merchants/merchants.js';
 import { contractFee, standardFees } from './reconcile.js';
@@ -53,11 +56,18 @@ test('each drift is found once, typed, with both sides; a clean payment matches;
   assert.equal(run.status, 200, JSON.stringify(run.body));
   assert.match(run.body.id, /^recon_/);
   // Matched: the clean payment, and the doubled order's own charge (its second charge is the anomaly).
-  assert.deepEqual([run.body.status, run.body.anomalies_opened, run.body.matched], ['succeeded', 4, 2]);
+  assert.deepEqual([run.body.status, run.body.anomalies_opened, run.body.matched], ['succeeded', 5, 2]);
 
   const found = await anomaliesOf(shop.secret_key);
   const byType = Object.fromEntries(found.map((anomaly) => [anomaly['type'], anomaly]));
-  assert.deepEqual(Object.keys(byType).sort(), ['AmountMismatch', 'DuplicateCharge', 'MissingAtPartner', 'MissingLocally']);
+  assert.deepEqual(Object.keys(byType).sort(), ['AmountMismatch', 'BalanceMismatch', 'DuplicateCharge', 'MissingAtPartner', 'MissingLocally']);
+  // In aggregate: the ledger says the partner holds the four payments, 40,000, not paid out yet; the partner
+  // holds 10,000 + 9,000 + twice 10,000 + the orphan's 4,000, and nothing for the vanished payment.
+  assert.deepEqual([byType['BalanceMismatch']?.['payment'], byType['BalanceMismatch']?.['expected'], byType['BalanceMismatch']?.['actual']], [
+    null,
+    { amount: 40000, currency: 'KRW' },
+    { amount: 43000, currency: 'KRW' },
+  ]);
   assert.deepEqual([byType['AmountMismatch']?.['payment'], byType['AmountMismatch']?.['expected'], byType['AmountMismatch']?.['actual']], [
     drifted.id,
     { amount: 10000, currency: 'KRW', status: 'succeeded' },
@@ -70,7 +80,7 @@ test('each drift is found once, typed, with both sides; a clean payment matches;
 
   const again = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
   assert.equal(again.body.anomalies_opened, 0);
-  assert.equal((await anomaliesOf(shop.secret_key)).length, 4, 'nothing opened twice');
+  assert.equal((await anomaliesOf(shop.secret_key)).length, 5, 'nothing opened twice');
   const runs = await admin('GET', '/admin/reconciliation/runs');
   assert.deepEqual(runs.body.data.slice(0, 2).map((listed: { id: string }) => listed.id), [again.body.id, run.body.id]);
 });
@@ -150,14 +160,16 @@ test('the day\'s refunds are compared per payment: another total at the partner 
   // The partner's total refunded for the disputed order becomes 5000: it shows a refund Keel never made.
   assert.equal(await sim('/__sim/drift', { order_id: disputed.orderId, kind: 'refund', amount: 5000 }), 200);
   const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
-  assert.equal(run.body.anomalies_opened, 1, JSON.stringify(run.body));
-  const [anomaly] = await anomaliesOf(shop.secret_key);
-  assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], [
-    'RefundMismatch',
+  assert.equal(run.body.anomalies_opened, 2, JSON.stringify(run.body));
+  const byType = Object.fromEntries((await anomaliesOf(shop.secret_key)).map((anomaly) => [anomaly['type'], anomaly]));
+  const refund = byType['RefundMismatch'];
+  assert.deepEqual([refund?.['payment'], refund?.['expected'], refund?.['actual']], [
     disputed.id,
     { amount: 3000, currency: 'KRW', status: 'succeeded' },
     { amount: 5000, currency: 'KRW', status: 'succeeded' },
   ]);
+  // The ledger: 20,000 captured less 6,000 refunded; the partner holds 2,000 less, refunded to the shopper.
+  assert.deepEqual([byType['BalanceMismatch']?.['expected'], byType['BalanceMismatch']?.['actual']], [{ amount: 14000, currency: 'KRW' }, { amount: 12000, currency: 'KRW' }]);
   assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id })).body.anomalies_opened, 0);
 });
 
@@ -241,3 +253,45 @@ test('a daily run that failed, with the partner\'s report unavailable, is tried 
   const retried = await keel.keel.jobs.reconcile(day);
   assert.deepEqual(retried.map((run) => [run.day, run.status]), [['2031-03-01', 'succeeded'], ['2031-03-01', 'succeeded']]);
 });
+
+test('a run books what the partner has paid out, and the ledger and the partner then agree on what it still holds', async () => {
+  const shop = await keel.createMerchant({ name: 'Paid Out', gateway: 'toss', partnerSecretKey: 'test_sk_recon_payouts' });
+  await pay(shop.secret_key);
+  await pay(shop.secret_key);
+  const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+  // Paid out two days after the sale: at the end of tomorrow the partner still holds today's sales, read from
+  // today's report (the payout window before the reconciled day), as the ledger does.
+  const ahead = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: tomorrow, merchant: shop.id });
+  assert.deepEqual([ahead.body.status, ahead.body.anomalies_opened], ['succeeded', 0], JSON.stringify(ahead.body));
+
+  assert.equal(await sim('/__sim/payouts', { delay_days: 0 }), 200);
+  try {
+    await paidOutToday();
+  } finally {
+    assert.equal(await sim('/__sim/payouts', { delay_days: 2 }), 200);
+  }
+});
+
+async function paidOutToday(): Promise<void> {
+  const shop = await keel.createMerchant({ name: 'Paid Out Today', gateway: 'toss', partnerSecretKey: 'test_sk_recon_paid_today' });
+  await pay(shop.secret_key);
+  const held = await pay(shop.secret_key);
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.deepEqual([run.body.status, run.body.anomalies_opened, run.body.matched], ['succeeded', 0, 2], JSON.stringify(run.body));
+  const balance = await keel.request('GET', '/v1/balance', { secretKey: shop.secret_key });
+  assert.deepEqual([balance.body.pending, balance.body.available], [[{ amount: 0, currency: 'KRW' }], [{ amount: 20000 - 2 * 275, currency: 'KRW' }]]);
+  const verified = await verifyLedger(keel.keel.database.db);
+  assert.deepEqual(verified.differences.filter((difference) => difference.merchant === publicToUuid('merchant', shop.id)), []);
+
+  // An entry the ledger gained behind the payments' back (a second capture of one payment): no record disagrees,
+  // the aggregate does — the ledger says the partner holds 10,000 it does not.
+  const merchantId = publicToUuid('merchant', shop.id) ?? '';
+  await keel.keel.database.db.transaction().execute((trx) =>
+    postTransaction(trx, { merchantId, currency: 'KRW', kind: 'capture', paymentId: publicToUuid('payment', held.id) ?? '', postings: capturePostings('toss', 10000n) }),
+  );
+  const again = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.equal(again.body.anomalies_opened, 1, JSON.stringify(again.body));
+  const [anomaly] = await anomaliesOf(shop.secret_key);
+  assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], ['BalanceMismatch', null, { amount: 10000, currency: 'KRW' }, { amount: 0, currency: 'KRW' }]);
+  assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id })).body.anomalies_opened, 0, 'opened once');
+}

@@ -5,7 +5,8 @@ import { KeelError } from '../errors.js';
 import { acquireLease, releaseLease } from '../events/relay.js';
 import { gatewayNames, type GatewayName } from '../gateways/connector.js';
 import { partnerUrl, type GatewayRegistry, type PartnerUrls } from '../gateways/registry.js';
-import { partnerReportPages, type SettlementRow } from '../ledger/settlements.js';
+import { receivable } from '../ledger/ledger.js';
+import { partnerReportPages, settleRows, type SettlementRow } from '../ledger/settlements.js';
 import { loadMerchantContext } from '../merchants/merchants.js';
 import type { ContractFeeTerms, MerchantContext } from '../merchants/types.js';
 import type { FieldCipher } from '../storage/encryption.js';
@@ -29,9 +30,19 @@ import { findAttempt, findPayment } from '../payments/repository.js';
  *   than one sale for the order, which is one `DuplicateCharge` (the total and the count);
  * - every payment Keel captured that day with no sale row: the partner is asked; if it has no record, or has
  *   not captured it, that is `MissingAtPartner` or `MismatchCaptureStatus` at once; if it has, the report may
- *   simply lag, and after `reportGraceDays` it is `MissingAtPartner` all the same.
+ *   simply lag, and after `reportGraceDays` it is `MissingAtPartner` all the same;
+ * - the day's refunds per payment (`RefundMismatch`) and each sale's fee against the contract (`FeeMismatch`);
+ * - in aggregate, per currency, what the ledger says the partner still holds for the merchant at the end of the
+ *   day (`partner_receivable:<partner>`) against the partner's own total sold and not yet paid out, read from its
+ *   reports of the day and the `payoutWindowDays` before (`BalanceMismatch`). The run first books the rows the
+ *   partner paid out by then, so that both sides stand at the same moment.
  */
 export const reportGraceDays = 2;
+/**
+ * Days before the reconciled day whose reports are read for what the partner has still not paid out: a sale
+ * unpaid for longer is no longer counted on the partner's side, so it shows as `BalanceMismatch`.
+ */
+export const payoutWindowDays = 7;
 
 /** A partner's fee schedule: the contract's terms, and the VAT the partner adds to its fee (percent). */
 export interface FeeSchedule extends ContractFeeTerms {
@@ -216,7 +227,9 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
     if (opened !== undefined) tally.opened += 1;
   };
   try {
-    const sales = await stageReport(deps, merchant, partner.partnerSecretKey, scope);
+    const payouts = new Payouts(deps.db, merchant.id, request.gateway, request.date, cutOf(scope));
+    const sales = await stageReport(deps, merchant, partner.partnerSecretKey, scope, payouts);
+    await readPayoutWindow(deps, merchant, partner.partnerSecretKey, scope, payouts);
     // Fresh statistics, or the planner takes the staged rows for an empty table and joins them row by row.
     await scanning(deps.db, (trx) => sql`ANALYZE reconciliation_rows`.execute(trx));
     const flagged = await compareSales(deps, scope, open);
@@ -224,6 +237,7 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
     tally.matched += sales - flagged - unmatched;
     await compareRefunds(deps, merchant, scope, open);
     await compareCaptures(deps, merchant, scope, open);
+    await compareBalance(deps, merchant, scope, payouts, open);
   } finally {
     await deps.db.deleteFrom('reconciliation_rows').where('run_id', '=', scope.runId).execute();
   }
@@ -231,8 +245,56 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
 
 type Open = (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => Promise<void>;
 
+/**
+ * The moment both sides of the balance are taken at: the end of the reconciled day, or, when the day has not
+ * ended yet, the moment the merchant's comparison starts (after what the run itself settled by the partner's word).
+ */
+function cutOf(scope: RunScope): number {
+  return Math.min(Date.parse(`${scope.request.date}T00:00:00Z`) + 86_400_000, Date.now());
+}
+
+/**
+ * The partner's side of the balance, gathered from its report rows as they are read: a row the partner had paid
+ * out by the reconciled day is booked into the ledger (once; `settleRows`), a row it had not is added to what it
+ * still holds, per currency. Rows of sales after the cut are left to a later run.
+ */
+class Payouts {
+  readonly unsettled = new Map<string, bigint>();
+  booked = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly merchantId: string,
+    private readonly gateway: GatewayName,
+    private readonly day: string,
+    readonly cut: number,
+  ) {}
+
+  async take(rows: readonly SettlementRow[]): Promise<void> {
+    const paid: SettlementRow[] = [];
+    for (const row of rows) {
+      if (row.soldAt >= this.cut) continue;
+      if (row.paidOn !== null && row.paidOn <= this.day) paid.push(row);
+      else this.unsettled.set(row.currency, (this.unsettled.get(row.currency) ?? 0n) + row.gross);
+    }
+    this.booked += (await settleRows(this.db, this.merchantId, this.gateway, paid)).settled;
+  }
+}
+
+/** The partner's reports of the `payoutWindowDays` before the day, for what it had paid out by then and what not. */
+async function readPayoutWindow(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, scope: RunScope, payouts: Payouts): Promise<void> {
+  const { request } = scope;
+  const first = Date.parse(`${request.date}T00:00:00Z`);
+  for (let back = payoutWindowDays; back >= 1; back -= 1) {
+    const day = new Date(first - back * 86_400_000).toISOString().slice(0, 10);
+    for await (const page of partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: day, endDate: day })) {
+      await payouts.take(page.rows);
+    }
+  }
+}
+
 /** Reads the partner's report of the day into `reconciliation_rows`; resolves to the number of sale rows. */
-async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, scope: RunScope): Promise<number> {
+async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, scope: RunScope, payouts: Payouts): Promise<number> {
   const { request, tally } = scope;
   const fees = merchantFees(merchant, request.gateway);
   const pages = partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: request.date, endDate: request.date });
@@ -257,6 +319,7 @@ async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secre
                     ${column((row) => row.fee.toString())}::bigint[], ${column((row) => (row.kind === 'sale' ? contractFee(fees, row.gross, row.currency) : 0n).toString())}::bigint[])
           AS r(reference, partner_payment_id, kind, order_id, currency, gross, fee, contract_fee)
         LEFT JOIN payments p ON p.merchant_id = ${merchant.id}::uuid AND p.partner_payment_id = r.partner_payment_id AND r.partner_payment_id <> ''`.execute(deps.db);
+      await payouts.take(batch);
       tally.rowsRead += batch.length;
       sales += batch.filter((row) => row.kind === 'sale').length;
     }
@@ -498,6 +561,34 @@ async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, s
       // The partner holds the capture but has still not reported it: its books and its word disagree.
       await open({ type: 'MissingAtPartner', ...where, expected, actual: { amount: expected.amount, currency: expected.currency, status: 'succeeded', reported: false }, dedupeKey: `payment:${payment.id}` });
     }
+  }
+}
+
+/**
+ * The aggregate: per currency, what the ledger says the partner held for the merchant at the cut — the
+ * receivable's captures and refunds written before it, less the settlements it paid out by the reconciled day —
+ * against the partner's own total sold before the cut and not paid out by that day. Any difference is one
+ * `BalanceMismatch` per currency and day, whatever the record-level comparisons also found: it is the net under
+ * them (an entry the ledger lost or gained, money the partner holds for no payment of Keel's).
+ */
+async function compareBalance(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, payouts: Payouts, open: Open): Promise<void> {
+  const { request } = scope;
+  const cut = new Date(payouts.cut);
+  const ledger = await scannedRows(
+    deps.db,
+    sql<{ currency: string; total: string }>`
+      SELECT trim(e.currency) AS currency, sum(e.amount)::text AS total
+      FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+      WHERE e.merchant_id = ${merchant.id} AND e.account = ${receivable(request.gateway)}
+        AND CASE WHEN t.effective_date IS NULL THEN t.created_at < ${cut} ELSE t.effective_date <= ${request.date}::date END
+      GROUP BY 1`,
+  );
+  const ours = new Map(ledger.map((row) => [row.currency, BigInt(row.total)]));
+  for (const currency of [...new Set([...ours.keys(), ...payouts.unsettled.keys()])].sort()) {
+    const expected = ours.get(currency) ?? 0n;
+    const actual = payouts.unsettled.get(currency) ?? 0n;
+    if (expected === actual) continue;
+    await open({ type: 'BalanceMismatch', expected: { amount: money(expected), currency }, actual: { amount: money(actual), currency }, dedupeKey: `balance:${request.gateway}:${currency}:${request.date}` });
   }
 }
 
