@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { StripeBalanceTransaction } from '../gateways/stripe/wire.js';
 
 /**
  * The benchmark gateway's memory: the partner's own ledger of charges (the ground truth of "charged exactly
@@ -143,6 +144,11 @@ export class SimState {
    * pages are sliced rather than found again; reading page 1 builds it afresh.
    */
   settlementIndex: { readonly key: string; readonly rows: readonly { readonly charge: SimCharge; readonly cancel: number }[] } | null = null;
+  /**
+   * Stripe's balance transactions of the list last read from its start (an account, period, type and expansion),
+   * in list order, with each one's position, so that a page `starting_after` one of them is sliced, not sorted again.
+   */
+  balanceIndex: { readonly key: string; readonly rows: readonly StripeBalanceTransaction[]; readonly positions: ReadonlyMap<string, number> } | null = null;
 
   reset(): void {
     this.charges.clear();
@@ -153,6 +159,7 @@ export class SimState {
     this.inquiryLagMs = 0;
     this.payoutDelayDays = defaultPayoutDelayDays;
     this.settlementIndex = null;
+    this.balanceIndex = null;
   }
 
   /**

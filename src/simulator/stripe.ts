@@ -224,7 +224,8 @@ const balanceListLimitMax = 100;
 /**
  * `GET /v1/balance_transactions`: one `charge` row per captured PaymentIntent (less the fee) and one `refund`
  * row per refund, newest first, filtered by `created[gte]`/`created[lte]` (Unix seconds) and `type`, paged by
- * `limit` and `starting_after`. A row's funds become available `SimState.payoutDelayDays` after it (`available_on`);
+ * `limit` and `starting_after`. A list read from its start is kept in order (`SimState.balanceIndex`), and its
+ * later pages are sliced from it. A row's funds become available `SimState.payoutDelayDays` after it (`available_on`);
  * until then its status is `pending`.
  */
 export function stripeBalanceTransactions(call: SimCall): SimAnswer {
@@ -233,18 +234,32 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
   const type = call.query.get('type');
   const limit = Math.min(balanceListLimitMax, Math.max(1, Number(call.query.get('limit') ?? 10)));
   const expand = call.query.getAll('expand[]').includes('data.source');
+  const after = call.query.get('starting_after');
+  const key = JSON.stringify([call.account, since, until, type, expand]);
+  if (after === null || call.state.balanceIndex?.key !== key) {
+    const rows = [...balanceTransactions(call, expand)]
+      .filter((row) => row.created >= since && row.created <= until && (type === null || row.type === type))
+      .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
+    call.state.balanceIndex = { key, rows, positions: new Map(rows.map((row, index) => [row.id, index])) };
+  }
+  const { rows, positions } = call.state.balanceIndex;
+  const start = after === null ? 0 : (positions.get(after) ?? -1) + 1;
+  return { status: 200, body: { object: 'list', data: rows.slice(start, start + limit), has_more: start + limit < rows.length } };
+}
+
+/** The account's balance transactions: a `charge` per captured PaymentIntent (less the fee) and a `refund` per refund. */
+function* balanceTransactions(call: SimCall, expand: boolean): Generator<StripeBalanceTransaction> {
   const now = Date.now() / 1000;
   const availability = (created: number) => {
     const availableOn = created + call.state.payoutDelayDays * 86_400;
     return { status: availableOn <= now ? ('available' as const) : ('pending' as const), available_on: availableOn };
   };
-  const rows: StripeBalanceTransaction[] = [];
   for (const charge of call.state.charges.values()) {
     if (charge.account !== call.account || charge.dialect !== 'stripe' || charge.capturedAmount === 0 || charge.approvedAt === null) continue;
     const created = Math.floor(charge.approvedAt.getTime() / 1000);
     const fee = charge.feeOverride ?? Math.round((charge.capturedAmount * stripeFeePerMille) / 1000) + (zeroDecimalCurrencies.has(charge.currency) ? 0 : stripeFixedFee);
     const chargeId = `ch_${charge.id.slice(3)}`;
-    rows.push({
+    yield {
       id: `txn_${charge.id.slice(3)}`,
       object: 'balance_transaction',
       amount: charge.capturedAmount,
@@ -255,10 +270,10 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
       ...availability(created),
       created,
       source: expand ? { id: chargeId, object: 'charge', payment_intent: charge.id } : chargeId,
-    });
+    };
     for (const cancel of charge.cancels) {
       const at = Math.floor(cancel.at.getTime() / 1000);
-      rows.push({
+      yield {
         id: cancel.transactionKey,
         object: 'balance_transaction',
         amount: -cancel.amount,
@@ -269,14 +284,7 @@ export function stripeBalanceTransactions(call: SimCall): SimAnswer {
         ...availability(at),
         created: at,
         source: expand ? { id: cancel.refundId, object: 'refund', payment_intent: charge.id } : cancel.refundId,
-      });
+      };
     }
   }
-  const listed = rows
-    .filter((row) => row.created >= since && row.created <= until && (type === null || row.type === type))
-    .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1));
-  const after = call.query.get('starting_after');
-  const start = after === null ? 0 : listed.findIndex((row) => row.id === after) + 1;
-  const page = listed.slice(start, start + limit);
-  return { status: 200, body: { object: 'list', data: page, has_more: start + limit < listed.length } };
 }
