@@ -118,8 +118,8 @@ async function generateDay(keel: Keel, merchantId: string, prefix: string, size:
            'toss', ${prefix} || '_pk_' || i, ${at}, ${at}
     FROM generate_series(0, ${size - 1}) AS i`.execute(db);
   await sql`
-    INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id, created_at)
-    SELECT gen_random_uuid(), merchant_id, 'capture', id, created_at FROM payments WHERE merchant_id = ${merchantId}::uuid`.execute(db);
+    INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id, effective_date, created_at)
+    SELECT gen_random_uuid(), merchant_id, 'capture', id, ${day}::date, created_at FROM payments WHERE merchant_id = ${merchantId}::uuid`.execute(db);
   await sql`
     INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
     SELECT t.id, t.merchant_id, v.account, 'KRW', p.amount * v.sign

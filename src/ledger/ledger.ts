@@ -31,13 +31,22 @@ export interface JournalTransaction {
   readonly refundId?: string;
   /** The partner's reference (a settlement's transaction key): a transaction is recorded once per reference. */
   readonly externalReference?: string;
-  /** The day the transaction took effect at the partner (a settlement's payout day); else the day it was written. */
+  /**
+   * The UTC day (`YYYY-MM-DD`) the transaction took effect at the partner — the day a capture's or refund's
+   * request was sent (`effectiveDay(attempt.createdAt)`, so an answer settled days later by the janitor still
+   * belongs to its day), a settlement's payout day; the day it is written when left out.
+   */
   readonly effectiveDate?: string;
   readonly postings: readonly Posting[];
 }
 
 export function receivable(gateway: string): string {
   return `partner_receivable:${gateway}`;
+}
+
+/** The UTC day of a moment, as `JournalTransaction.effectiveDate` takes it. */
+export function effectiveDay(at: Date): string {
+  return at.toISOString().slice(0, 10);
 }
 
 export function settled(gateway: string): string {
@@ -65,7 +74,7 @@ export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: Jo
         payment_id: transaction.paymentId ?? null,
         refund_id: transaction.refundId ?? null,
         external_reference: transaction.externalReference ?? null,
-        effective_date: transaction.effectiveDate ?? null,
+        ...(transaction.effectiveDate === undefined ? {} : { effective_date: transaction.effectiveDate }),
       }),
     )
     .insertInto('ledger_entries')

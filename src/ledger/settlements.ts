@@ -51,8 +51,8 @@ export interface SettlementRow {
   readonly gross: bigint;
   readonly fee: bigint;
   readonly net: bigint;
-  /** When the sale or refund happened at the partner (ms since the epoch). */
-  readonly soldAt: number;
+  /** The UTC day the sale or refund happened at the partner. */
+  readonly soldOn: string;
   /** The UTC day the partner paid the row out (Stripe: made it available), or null while it has not. */
   readonly paidOn: string | null;
 }
@@ -173,7 +173,7 @@ async function* tossPages(base: string, secretKey: string, period: SettlementPer
         gross: BigInt(row.amount),
         fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
         net: BigInt(row.payOutAmount),
-        soldAt: Date.parse(row.approvedAt),
+        soldOn: new Date(row.approvedAt).toISOString().slice(0, 10),
         paidOn: row.paidOutDate <= today ? row.paidOutDate : null,
       }));
     yield { rows };
@@ -207,7 +207,7 @@ async function* stripePages(base: string, secretKey: string, period: SettlementP
         gross: BigInt(transaction.amount),
         fee: BigInt(transaction.fee),
         net: BigInt(transaction.net),
-        soldAt: transaction.created * 1000,
+        soldOn: new Date(transaction.created * 1000).toISOString().slice(0, 10),
         paidOn: transaction.status === 'available' ? new Date(transaction.available_on * 1000).toISOString().slice(0, 10) : null,
       });
     }

@@ -9,6 +9,7 @@
 // day and the payout window before it) is BalanceMismatch when they differ, as for an entry the ledger gained; a
 // run books the rows the partner has paid out, after which both sides agree.
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { after, before, test } from 'node:test';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../testing/harness.js';
 import { capturePostings, postTransaction, verifyLedger } from '../ledger/ledger.js';
@@ -134,7 +135,9 @@ test('a StuckProcessing the partner now answers is resolved automatically, by th
   const paid = await keel.request('POST', '/v1/payments', { secretKey: shop.secret_key, body: { amount: 6000, currency: 'KRW', order_id: orderId, payment_method: testCard('4000000000000259'), confirm: true } });
   assert.equal(paid.status, 202, JSON.stringify(paid.body));
   const paymentId = publicToUuid('payment', paid.body.id) ?? '';
-  await keel.keel.database.db.updateTable('payment_attempts').set({ inquiry_count: 20, next_inquiry_at: new Date(Date.now() - 1_000) }).where('payment_id', '=', paymentId).execute();
+  // Sent three days ago (as far as Keel's records go): the capture it finally settles belongs to that day.
+  const sentOn = new Date(Date.now() - 3 * 86_400_000);
+  await keel.keel.database.db.updateTable('payment_attempts').set({ inquiry_count: 20, next_inquiry_at: new Date(Date.now() - 1_000), created_at: sentOn }).where('payment_id', '=', paymentId).execute();
   await keel.keel.jobs.janitor();
   assert.equal((await anomaliesOf(shop.secret_key))[0]?.['status'], 'open');
 
@@ -145,6 +148,8 @@ test('a StuckProcessing the partner now answers is resolved automatically, by th
   assert.deepEqual(anomaly?.['resolution'], { kind: 'auto', action: 'the partner answered: the authorize is succeeded, the payment succeeded', note: null });
   assert.equal((await keel.request('GET', `/v1/payments/${paid.body.id}`, { secretKey: shop.secret_key })).body.status, 'succeeded');
   assert.equal((await keel.simCharges(orderId)).length, 1, 'nothing was charged again');
+  const capture = await keel.keel.database.db.selectFrom('ledger_transactions').select(sql<string>`to_char(effective_date, 'YYYY-MM-DD')`.as('day')).where('payment_id', '=', paymentId).where('kind', '=', 'capture').executeTakeFirst();
+  assert.equal(capture?.day, sentOn.toISOString().slice(0, 10));
   const verified = await verifyLedger(keel.keel.database.db);
   assert.deepEqual([verified.unbalanced, verified.differences], [[], []]);
 });
@@ -295,3 +300,31 @@ async function paidOutToday(): Promise<void> {
   assert.deepEqual([anomaly?.['type'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], ['BalanceMismatch', null, { amount: 10000, currency: 'KRW' }, { amount: 0, currency: 'KRW' }]);
   assert.equal((await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id })).body.anomalies_opened, 0, 'opened once');
 }
+
+test('a sale the partner reports for a payment Keel holds processing is finished by the partner\'s answer: MismatchCaptureStatus resolved auto', async () => {
+  const shop = await keel.createMerchant({ name: 'Answer Lost', gateway: 'toss', partnerSecretKey: 'test_sk_recon_answer_lost' });
+  const orderId = uniqueKey('ord');
+  // The partner charges, and its answer never reaches Keel: the payment is processing, the attempt unknown.
+  const paid = await keel.request('POST', '/v1/payments', { secretKey: shop.secret_key, body: { amount: 8000, currency: 'KRW', order_id: orderId, payment_method: testCard('4000000000000259'), confirm: true } });
+  assert.equal(paid.status, 202, JSON.stringify(paid.body));
+  assert.equal((await keel.simCharges(orderId)).length, 1);
+
+  const run = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.deepEqual([run.body.status, run.body.anomalies_opened, run.body.anomalies_resolved, run.body.matched], ['succeeded', 1, 1, 1], JSON.stringify(run.body));
+  const [anomaly] = await anomaliesOf(shop.secret_key);
+  assert.deepEqual([anomaly?.['type'], anomaly?.['status'], anomaly?.['payment'], anomaly?.['expected'], anomaly?.['actual']], [
+    'MismatchCaptureStatus',
+    'resolved',
+    paid.body.id,
+    { amount: 0, currency: 'KRW', status: 'processing' },
+    { amount: 8000, currency: 'KRW', status: 'succeeded' },
+  ]);
+  assert.match(String((anomaly?.['resolution'] as { action?: string } | null)?.action), /^the partner reported the sale .+; asked again, it answered: the authorize is succeeded, the payment succeeded$/);
+  assert.equal((anomaly?.['resolution'] as { kind?: string } | null)?.kind, 'auto');
+  assert.equal((await keel.request('GET', `/v1/payments/${paid.body.id}`, { secretKey: shop.secret_key })).body.status, 'succeeded');
+  assert.equal((await keel.simCharges(orderId)).length, 1, 'nothing was charged again');
+  const verified = await verifyLedger(keel.keel.database.db);
+  assert.deepEqual(verified.differences.filter((difference) => difference.merchant === publicToUuid('merchant', shop.id)), []);
+  const again = await admin('POST', '/admin/reconciliation/runs', { gateway: 'toss', date: today, merchant: shop.id });
+  assert.deepEqual([again.body.anomalies_opened, again.body.anomalies_resolved, again.body.matched], [0, 0, 1]);
+});

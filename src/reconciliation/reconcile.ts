@@ -13,10 +13,11 @@ import type { FieldCipher } from '../storage/encryption.js';
 import { newId, uuidToPublic } from '../storage/ids.js';
 import { currencyRule } from '../money.js';
 import type { KeelDatabase, PaymentRow, ReconciliationRunsTable } from '../storage/schema.js';
-import { openAnomaly, resolveAnomaly, type NewAnomaly } from './anomalies.js';
+import { openAnomaly, resolveAnomaly, type AnomalyRow, type NewAnomaly } from './anomalies.js';
 import { askAgain } from '../payments/operations/ask-again.js';
 import { partnerContext, type PaymentsDeps } from '../payments/operations/context.js';
-import { findAttempt, findPayment } from '../payments/repository.js';
+import { findAttempt, findPayment, liveAttempts } from '../payments/repository.js';
+import type { Attempt, Payment } from '../payments/types.js';
 
 /**
  * One reconciliation run: a partner's report of one UTC day, for each merchant with that partner, compared
@@ -225,13 +226,15 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
   const open = async (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => {
     const opened = await deps.db.transaction().execute((trx) => openAnomaly(trx, { ...anomaly, merchantId: merchant.id, gateway: request.gateway }));
     if (opened !== undefined) tally.opened += 1;
+    return opened;
   };
   try {
-    const payouts = new Payouts(deps.db, merchant.id, request.gateway, request.date, cutOf(scope));
+    const payouts = new Payouts(deps.db, merchant.id, request.gateway, request.date);
     const sales = await stageReport(deps, merchant, partner.partnerSecretKey, scope, payouts);
     await readPayoutWindow(deps, merchant, partner.partnerSecretKey, scope, payouts);
     // Fresh statistics, or the planner takes the staged rows for an empty table and joins them row by row.
     await scanning(deps.db, (trx) => sql`ANALYZE reconciliation_rows`.execute(trx));
+    await finishReported(deps, merchant, scope, open);
     const flagged = await compareSales(deps, scope, open);
     const unmatched = await compareUnmatched(deps, merchant, scope, open);
     tally.matched += sales - flagged - unmatched;
@@ -243,20 +246,12 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
   }
 }
 
-type Open = (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => Promise<void>;
-
-/**
- * The moment both sides of the balance are taken at: the end of the reconciled day, or, when the day has not
- * ended yet, the moment the merchant's comparison starts (after what the run itself settled by the partner's word).
- */
-function cutOf(scope: RunScope): number {
-  return Math.min(Date.parse(`${scope.request.date}T00:00:00Z`) + 86_400_000, Date.now());
-}
+type Open = (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => Promise<AnomalyRow | undefined>;
 
 /**
  * The partner's side of the balance, gathered from its report rows as they are read: a row the partner had paid
  * out by the reconciled day is booked into the ledger (once; `settleRows`), a row it had not is added to what it
- * still holds, per currency. Rows of sales after the cut are left to a later run.
+ * still holds, per currency. Rows of days after the reconciled day are left to a later run.
  */
 class Payouts {
   readonly unsettled = new Map<string, bigint>();
@@ -267,13 +262,12 @@ class Payouts {
     private readonly merchantId: string,
     private readonly gateway: GatewayName,
     private readonly day: string,
-    readonly cut: number,
   ) {}
 
   async take(rows: readonly SettlementRow[]): Promise<void> {
     const paid: SettlementRow[] = [];
     for (const row of rows) {
-      if (row.soldAt >= this.cut) continue;
+      if (row.soldOn > this.day) continue;
       if (row.paidOn !== null && row.paidOn <= this.day) paid.push(row);
       else this.unsettled.set(row.currency, (this.unsettled.get(row.currency) ?? 0n) + row.gross);
     }
@@ -455,6 +449,19 @@ async function compareUnmatched(deps: ReconcileDeps, merchant: MerchantContext, 
   let unmatched = 0;
   for await (const group of groups) {
     unmatched += group.references.length;
+    if (group.payment_id !== null && group.status === 'processing' && group.payment_currency !== null) {
+      // The partner charged an order Keel still holds as processing, and would not say so when asked again.
+      await open({
+        type: 'MismatchCaptureStatus',
+        paymentId: group.payment_id,
+        orderId: group.order_id,
+        partnerReference: group.references.join(','),
+        expected: { amount: 0, currency: group.payment_currency, status: 'processing' },
+        actual: { amount: money(group.total), currency: group.currency, status: 'succeeded', charges: group.references.length },
+        dedupeKey: `payment:${group.payment_id}`,
+      });
+      continue;
+    }
     if (group.payment_id !== null && group.amount_received !== null && group.payment_currency !== null && group.status !== null) {
       await open({
         type: 'DuplicateCharge',
@@ -523,7 +530,8 @@ async function compareRefunds(deps: ReconcileDeps, merchant: MerchantContext, sc
 }
 
 /**
- * Payments Keel captured that day (the ledger's capture entry) with no sale in the report: the partner is asked.
+ * Payments Keel captured that day (the ledger's capture entry, by the day its request was sent) with no sale in
+ * the report: the partner is asked.
  * No record, or not captured, is `MissingAtPartner` or `MismatchCaptureStatus` at once; captured but not reported
  * may be the report lagging, and is `MissingAtPartner` only after `reportGraceDays`.
  */
@@ -538,7 +546,7 @@ async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, s
         .selectAll('payments')
         .where('ledger_transactions.merchant_id', '=', merchant.id)
         .where('ledger_transactions.kind', '=', 'capture')
-        .where(sql<boolean>`ledger_transactions.created_at >= ${request.date}::date AND ledger_transactions.created_at < ${request.date}::date + 1`)
+        .where(sql<boolean>`ledger_transactions.effective_date = ${request.date}::date`)
         .where('payments.gateway', '=', request.gateway)
         .where('payments.id', '>', after)
         .where((eb) => eb.not(eb.exists(eb.selectFrom('reconciliation_rows').select('reconciliation_rows.run_id').where('reconciliation_rows.run_id', '=', scope.runId).whereRef('reconciliation_rows.payment_id', '=', 'payments.id').where('reconciliation_rows.kind', '=', 'sale'))))
@@ -565,22 +573,22 @@ async function compareCaptures(deps: ReconcileDeps, merchant: MerchantContext, s
 }
 
 /**
- * The aggregate: per currency, what the ledger says the partner held for the merchant at the cut — the
- * receivable's captures and refunds written before it, less the settlements it paid out by the reconciled day —
- * against the partner's own total sold before the cut and not paid out by that day. Any difference is one
+ * The aggregate: per currency, what the ledger says the partner held for the merchant at the end of the
+ * reconciled day — the receivable's captures and refunds of that day and before, less the settlements paid out
+ * by then, each by the day it took effect at the partner (`effective_date`) — against the partner's own total
+ * sold by that day and not paid out by it. Any difference is one
  * `BalanceMismatch` per currency and day, whatever the record-level comparisons also found: it is the net under
  * them (an entry the ledger lost or gained, money the partner holds for no payment of Keel's).
  */
 async function compareBalance(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, payouts: Payouts, open: Open): Promise<void> {
   const { request } = scope;
-  const cut = new Date(payouts.cut);
   const ledger = await scannedRows(
     deps.db,
     sql<{ currency: string; total: string }>`
       SELECT trim(e.currency) AS currency, sum(e.amount)::text AS total
       FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
       WHERE e.merchant_id = ${merchant.id} AND e.account = ${receivable(request.gateway)}
-        AND CASE WHEN t.effective_date IS NULL THEN t.created_at < ${cut} ELSE t.effective_date <= ${request.date}::date END
+        AND t.effective_date <= ${request.date}::date
       GROUP BY 1`,
   );
   const ours = new Map(ledger.map((row) => [row.currency, BigInt(row.total)]));
@@ -603,19 +611,92 @@ async function resolveStuck(deps: ReconcileDeps, merchant: MerchantContext, gate
   const stuck = await deps.db.selectFrom('anomalies').selectAll().where('merchant_id', '=', merchant.id).where('type', '=', 'StuckProcessing').where('gateway', '=', gateway).where('status', '=', 'open').execute();
   for (const anomaly of stuck) {
     if (anomaly.attempt_id === null || anomaly.payment_id === null) continue;
-    const attempt = await findAttempt(deps.db, merchant.id, anomaly.attempt_id);
-    const payment = await findPayment(deps.db, merchant.id, anomaly.payment_id);
-    if (attempt === undefined || payment === undefined) continue;
-    if (attempt.status === 'unknown') await askAgain({ deps: deps.payments, merchant, key: null }, attempt, payment);
-    const settled = await findAttempt(deps.db, merchant.id, anomaly.attempt_id);
-    if (settled === undefined || settled.status === 'unknown') continue;
-    const now = await findPayment(deps.db, merchant.id, anomaly.payment_id);
+    const settled = await askPartnerAgain(deps, merchant, anomaly.attempt_id, anomaly.payment_id);
+    if (settled === undefined || settled.attempt.status === 'unknown') continue;
     await resolveAnomaly(deps.db, uuidToPublic('anomaly', anomaly.id), merchant.id, {
       kind: 'auto',
-      action: `the partner answered: the ${settled.operation} is ${settled.status}, the payment ${now?.status ?? 'unchanged'}`,
+      action: `the partner answered: the ${settled.attempt.operation} is ${settled.attempt.status}, the payment ${settled.payment.status}`,
       note: null,
     });
     tally.resolved += 1;
+  }
+}
+
+/**
+ * Asks the partner again about an attempt whose outcome Keel does not know, by the janitor's path (the same
+ * request under the attempt's own key, or an inquiry believed only past the consistency window); resolves to
+ * the attempt and its payment as they stand after the answer.
+ */
+async function askPartnerAgain(deps: ReconcileDeps, merchant: MerchantContext, attemptId: string, paymentId: string): Promise<{ attempt: Attempt; payment: Payment } | undefined> {
+  const attempt = await findAttempt(deps.db, merchant.id, attemptId);
+  const payment = await findPayment(deps.db, merchant.id, paymentId);
+  if (attempt === undefined || payment === undefined) return undefined;
+  if (attempt.status === 'unknown') await askAgain({ deps: deps.payments, merchant, key: null }, attempt, payment);
+  const settled = await findAttempt(deps.db, merchant.id, attemptId);
+  const now = await findPayment(deps.db, merchant.id, paymentId);
+  return settled === undefined || now === undefined ? undefined : { attempt: settled, payment: now };
+}
+
+/**
+ * A sale the partner reports for a payment Keel still holds `processing` (a call whose answer was lost): the
+ * report is the partner's word that it charged, so Keel asks again by the janitor's path, which settles the
+ * attempt with its ledger entries and events as any answer would. When that leaves the payment captured, the
+ * `MismatchCaptureStatus` is opened and resolved `auto` at once, saying what was done, and the report row is
+ * joined to the payment so the comparisons see it as it now stands. One the partner still will not answer stays
+ * open. Nothing is sent that could charge a second time.
+ */
+async function finishReported(deps: ReconcileDeps, merchant: MerchantContext, scope: RunScope, open: Open): Promise<void> {
+  interface Row {
+    payment_id: string;
+    order_id: string;
+    currency: string;
+    reference: string;
+    gross: string;
+    row_currency: string;
+  }
+  const reported = inBatches(
+    (after) =>
+      scannedRows(
+        deps.db,
+        sql<Row>`
+          SELECT p.id AS payment_id, p.order_id, trim(p.currency) AS currency, s.reference, s.gross, s.currency AS row_currency
+          FROM payments p
+          CROSS JOIN LATERAL (
+            (SELECT reference, gross, currency FROM reconciliation_rows r
+             WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.payment_id = p.id LIMIT 1)
+            UNION ALL
+            (SELECT reference, gross, currency FROM reconciliation_rows r
+             WHERE r.run_id = ${scope.runId} AND r.kind = 'sale' AND r.payment_id IS NULL AND coalesce(r.order_id, r.reference) = p.order_id AND r.order_id IS NOT NULL LIMIT 1)
+            LIMIT 1) s
+          WHERE p.merchant_id = ${merchant.id} AND p.gateway = ${scope.request.gateway} AND p.status = 'processing' AND p.id > ${after}::uuid
+          ORDER BY p.id LIMIT ${findingsBatch}`,
+      ),
+    (row) => row.payment_id,
+    noUuid,
+  );
+  for await (const row of reported) {
+    const unknown = (await liveAttempts(deps.db, merchant.id, row.payment_id)).filter((attempt) => attempt.status === 'unknown');
+    let settled: { attempt: Attempt; payment: Payment } | undefined;
+    for (const attempt of unknown) settled = (await askPartnerAgain(deps, merchant, attempt.id, row.payment_id)) ?? settled;
+    if (settled === undefined || settled.payment.amountReceived === 0n) continue;
+    const anomaly = await open({
+      type: 'MismatchCaptureStatus',
+      paymentId: row.payment_id,
+      orderId: row.order_id,
+      partnerReference: row.reference,
+      expected: { amount: 0, currency: row.currency, status: 'processing' },
+      actual: { amount: money(row.gross), currency: row.row_currency, status: 'succeeded' },
+      dedupeKey: `payment:${row.payment_id}`,
+    });
+    if (anomaly !== undefined) {
+      await resolveAnomaly(deps.db, uuidToPublic('anomaly', anomaly.id), merchant.id, {
+        kind: 'auto',
+        action: `the partner reported the sale ${row.reference}; asked again, it answered: the ${settled.attempt.operation} is ${settled.attempt.status}, the payment ${settled.payment.status}`,
+        note: null,
+      });
+      scope.tally.resolved += 1;
+    }
+    await deps.db.updateTable('reconciliation_rows').set({ payment_id: row.payment_id }).where('run_id', '=', scope.runId).where('reference', '=', row.reference).execute();
   }
 }
 

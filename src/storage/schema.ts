@@ -317,8 +317,11 @@ export interface LedgerTransactionsTable {
   payment_id: string | null;
   refund_id: string | null;
   external_reference: string | null;
-  /** `YYYY-MM-DD`: the day a settlement took effect at the partner (its payout day); null for the rest. */
-  effective_date: ColumnType<string | null, string | null | undefined, string | null>;
+  /**
+   * The UTC day the transaction took effect at the partner: a capture's or refund's request was sent that day, a
+   * settlement was paid out that day. Reconciliation compares by it.
+   */
+  effective_date: ColumnType<Date | string, string | undefined, string>;
   created_at: Timestamp;
 }
 

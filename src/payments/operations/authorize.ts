@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
 import { appendEvent } from '../../events/outbox.js';
 import type { AuthorizeResult, GatewayName, PaymentSource } from '../../gateways/connector.js';
-import { capturePostings, postTransaction } from '../../ledger/ledger.js';
+import { capturePostings, effectiveDay, postTransaction } from '../../ledger/ledger.js';
 import type { FieldCipher } from '../../storage/encryption.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
@@ -172,7 +172,7 @@ export function recordAuthorize(context: OperationContext) {
           failure_message: null,
         });
         if (captured) {
-          await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(attempt.gateway, updated.amountReceived) });
+          await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, effectiveDate: effectiveDay(attempt.createdAt), postings: capturePostings(attempt.gateway, updated.amountReceived) });
         }
         return resultForPayment(updated);
       }

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
-import { capturePostings, postTransaction } from '../../ledger/ledger.js';
+import { capturePostings, effectiveDay, postTransaction } from '../../ledger/ledger.js';
 import { uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
 import { latestTokenForPayment, liveAttempts } from '../repository.js';
@@ -74,7 +74,7 @@ async function recordCapture(trx: Kysely<KeelDatabase>, payment: Payment, attemp
         amount_capturable: 0n,
         partner_payment_id: outcome.value.partnerPaymentId ?? payment.partnerPaymentId,
       });
-      await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, postings: capturePostings(updated.gateway, attempt.amount) });
+      await postTransaction(trx, { merchantId: updated.merchantId, currency: updated.currency, kind: 'capture', paymentId: updated.id, effectiveDate: effectiveDay(attempt.createdAt), postings: capturePostings(updated.gateway, attempt.amount) });
       return resultForPayment(updated);
     }
     case 'declined':

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
 import { appendEvent } from '../../events/outbox.js';
-import { postTransaction, refundPostings } from '../../ledger/ledger.js';
+import { effectiveDay, postTransaction, refundPostings } from '../../ledger/ledger.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
 import type { KeelDatabase } from '../../storage/schema.js';
 import { findRefund, pendingRefundTotal, updatePayment } from '../repository.js';
@@ -83,7 +83,7 @@ async function recordRefund(trx: Kysely<KeelDatabase>, payment: Payment, attempt
     case 'approved': {
       await setAttempt(trx, attempt, 'succeeded');
       await updatePayment(trx, payment, payment.status, { amount_refunded: payment.amountRefunded + refund.amount });
-      await postTransaction(trx, { merchantId: payment.merchantId, currency: payment.currency, kind: 'refund', paymentId: payment.id, refundId: refund.id, postings: refundPostings(payment.gateway, refund.amount) });
+      await postTransaction(trx, { merchantId: payment.merchantId, currency: payment.currency, kind: 'refund', paymentId: payment.id, refundId: refund.id, effectiveDate: effectiveDay(attempt.createdAt), postings: refundPostings(payment.gateway, refund.amount) });
       return finishRefund(trx, payment, refund, 'succeeded', null);
     }
     case 'unknown':

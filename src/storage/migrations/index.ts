@@ -534,12 +534,18 @@ const migrations: Record<string, Migration> = {
   },
   '0024_settlement_discharges_receivable': {
     async up(db: Kysely<unknown>): Promise<void> {
-      // A settlement now records the day the partner paid it out and discharges the partner's receivable into
-      // what it has settled. Settlements booked before keep their posting day as their payout day and get the two
-      // entries they lacked (the gross is their merchant_pending debit; the partner, their reference's prefix).
+      // Every journal transaction gets the UTC day it took effect at the partner (a capture or refund: the day
+      // its request was sent; a settlement: its payout day), which reconciliation compares by; the rows before
+      // take the day they were written. A settlement now also discharges the partner's receivable into what it
+      // has settled: those booked before get the two entries they lacked (the gross is their merchant_pending
+      // debit; the partner, their reference's prefix).
       await sql`
         ALTER TABLE ledger_transactions ADD COLUMN effective_date date;
-        UPDATE ledger_transactions SET effective_date = (created_at AT TIME ZONE 'UTC')::date WHERE kind = 'settlement';
+        UPDATE ledger_transactions SET effective_date = (created_at AT TIME ZONE 'UTC')::date;
+        ALTER TABLE ledger_transactions ALTER COLUMN effective_date SET NOT NULL,
+          ALTER COLUMN effective_date SET DEFAULT ((now() AT TIME ZONE 'UTC')::date);
+        DROP INDEX ledger_transactions_kind_created;
+        CREATE INDEX ledger_transactions_kind_effective ON ledger_transactions (merchant_id, kind, effective_date);
         INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
         SELECT t.id, t.merchant_id, side.account || split_part(t.external_reference, ':', 1), e.currency, side.sign * e.amount
         FROM ledger_transactions t
