@@ -46,6 +46,8 @@ test('an attempt the janitor gave up on is one StuckProcessing anomaly, resolved
     { type: 'StuckProcessing', status: 'open', gateway: 'toss', payment: paid.body.id, order_id: orderId, expected: { amount: 7000, currency: 'KRW', status: 'processing', operation: 'authorize' }, actual: { status: 'unknown', inquiries: 20 }, resolution: null },
   );
   assert.equal(await openAnomalies(), 1);
+  assert.equal(anomaly.severity, 'normal');
+  assert.match(anomaly.next_action, /^The partner would not say whether the payment happened/);
   assert.deepEqual((await keel.request('GET', `/v1/anomalies/${anomaly.id}`)).body, anomaly);
 
   const other = await keel.createMerchant({ name: 'Elsewhere' });
@@ -56,6 +58,7 @@ test('an attempt the janitor gave up on is one StuckProcessing anomaly, resolved
   const resolved = await admin('POST', `/admin/anomalies/${anomaly.id}/resolve`, { note: 'checked at the partner: charged once, captured by hand' });
   assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
   assert.equal(resolved.body.status, 'resolved');
+  assert.equal(resolved.body.next_action, null, 'nothing left to do');
   assert.deepEqual(resolved.body.resolution, { kind: 'manual', action: 'resolved by an operator', note: 'checked at the partner: charged once, captured by hand' });
   const again = await admin('POST', `/admin/anomalies/${anomaly.id}/resolve`, { note: 'a second note' });
   assert.deepEqual(again.body, resolved.body, 'resolving a resolved anomaly changes nothing');

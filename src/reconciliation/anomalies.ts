@@ -28,7 +28,23 @@ export const anomalyTypes = [
 export type AnomalyType = (typeof anomalyTypes)[number];
 
 /** Types whose anomaly means money may be where it should not be: they raise the alert's severity. */
-export const moneyMovingTypes: ReadonlySet<AnomalyType> = new Set(['AmountMismatch', 'MissingLocally', 'DuplicateCharge', 'RefundMismatch', 'MismatchCaptureStatus']);
+export const moneyMovingTypes: ReadonlySet<AnomalyType> = new Set(['AmountMismatch', 'MissingLocally', 'DuplicateCharge', 'RefundMismatch', 'MismatchCaptureStatus', 'BalanceMismatch']);
+
+/**
+ * What a person should do about an open anomaly of each type (`next_action`): everything that moves money at the
+ * partner is theirs to do; Keel never does it on its own.
+ */
+export const nextActions: Readonly<Record<AnomalyType, string>> = {
+  MismatchCaptureStatus: 'Keel and the partner disagree on whether the payment was captured: capture or cancel it at the partner so that both agree, then resolve with a note.',
+  AmountMismatch: "The partner charged another amount than Keel's: refund the excess at the partner, or collect the shortfall from the shopper, then resolve with a note.",
+  MissingAtPartner: 'The partner has no record of a capture Keel recorded: ask the partner whether the shopper was charged; if not, collect the payment again, then resolve with a note.',
+  MissingLocally: 'The partner holds a charge no Keel payment made: void or refund it at the partner, then resolve with a note.',
+  DuplicateCharge: 'The partner charged the order more than once: refund the extra charges at the partner, then resolve with a note.',
+  RefundMismatch: "The refunds of the payment differ: refund the remainder at the partner, or ask the partner to reverse its extra refund, so both show Keel's total, then resolve with a note.",
+  FeeMismatch: 'The partner took another fee than the contract says: claim the difference from the partner, or correct the contract fee (keel merchant set-fees), then resolve with a note.',
+  BalanceMismatch: "What the partner holds unpaid differs from the ledger: the day's other anomalies each move it, so settle those first; a difference that remains is a ledger entry (keel ledger verify) or a partner adjustment to find on its statement.",
+  StuckProcessing: "The partner would not say whether the payment happened: every run asks again on its own; if it still will not answer, ask the partner's support and resolve with its answer.",
+};
 
 export type AnomalyRow = Selectable<AnomaliesTable>;
 type Db = Kysely<KeelDatabase>;
@@ -62,6 +78,7 @@ export function anomalyToApi(row: AnomalyRow): Record<string, unknown> {
     expected: row.expected,
     actual: row.actual,
     severity: moneyMovingTypes.has(row.type as AnomalyType) ? 'high' : 'normal',
+    next_action: row.status === 'open' ? (nextActions[row.type as AnomalyType] ?? null) : null,
     detected_at: new Date(row.created_at).toISOString(),
     resolved_at: row.resolved_at === null ? null : new Date(row.resolved_at).toISOString(),
     resolution: row.resolution,
