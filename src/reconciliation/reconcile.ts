@@ -241,6 +241,7 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
     await compareRefunds(deps, merchant, scope, open);
     await compareCaptures(deps, merchant, scope, open);
     await compareBalance(deps, merchant, scope, payouts, open);
+    if (payouts.booked > 0) deps.logger.info({ gateway: request.gateway, date: request.date, merchant_id: merchant.id, settlements_booked: payouts.booked }, 'reconciliation booked what the partner paid out');
   } finally {
     await deps.db.deleteFrom('reconciliation_rows').where('run_id', '=', scope.runId).execute();
   }
