@@ -2,34 +2,18 @@
 // booked by an earlier Keel (pending to available and fees only) gets its payout day and the two entries it
 // lacked, so the receivable shows what the partner still holds and every transaction still sums to zero.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { Migrator, sql } from 'kysely';
-import { after, before, test } from 'node:test';
-import { testDatabaseUrl } from '../testing/harness.js';
+import { sql } from 'kysely';
+import { test } from 'node:test';
+import { useUpgradeDatabase } from '../testing/harness.js';
 import { verifyLedger } from '../ledger/ledger.js';
-import { dropSchema, migrateToLatest, openDatabase, type Database } from './database.js';
+import { migrateToLatest } from './database.js';
 import { newId } from './ids.js';
-import { migrationProvider } from './migrations/index.js';
 
-const url = testDatabaseUrl();
-const schema = url === undefined ? undefined : `keel_test_${randomBytes(6).toString('hex')}`;
-let database: Database;
-
-before(async () => {
-  database = await openDatabase({ url, schema });
-});
-after(async () => {
-  await database.close();
-  if (url !== undefined && schema !== undefined) await dropSchema(url, schema);
-});
+const startAt = useUpgradeDatabase();
 
 test('a settlement booked before the upgrade discharges the receivable after it', async () => {
-  const migrator = new Migrator({ db: database.db, provider: migrationProvider, ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }) });
-  const before = await migrator.migrateTo('0023_reconciliation_at_scale');
-  assert.equal(before.error, undefined, String(before.error));
+  const { database, merchantId: merchant } = await startAt('0023_reconciliation_at_scale');
   const db = database.db;
-  const merchant = newId('merchant').uuid;
-  await db.insertInto('merchants').values({ id: merchant, name: 'Upgraded', brand_name: 'U', country: 'KR', gateway: 'toss', partner_secret_key_encrypted: 'x' }).execute();
   const payment = newId('payment').uuid;
   await sql`INSERT INTO payments (id, merchant_id, order_id, amount, currency, country, status, capture_method, amount_received, gateway, partner_payment_id)
     VALUES (${payment}, ${merchant}, 'ord_upgraded', 10000, 'KRW', 'KR', 'succeeded', 'automatic', 10000, 'toss', 'tpk_upgraded')`.execute(db);

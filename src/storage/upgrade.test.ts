@@ -3,33 +3,17 @@
 // consumer had not yet applied (no inbox entry for webhooks or for projections) are unpublished again, so the
 // relay publishes them to the new stream; events both consumers applied, and older ones, stay as they were.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { Migrator, sql } from 'kysely';
-import { after, before, test } from 'node:test';
-import { testDatabaseUrl } from '../testing/harness.js';
-import { deploymentId, dropSchema, migrateToLatest, openDatabase, type Database } from './database.js';
+import { sql } from 'kysely';
+import { test } from 'node:test';
+import { useUpgradeDatabase } from '../testing/harness.js';
+import { deploymentId, migrateToLatest } from './database.js';
 import { newId } from './ids.js';
-import { migrationProvider } from './migrations/index.js';
 
-const url = testDatabaseUrl();
-const schema = url === undefined ? undefined : `keel_test_${randomBytes(6).toString('hex')}`;
-let database: Database;
-
-before(async () => {
-  database = await openDatabase({ url, schema });
-});
-after(async () => {
-  await database.close();
-  if (url !== undefined && schema !== undefined) await dropSchema(url, schema);
-});
+const startAt = useUpgradeDatabase();
 
 test('the upgrade republishes what a consumer had not applied, and only that', async () => {
-  const migrator = new Migrator({ db: database.db, provider: migrationProvider, ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }) });
-  const before = await migrator.migrateTo('0017_lists');
-  assert.equal(before.error, undefined, String(before.error));
+  const { database, merchantId: merchant } = await startAt('0017_lists');
   const db = database.db;
-  const merchant = newId('merchant').uuid;
-  await db.insertInto('merchants').values({ id: merchant, name: 'Upgraded', brand_name: 'U', country: 'KR', gateway: 'toss', partner_secret_key_encrypted: 'x' }).execute();
   const event = async (name: string, consumers: readonly string[], age = '1 minute', published = true) => {
     const id = newId('event').uuid;
     await sql`INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, published_at, created_at)

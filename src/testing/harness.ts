@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Migrator, sql } from 'kysely';
 import { Writable } from 'node:stream';
+import { after, before } from 'node:test';
 import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import { createKeel, type Keel } from '../runtime.js';
-import { dropSchema } from '../storage/database.js';
+import { dropSchema, openDatabase, type Database } from '../storage/database.js';
+import { migrationProvider } from '../storage/migrations/index.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
@@ -83,6 +85,33 @@ export function testDatabaseUrl(forceEmbedded = false): string | undefined {
     throw new Error('KEEL_TEST_REQUIRE_SERVICES=1 but KEEL_TEST_DATABASE_URL is not set');
   }
   return url === '' || process.env['KEEL_TEST_EMBEDDED'] === '1' ? undefined : url;
+}
+
+/**
+ * A database of its own for an upgrade test — a fresh schema on the test PostgreSQL, or an in-memory PGlite —
+ * opened before the file's tests and dropped after them. `startAt(version)` migrates it to the version the test
+ * starts from and adds a merchant, as an earlier Keel would have left it.
+ */
+export function useUpgradeDatabase(): (version: string) => Promise<{ database: Database; merchantId: string }> {
+  let opened: { database: Database; migrator: Migrator } | undefined;
+  const url = testDatabaseUrl();
+  const schema = url === undefined ? undefined : `keel_test_${randomBytes(6).toString('hex')}`;
+  before(async () => {
+    const database = await openDatabase({ url, schema });
+    opened = { database, migrator: new Migrator({ db: database.db, provider: migrationProvider, ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }) }) };
+  });
+  after(async () => {
+    await opened?.database.close();
+    if (url !== undefined && schema !== undefined) await dropSchema(url, schema);
+  });
+  return async (version: string) => {
+    assert.ok(opened !== undefined, 'the upgrade database opens before the tests');
+    const migrated = await opened.migrator.migrateTo(version);
+    assert.equal(migrated.error, undefined, String(migrated.error));
+    const merchantId = randomUUID();
+    await opened.database.db.insertInto('merchants').values({ id: merchantId, name: 'Upgraded', brand_name: 'U', country: 'KR', gateway: 'toss', partner_secret_key_encrypted: 'x' }).execute();
+    return { database: opened.database, merchantId };
+  };
 }
 
 /**
