@@ -8,7 +8,7 @@ import type { KeelConfig } from './config.js';
 import { gatewayNames, type GatewayName } from './gateways/connector.js';
 import type { PartnerHttpOptions } from './gateways/http.js';
 import { createGatewayRegistry, retryDefaults, type PartnerUrls } from './gateways/registry.js';
-import { ResourceRegistry } from './resilience/resources.js';
+import { registerResourceMetrics, ResourceRegistry } from './resilience/resources.js';
 import { createMemoryBus, type EventBus } from './events/bus.js';
 import { createJetStreamBus, eventNamespace, streamNameOf } from './events/bus-jetstream.js';
 import { relayOnce, runRelay } from './events/relay.js';
@@ -31,7 +31,7 @@ import { registerReportRoutes } from './reports/routes.js';
 import { registerWebhookRoutes } from './webhooks/routes.js';
 import { pruneExpired, type RetentionReport } from './storage/retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { createMetrics } from './observability/metrics.js';
+import { createMetrics, registerPoolMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
 import { registerAnomalyMetrics, stuckAttempts } from './reconciliation/anomalies.js';
 import { registerAnomalyRoutes } from './reconciliation/routes.js';
@@ -185,7 +185,9 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   registerBacklogMetrics(metrics.registry, database.db, logger);
   registerAnomalyMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
+  registerPoolMetrics(metrics.registry, () => database.pool());
   const resources = new ResourceRegistry({ breaker: config.breaker, breakerByPartner: config.breakerByPartner, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
+  registerResourceMetrics(metrics.registry, resources);
   const gateways = createGatewayRegistry({
     baseUrls: partnerUrls,
     http,

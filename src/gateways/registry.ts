@@ -111,7 +111,7 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
       let delay: IBackoff<unknown> | undefined;
       for (let retry = 0; ; retry += 1) {
         const permit = breaker.acquire();
-        if (!permit.allowed) return refused(operation, 'breaker_open', { kind: 'unreachable', reason: 'circuit breaker open', retryAfterMs: permit.retryAfterMs });
+        if (!permit.allowed) return refused(operation, context.country, 'breaker_open', { kind: 'unreachable', reason: 'circuit breaker open', retryAfterMs: permit.retryAfterMs });
         const callContext = permit.halfOpen ? { ...context, readTimeoutMs: options.halfOpenReadTimeoutMs } : context;
         const started = performance.now();
         let outcome: PartnerOutcome<T>;
@@ -119,11 +119,11 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
           outcome = await bulkhead.execute(() => call(callContext, request));
         } catch (error) {
           if (!isBulkheadRejection(error)) throw error;
-          return refused(operation, 'bulkhead_full', { kind: 'unreachable', reason: 'bulkhead full', retryAfterMs: 1_000 });
+          return refused(operation, context.country, 'bulkhead_full', { kind: 'unreachable', reason: 'bulkhead full', retryAfterMs: 1_000 });
         }
         if (countsAsError(outcome)) breaker.recordError();
         else breaker.recordSuccess();
-        observe(operation, outcome, performance.now() - started);
+        observe(operation, context.country, outcome, performance.now() - started);
         if (outcome.kind !== 'unreachable' || retry >= options.retry.retryCountMax) return outcome;
         delay = delay === undefined ? backoff.next() : delay.next(undefined);
         const deadlineAt = currentContext()?.deadlineAt;
@@ -133,16 +133,16 @@ function protect(connector: Connector, partnerResource: string, options: Gateway
     };
 
   /** A call refused before anything was sent is counted apart: it is not a partner call and has no latency. */
-  function refused<T>(operation: string, reason: 'breaker_open' | 'bulkhead_full', outcome: PartnerOutcome<T>): PartnerOutcome<T> {
-    options.metrics.partnerCallsRefused.inc({ gateway: connector.name, operation, reason });
+  function refused<T>(operation: string, country: string, reason: 'breaker_open' | 'bulkhead_full', outcome: PartnerOutcome<T>): PartnerOutcome<T> {
+    options.metrics.partnerCallsRefused.inc({ gateway: connector.name, country, operation, reason });
     options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason }, 'partner call refused before sending');
     return outcome;
   }
 
-  function observe<T>(operation: string, outcome: PartnerOutcome<T>, durationMs: number): PartnerOutcome<T> {
+  function observe<T>(operation: string, country: string, outcome: PartnerOutcome<T>, durationMs: number): PartnerOutcome<T> {
     const timing = currentContext()?.timing;
     if (timing !== undefined) timing.partnerMs += durationMs;
-    options.metrics.partnerCallDurationSeconds.observe({ gateway: connector.name, operation, outcome: outcome.kind }, durationMs / 1000);
+    options.metrics.partnerCallDurationSeconds.observe({ gateway: connector.name, country, operation, outcome: outcome.kind }, durationMs / 1000);
     const reason = outcome.kind === 'ok' ? undefined : outcome.kind === 'declined' ? outcome.code : outcome.reason;
     options.logger.info({ gateway: connector.name, operation, outcome: outcome.kind, reason, duration_ms: Math.round(durationMs) }, 'partner call');
     return outcome;

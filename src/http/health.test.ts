@@ -26,10 +26,10 @@ test('metrics count approvals and declines apart, with latency histograms', asyn
   const metrics = await keel.request('GET', '/metrics', { secretKey: null });
   assert.equal(metrics.status, 200);
   assert.match(String(metrics.headers['content-type']), /text\/plain/);
-  assert.match(metrics.body, /keel_payment_outcomes_total\{outcome="ok",gateway="toss"\} 1/);
-  assert.match(metrics.body, /keel_payment_outcomes_total\{outcome="declined",gateway="toss"\} 1/);
+  assert.match(metrics.body, /keel_payment_outcomes_total\{outcome="ok",gateway="toss",country="KR"\} 1/);
+  assert.match(metrics.body, /keel_payment_outcomes_total\{outcome="declined",gateway="toss",country="KR"\} 1/);
   assert.match(metrics.body, /keel_http_request_duration_seconds_bucket\{.*route="\/v1\/payments".*status_class="2xx"/);
-  assert.match(metrics.body, /keel_partner_call_duration_seconds_count\{gateway="toss",operation="authorize",outcome="ok"\}/);
+  assert.match(metrics.body, /keel_partner_call_duration_seconds_count\{gateway="toss",country="KR",operation="authorize",outcome="ok"\}/);
 });
 
 test('metrics report the event backlog and the read model\'s lag, shared through the database', async () => {

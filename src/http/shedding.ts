@@ -52,6 +52,7 @@ export function priorityOf(request: FastifyRequest): WorkPriority | undefined {
 export async function registerShedding(app: KeelApp, options: SheddingOptions, metrics: Metrics): Promise<Shedding> {
   const limiter = new AdaptiveConcurrencyLimit(options.limit);
   metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
+  metrics.concurrency.set({ kind: 'in_flight' }, 0);
   if (!options.enabled) return { limiter, admitTenant: () => undefined };
   app.decorateRequest('keelAdmittedAt', 0);
   app.decorateRequest('keelTenant', undefined);

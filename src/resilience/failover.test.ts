@@ -95,11 +95,11 @@ describe('the first partner refuses connections', () => {
     const after = await metricValues(keel);
     const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
     // Toss's breaker is open by now: its four confirmations were refused, never sent, and are not timed as calls.
-    assert.equal(delta('keel_payment_outcomes_total{outcome="unreachable",gateway="toss"}'), 4);
-    assert.equal(delta('keel_payment_outcomes_total{outcome="ok",gateway="stripe"}'), 3);
-    assert.equal(delta('keel_partner_calls_refused_total{gateway="toss",operation="authorize",reason="breaker_open"}'), 4, 'one per confirmation: a refusal is not retried');
-    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="toss",operation="authorize",outcome="unreachable"}'), 0);
-    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="stripe",operation="authorize",outcome="ok"}'), 3);
+    assert.equal(delta('keel_payment_outcomes_total{outcome="unreachable",gateway="toss",country="US"}'), 4);
+    assert.equal(delta('keel_payment_outcomes_total{outcome="ok",gateway="stripe",country="US"}'), 3);
+    assert.equal(delta('keel_partner_calls_refused_total{gateway="toss",country="US",operation="authorize",reason="breaker_open"}'), 4, 'one per confirmation: a refusal is not retried');
+    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="toss",country="US",operation="authorize",outcome="unreachable"}'), 0);
+    assert.equal(delta('keel_partner_call_duration_seconds_count{gateway="stripe",country="US",operation="authorize",outcome="ok"}'), 3);
     // The read model counts the refused confirmation against the approval rate, under the partner refused.
     while ((await keel.keel.jobs.relay()) > 0);
     const report = await keel.request('GET', '/v1/reports/payments?group_by=gateway', { secretKey: tossOnly.secret_key });

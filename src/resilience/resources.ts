@@ -1,6 +1,7 @@
 import type { BulkheadPolicy} from 'cockatiel';
 import { BulkheadRejectedError, bulkhead } from 'cockatiel';
 import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
 import { CircuitBreaker, type BreakerOptions, type BreakerSnapshot } from './breaker.js';
 
 /**
@@ -63,4 +64,60 @@ export class ResourceRegistry {
 
 export function isBulkheadRejection(error: unknown): boolean {
   return error instanceof BulkheadRejectedError;
+}
+
+const breakerStateValue = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** A resource's name, `partner:host:port:country`, as the labels its series carry. */
+function resourceLabels(resource: string): { gateway: string; country: string } {
+  const parts = resource.split(':');
+  return { gateway: parts[0] ?? 'unknown', country: parts.at(-1) ?? 'unknown' };
+}
+
+/**
+ * `keel_breaker_state{gateway,country}` (0 closed, 1 half-open, 2 open) and `keel_bulkhead_in_flight` /
+ * `keel_bulkhead_capacity`, read from the registry at each scrape. A partner reached at two hosts (test and live)
+ * under one country shows its worst breaker and its calls in flight summed.
+ */
+export function registerResourceMetrics(registry: Registry, resources: ResourceRegistry): void {
+  const byKey = () => {
+    const rows = new Map<string, { labels: { gateway: string; country: string }; state: number; inFlight: number; capacity: number }>();
+    for (const snapshot of resources.snapshot()) {
+      const labels = resourceLabels(snapshot.resource);
+      const key = `${labels.gateway}/${labels.country}`;
+      const row = rows.get(key) ?? { labels, state: 0, inFlight: 0, capacity: 0 };
+      row.state = Math.max(row.state, breakerStateValue[snapshot.state]);
+      row.inFlight += snapshot.bulkhead.in_flight;
+      row.capacity += snapshot.bulkhead.max;
+      rows.set(key, row);
+    }
+    return [...rows.values()];
+  };
+  new Gauge({
+    name: 'keel_breaker_state',
+    help: 'Circuit breaker per partner and country: 0 closed, 1 half-open, 2 open',
+    labelNames: ['gateway', 'country'],
+    registers: [registry],
+    collect() {
+      for (const row of byKey()) this.set(row.labels, row.state);
+    },
+  });
+  new Gauge({
+    name: 'keel_bulkhead_in_flight',
+    help: 'Partner calls in flight per partner and country (saturation of its bulkhead)',
+    labelNames: ['gateway', 'country'],
+    registers: [registry],
+    collect() {
+      for (const row of byKey()) this.set(row.labels, row.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'keel_bulkhead_capacity',
+    help: 'Partner calls the bulkhead admits at once per partner and country',
+    labelNames: ['gateway', 'country'],
+    registers: [registry],
+    collect() {
+      for (const row of byKey()) this.set(row.labels, row.capacity);
+    },
+  });
 }

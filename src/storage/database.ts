@@ -17,6 +17,8 @@ export interface Database {
   readonly schema: string | undefined;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** The connection pool's state (PostgreSQL); undefined for the embedded engine, which has one connection. */
+  pool(): { total: number; idle: number; waiting: number } | undefined;
 }
 
 export interface DatabaseOptions {
@@ -94,6 +96,7 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     close: async () => {
       await db.destroy();
     },
+    pool: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
   };
 }
 
@@ -116,6 +119,7 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
       await db.destroy();
       if (dataDir !== undefined) restrictTree(dataDir);
     },
+    pool: () => undefined,
   };
 }
 

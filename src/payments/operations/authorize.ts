@@ -139,7 +139,7 @@ export async function sendAuthorize(context: OperationContext, attempt: Attempt,
     customerKey: partnerCustomerKey(payment),
     source,
   });
-  context.deps.metrics.paymentOutcomes.inc({ outcome: outcome.kind, gateway: attempt.gateway });
+  context.deps.metrics.paymentOutcomes.inc({ outcome: outcome.kind, gateway: attempt.gateway, country: context.merchant.country });
   return fromPartner(outcome, (value) => value);
 }
 
