@@ -66,6 +66,12 @@ export interface KeelConfig {
   readonly brandpayConfirmTimeoutMinutes: number;
   /** Days that finished records (keys, published events, inbox entries, settled deliveries) are kept. */
   readonly retentionDays: number;
+  /** Slack's signing secret for `POST /chatops/slack`; without it every chat request is refused (401). */
+  readonly slackSigningSecret: string | undefined;
+  /** A Slack incoming-webhook URL for incident notices and post-mortem reminders; none are sent without it. */
+  readonly slackWebhookUrl: string | undefined;
+  /** Days after an incident resolves that its post-mortem is due. */
+  readonly postmortemDueDays: number;
 }
 
 const proxyNames = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -206,5 +212,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     reconcileAt: parseClock(optional(env['KEEL_RECONCILE_AT']) ?? '02:00', 'KEEL_RECONCILE_AT'),
     brandpayConfirmTimeoutMinutes: positive(env['KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'], confirmTimeoutMinutesDefault, 'KEEL_BRANDPAY_CONFIRM_TIMEOUT_MINUTES'),
     retentionDays: Math.max(1, integer(env['KEEL_RETENTION_DAYS'], retentionDaysDefault, 'KEEL_RETENTION_DAYS')),
+    slackSigningSecret: optional(env['KEEL_SLACK_SIGNING_SECRET']),
+    slackWebhookUrl: optional(env['KEEL_SLACK_WEBHOOK_URL']),
+    postmortemDueDays: positive(env['KEEL_POSTMORTEM_DUE_DAYS'], 7, 'KEEL_POSTMORTEM_DUE_DAYS'),
   };
 }

@@ -38,6 +38,7 @@ export const errorCatalogue = {
   // 401 / 403
   authentication_required: { status: 401, type: 'authentication_error', description: 'No API key was given.' },
   api_key_invalid: { status: 401, type: 'authentication_error', description: 'The API key is unknown or revoked.' },
+  signature_invalid: { status: 401, type: 'authentication_error', description: 'The request\'s signature is missing or wrong, or its timestamp is more than 300 s from now (chat-ops); nothing was done.' },
   api_key_not_allowed: { status: 403, type: 'authentication_error', description: 'A publishable key was used where a secret key (or the operator token) is needed.' },
   // 404
   resource_missing: { status: 404, type: 'invalid_request_error', description: 'No such object for this merchant (another merchant\'s object is also missing).' },
@@ -47,6 +48,8 @@ export const errorCatalogue = {
   order_id_taken: { status: 409, type: 'invalid_request_error', description: 'This merchant already has a payment with that `order_id`.' },
   refund_exceeds_payment: { status: 409, type: 'invalid_request_error', description: 'The refund would take the refunded total above `amount_received`.' },
   reconciliation_in_progress: { status: 409, type: 'invalid_request_error', description: 'A reconciliation of that partner and day is already running; try again when it ends.' },
+  incident_resolved: { status: 409, type: 'invalid_request_error', description: 'The incident is resolved: its status, roles and timeline no longer change (a new alert opens a new incident).' },
+  postmortem_incomplete: { status: 409, type: 'invalid_request_error', description: 'Publishing a post-mortem needs what happened, at least one wrong assumption and at least one action item.' },
   idempotency_key_in_use: { status: 409, type: 'idempotency_error', description: 'A request with this key is still running; retry after it finishes.' },
   // 422
   idempotency_key_reused: { status: 422, type: 'idempotency_error', description: 'The key was used before with a different method, path or body.' },

@@ -23,6 +23,10 @@ import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { registerBrandPayRoutes } from './brandpay/routes.js';
 import { registerCheckoutRoutes } from './brandpay/checkout-routes.js';
 import { registerLedgerRoutes } from './ledger/routes.js';
+import { sendDueNotices } from './incidents/notices.js';
+import { remindOverdue } from './incidents/postmortems.js';
+import { incidentsDepsOf, registerIncidentRoutes } from './incidents/routes.js';
+import { listenForSystemEntries } from './incidents/system.js';
 import { Authenticator } from './merchants/auth.js';
 import { registerMerchantRoutes } from './merchants/routes.js';
 import { registerRefundRoutes } from './payments/refund-routes.js';
@@ -33,7 +37,7 @@ import { pruneExpired, type RetentionReport } from './storage/retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, registerPoolMetrics } from './observability/metrics.js';
 import { registerBacklogMetrics } from './reports/backlog.js';
-import { registerAnomalyMetrics, stuckAttempts } from './reconciliation/anomalies.js';
+import { registerAnomalyMetrics, stuckAttemptsOf } from './reconciliation/anomalies.js';
 import { registerAnomalyRoutes } from './reconciliation/routes.js';
 import { reconcileYesterday, type RunRow } from './reconciliation/reconcile.js';
 import { runCompleter } from './payments/jobs/completer.js';
@@ -83,6 +87,10 @@ export interface KeelJobs {
   unconfirmed(): Promise<{ canceled: number }>;
   /** Past `KEEL_RECONCILE_AT`, reconciles the previous UTC day with each partner, once (`reconciliation/`). */
   reconcile(now?: Date): Promise<RunRow[]>;
+  /** Sends the chat notices that are due to `KEEL_SLACK_WEBHOOK_URL`; resolves to how many were sent. */
+  notices(): Promise<number>;
+  /** Queues today's reminders of overdue post-mortems and action items, once per day; resolves to how many. */
+  reminders(now?: Date): Promise<number>;
 }
 
 export interface Keel {
@@ -104,7 +112,7 @@ export interface Keel {
   close(): Promise<void>;
 }
 
-export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000, unconfirmed: 60_000, reconcile: 60_000 } as const;
+export const jobIntervalsMs = { completer: 10_000, retention: 60_000, webhooks: 1_000, unconfirmed: 60_000, reconcile: 60_000, notices: 5_000, reminders: 3_600_000 } as const;
 /** How long a shutting-down process waits for its background jobs in flight. */
 export const shutdownJobsWaitMs = 15_000;
 export const completerBatchSizeMax = 100;
@@ -186,7 +194,10 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   registerAnomalyMetrics(metrics.registry, database.db, logger);
   const http = Object.fromEntries(gatewayNames.map((name) => [name, partnerHttpFor(config, name)])) as Record<GatewayName, PartnerHttpOptions>;
   registerPoolMetrics(metrics.registry, () => database.pool());
-  const resources = new ResourceRegistry({ breaker: config.breaker, breakerByPartner: config.breakerByPartner, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0 }, logger);
+  const resources = new ResourceRegistry(
+    { breaker: config.breaker, breakerByPartner: config.breakerByPartner, bulkheadMax: config.bulkheadMax, bulkheadQueueMax: 0, onBreakerChange: (change) => metrics.signals.signal('breaker', change) },
+    logger,
+  );
   registerResourceMetrics(metrics.registry, resources);
   const gateways = createGatewayRegistry({
     baseUrls: partnerUrls,
@@ -207,7 +218,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     faults,
     consistencyWindowMs: config.partnerConsistencyWindowMs,
     storedMethods: createStoredMethods(database.db, cipher),
-    stuckAttempts,
+    stuckAttempts: stuckAttemptsOf(metrics.signals),
   };
   const redis = config.redisUrl === undefined ? undefined : connectRedis(config.redisUrl, logger);
   // Names this deployment's event stream, consumers and shared limits on engines other deployments may share:
@@ -246,6 +257,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     registerLedgerRoutes,
     registerReportRoutes,
     registerAnomalyRoutes,
+    registerIncidentRoutes,
   ]);
   const relayHolder = `relay_${randomBytes(8).toString('hex')}`;
   const deliveryAgent = createDeliveryAgent({ live: false });
@@ -259,7 +271,10 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     retention: () => pruneExpired(database.db, config),
     unconfirmed: () => cancelUnconfirmed(deps, config.brandpayConfirmTimeoutMinutes * 60_000),
     reconcile: (now) => reconcileYesterday({ db: database.db, cipher, logger, gateways, partnerUrls, payments: deps }, config.reconcileAt, now),
+    notices: () => (config.slackWebhookUrl === undefined ? Promise.resolve(0) : sendDueNotices(database.db, config.slackWebhookUrl, logger)),
+    reminders: (now) => (config.slackWebhookUrl === undefined ? Promise.resolve(0) : remindOverdue(database.db, now)),
   };
+  const stopSystemEntries = listenForSystemEntries(metrics.signals, incidentsDepsOf(services), logger);
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
   const inFlightJobs = new Set<Promise<unknown>>();
@@ -298,6 +313,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     every('retention', jobIntervalsMs.retention, jobs.retention);
     every('unconfirmed', jobIntervalsMs.unconfirmed, jobs.unconfirmed);
     every('reconcile', jobIntervalsMs.reconcile, () => jobs.reconcile());
+    every('notices', jobIntervalsMs.notices, jobs.notices);
+    every('reminders', jobIntervalsMs.reminders, () => jobs.reminders());
     // Each tick starts endpoints' tasks and returns: no endpoint waits for another's deliveries.
     every('webhooks', jobIntervalsMs.webhooks, () => deliveries.tick());
     const relay = runRelay(database.db, bus, relayHolder, logger, relayStop.signal);
@@ -321,6 +338,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     close: async () => {
       // Stop taking work, let requests and jobs in flight finish (within a bound), then close the engines.
       relayStop.abort();
+      stopSystemEntries();
       for (const timer of timers) clearInterval(timer);
       await app.close();
       await within(Promise.allSettled([...inFlightJobs]), shutdownJobsWaitMs);

@@ -66,6 +66,7 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     pressureHandler: (request, reply, type) => {
       if (priorityOf(request) !== 'new') return undefined;
       metrics.shedRequests.inc({ priority: 'new', reason: type });
+      metrics.signals.signal('shed', { reason: type });
       const error = new KeelError('overloaded', 'Keel is under pressure; retry shortly.', { retryAfterSeconds: 1 });
       void reply.status(error.status).header('retry-after', '1');
       return errorBody(request, error) as unknown as undefined;
@@ -74,6 +75,7 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
 
   const refuseOverloaded = (request: FastifyRequest, reply: FastifyReply, priority: WorkPriority) => {
     metrics.shedRequests.inc({ priority, reason: 'concurrency_limit' });
+    metrics.signals.signal('shed', { reason: 'concurrency_limit' });
     return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
   };
   const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined): FastifyReply | undefined => {

@@ -1,5 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SystemSignals } from './signals.js';
 
 /**
  * Golden signals: latency split by outcome, traffic, errors apart from declines, saturation. Partner series carry
@@ -15,6 +16,8 @@ export interface Metrics {
   readonly partnerCallsRefused: Counter<'gateway' | 'country' | 'operation' | 'reason'>;
   readonly shedRequests: Counter<'priority' | 'reason'>;
   readonly concurrency: Gauge<'kind'>;
+  /** The same process's events for incident timelines (breakers, shedding, anomalies); see signals.ts. */
+  readonly signals: SystemSignals;
 }
 
 export function createMetrics(options: { readonly collectProcessMetrics: boolean }): Metrics {
@@ -23,6 +26,7 @@ export function createMetrics(options: { readonly collectProcessMetrics: boolean
   registerEventLoopDelay(registry);
   return {
     registry,
+    signals: new SystemSignals(),
     httpRequestDurationSeconds: new Histogram({
       name: 'keel_http_request_duration_seconds',
       help: 'API request latency by route and status class',

@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { StuckAttempts } from '../payments/operations/context.js';
+import type { SystemSignals } from '../observability/signals.js';
 import { KeelError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import { paged, type Page } from '../http/lists.js';
@@ -166,9 +167,9 @@ export async function findAnomaly(db: Db, publicId: string, merchantId: string |
  * The janitor's give-ups as `StuckProcessing` anomalies: Keel's side is the payment as it stands, the partner's
  * an answer it never gave. Passed to payments by the composition root.
  */
-export const stuckAttempts: StuckAttempts = {
+export const stuckAttemptsOf = (signals: SystemSignals): StuckAttempts => ({
   async record(trx, payment, attempt, inquiries) {
-    await openAnomaly(trx, {
+    const opened = await openAnomaly(trx, {
       merchantId: payment.merchantId,
       type: 'StuckProcessing',
       gateway: attempt.gateway,
@@ -180,8 +181,9 @@ export const stuckAttempts: StuckAttempts = {
       actual: { status: 'unknown', inquiries },
       dedupeKey: attempt.id,
     });
+    if (opened !== undefined) signals.signal('anomaly', { type: 'StuckProcessing', gateway: attempt.gateway });
   },
-};
+});
 
 /** `keel_anomalies_open{type,gateway}`, read from the database when `/metrics` is scraped (every instance agrees). */
 export function registerAnomalyMetrics(registry: Registry, db: Db, logger: Logger): void {

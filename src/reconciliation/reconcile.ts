@@ -225,7 +225,10 @@ async function reconcileMerchant(deps: ReconcileDeps, merchant: MerchantContext,
   await resolveStuck(deps, merchant, request.gateway, tally);
   const open = async (anomaly: Omit<NewAnomaly, 'merchantId' | 'gateway'>) => {
     const opened = await deps.db.transaction().execute((trx) => openAnomaly(trx, { ...anomaly, merchantId: merchant.id, gateway: request.gateway }));
-    if (opened !== undefined) tally.opened += 1;
+    if (opened !== undefined) {
+      tally.opened += 1;
+      deps.payments.metrics.signals.signal('anomaly', { type: opened.type, gateway: request.gateway });
+    }
     return opened;
   };
   try {

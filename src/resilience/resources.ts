@@ -15,6 +15,8 @@ export interface ResourceOptions {
   readonly breakerByPartner?: Readonly<Partial<Record<string, Partial<BreakerOptions>>>>;
   readonly bulkheadMax: number;
   readonly bulkheadQueueMax: number;
+  /** Told of every breaker's change of state, with the partner and country of its resource. */
+  readonly onBreakerChange?: (change: { gateway: string; country: string; to: 'open' | 'closed' | 'half_open' }) => void;
 }
 
 export interface ResourceSnapshot extends BreakerSnapshot {
@@ -44,6 +46,7 @@ export class ResourceRegistry {
           (name, from, to, snapshot) => {
             const log = to === 'open' ? this.#logger.warn.bind(this.#logger) : this.#logger.info.bind(this.#logger);
             log({ resource: name, from, to, breaker: snapshot }, `circuit breaker ${from} -> ${to}`);
+            this.#options.onBreakerChange?.({ ...resourceLabels(name), to });
           },
           this.#now,
         ),

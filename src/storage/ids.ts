@@ -25,6 +25,9 @@ export const idPrefixes = {
   reconciliationRun: 'recon',
   webhookEndpoint: 'we',
   webhookDelivery: 'whd',
+  incident: 'inc',
+  postmortem: 'pmr',
+  actionItem: 'act',
 } as const;
 export type IdKind = keyof typeof idPrefixes;
 

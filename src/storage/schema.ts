@@ -179,6 +179,100 @@ export interface AnomaliesTable {
   created_at: Timestamp;
 }
 
+export interface IncidentsTable {
+  id: string;
+  title: string;
+  severity: 'sev1' | 'sev2' | 'sev3';
+  status: ColumnType<'investigating' | 'identified' | 'monitoring' | 'resolved', 'investigating' | 'identified' | 'monitoring' | 'resolved' | undefined, 'investigating' | 'identified' | 'monitoring' | 'resolved'>;
+  source: 'manual' | 'alert' | 'chat';
+  summary: string | null;
+  /** The chat channel the incident is run from (Slack's `channel_id`). */
+  channel: string | null;
+  /** Alertmanager's `groupKey` of the alerts that opened it; one open incident per group. */
+  group_key: string | null;
+  imoc: string | null;
+  srm: string | null;
+  /** The partners and countries its alerts named (the outage record counts their payments). */
+  gateways: ColumnType<string[], string[] | undefined, string[]>;
+  countries: ColumnType<string[], string[] | undefined, string[]>;
+  started_at: Timestamp;
+  detected_at: Timestamp;
+  mitigated_at: NullableTimestamp;
+  resolved_at: NullableTimestamp;
+  /** The outage record, written when the incident resolved (outage.ts). */
+  outage: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  created_at: Timestamp;
+}
+
+export interface IncidentOwnersTable {
+  incident_id: string;
+  service: string;
+  person: string;
+}
+
+/** Each alert of an incident's group as last delivered: firing or resolved. */
+export interface IncidentAlertsTable {
+  incident_id: string;
+  fingerprint: string;
+  status: 'firing' | 'resolved';
+  starts_at: Timestamp;
+}
+
+export interface IncidentTimelineTable {
+  id: Generated<string>;
+  incident_id: string;
+  at: Timestamp;
+  kind: 'alert' | 'role' | 'message' | 'status' | 'system';
+  text: string;
+  author: string | null;
+  important: ColumnType<boolean, boolean | undefined, boolean>;
+  /** What makes a delivery the same entry (an alert's fingerprint, status and start), so it is written once. */
+  dedupe_key: string | null;
+}
+
+export interface PostmortemsTable {
+  id: string;
+  incident_id: string;
+  status: ColumnType<'draft' | 'in_review' | 'published', 'draft' | 'in_review' | 'published' | undefined, 'draft' | 'in_review' | 'published'>;
+  due_at: Timestamp;
+  summary: string | null;
+  what_happened: string | null;
+  wrong_assumptions: Json<string[]>;
+  /** The incident's timeline and outage record when the post-mortem was created. */
+  timeline: Json<unknown[]>;
+  outage: Json<Record<string, unknown>>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface ActionItemsTable {
+  id: string;
+  postmortem_id: string;
+  text: string;
+  owner: string;
+  due_at: NullableTimestamp;
+  status: ColumnType<'open' | 'done', 'open' | 'done' | undefined, 'open' | 'done'>;
+  created_at: Timestamp;
+}
+
+/** A chat message for `KEEL_SLACK_WEBHOOK_URL`, sent (and retried) by the workers, never on a payment's path. */
+export interface ChatNoticesTable {
+  id: Generated<string>;
+  text: string;
+  /** What makes a notice the same one (a daily reminder: its subject and day), so it is queued once. */
+  dedupe_key: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Timestamp;
+  sent_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+/** Chat requests already acted on, by signature, so a replay within the allowed skew is refused. */
+export interface ChatRequestsTable {
+  signature: string;
+  received_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface CustomersTable {
   id: string;
   merchant_id: string;
@@ -395,6 +489,14 @@ export interface KeelDatabase {
   retention_marks: RetentionMarksTable;
   outbox: OutboxTable;
   anomalies: AnomaliesTable;
+  incidents: IncidentsTable;
+  incident_owners: IncidentOwnersTable;
+  incident_alerts: IncidentAlertsTable;
+  incident_timeline: IncidentTimelineTable;
+  postmortems: PostmortemsTable;
+  action_items: ActionItemsTable;
+  chat_notices: ChatNoticesTable;
+  chat_requests: ChatRequestsTable;
 }
 
 export type PaymentRow = Selectable<PaymentsTable>;

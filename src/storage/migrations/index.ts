@@ -555,6 +555,105 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0025_incidents': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Incidents, run by people (roles, messages, statuses) and opened by alerts; their timelines; the
+      // post-mortems that come due after them and their action items; and the chat notices the workers send.
+      await sql`
+        CREATE TABLE incidents (
+          id uuid PRIMARY KEY,
+          title text NOT NULL,
+          severity text NOT NULL CHECK (severity IN ('sev1', 'sev2', 'sev3')),
+          status text NOT NULL DEFAULT 'investigating' CHECK (status IN ('investigating', 'identified', 'monitoring', 'resolved')),
+          source text NOT NULL CHECK (source IN ('manual', 'alert', 'chat')),
+          summary text,
+          channel text,
+          group_key text,
+          imoc text,
+          srm text,
+          gateways text[] NOT NULL DEFAULT '{}',
+          countries text[] NOT NULL DEFAULT '{}',
+          started_at timestamptz NOT NULL,
+          detected_at timestamptz NOT NULL,
+          mitigated_at timestamptz,
+          resolved_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          CHECK (started_at <= detected_at),
+          CHECK (mitigated_at IS NULL OR detected_at <= mitigated_at),
+          CHECK (resolved_at IS NULL OR (mitigated_at IS NOT NULL AND mitigated_at <= resolved_at)),
+          CHECK ((status = 'resolved') = (resolved_at IS NOT NULL))
+        );
+        CREATE UNIQUE INDEX incidents_open_group ON incidents (group_key) WHERE status <> 'resolved' AND group_key IS NOT NULL;
+        CREATE INDEX incidents_channel ON incidents (channel, id DESC) WHERE channel IS NOT NULL;
+        CREATE INDEX incidents_status ON incidents (status, id DESC);
+        CREATE TABLE incident_owners (
+          incident_id uuid NOT NULL REFERENCES incidents(id),
+          service text NOT NULL,
+          person text NOT NULL,
+          PRIMARY KEY (incident_id, service)
+        );
+        CREATE TABLE incident_alerts (
+          incident_id uuid NOT NULL REFERENCES incidents(id),
+          fingerprint text NOT NULL,
+          status text NOT NULL CHECK (status IN ('firing', 'resolved')),
+          starts_at timestamptz NOT NULL,
+          PRIMARY KEY (incident_id, fingerprint)
+        );
+        CREATE TABLE incident_timeline (
+          id bigserial PRIMARY KEY,
+          incident_id uuid NOT NULL REFERENCES incidents(id),
+          at timestamptz NOT NULL DEFAULT now(),
+          kind text NOT NULL CHECK (kind IN ('alert', 'role', 'message', 'status', 'system')),
+          text text NOT NULL,
+          author text,
+          important boolean NOT NULL DEFAULT false,
+          dedupe_key text
+        );
+        CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at, id);
+        CREATE UNIQUE INDEX incident_timeline_once ON incident_timeline (incident_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
+        CREATE TABLE postmortems (
+          id uuid PRIMARY KEY,
+          incident_id uuid NOT NULL UNIQUE REFERENCES incidents(id),
+          status text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'in_review', 'published')),
+          due_at timestamptz NOT NULL,
+          summary text,
+          what_happened text,
+          wrong_assumptions jsonb NOT NULL DEFAULT '[]',
+          timeline jsonb NOT NULL DEFAULT '[]',
+          outage jsonb NOT NULL DEFAULT '{}',
+          created_at timestamptz NOT NULL DEFAULT now(),
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX postmortems_due ON postmortems (status, due_at);
+        CREATE TABLE action_items (
+          id uuid PRIMARY KEY,
+          postmortem_id uuid NOT NULL REFERENCES postmortems(id),
+          text text NOT NULL,
+          owner text NOT NULL,
+          due_at timestamptz,
+          status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done')),
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX action_items_postmortem ON action_items (postmortem_id, id);
+        CREATE TABLE chat_notices (
+          id bigserial PRIMARY KEY,
+          text text NOT NULL,
+          dedupe_key text UNIQUE,
+          attempts integer NOT NULL DEFAULT 0,
+          next_attempt_at timestamptz NOT NULL DEFAULT now(),
+          sent_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX chat_notices_due ON chat_notices (next_attempt_at) WHERE sent_at IS NULL;
+        CREATE TABLE chat_requests (
+          signature text PRIMARY KEY,
+          received_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX chat_requests_received ON chat_requests (received_at);
+        ALTER TABLE incidents ADD COLUMN outage jsonb;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
