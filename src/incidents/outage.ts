@@ -5,13 +5,20 @@ import type { IncidentRow } from './incidents.js';
 
 /**
  * The outage record of a resolved incident: its times, and its impact counted from Keel's own payments created
- * in its window (started → resolved) at the partners and in the (merchant) countries its alerts named — every
+ * in its window (from `impactLookbackMs` before it started until it resolved) at the partners and in the (merchant) countries its alerts named — every
  * partner or country when none was named. A payment counts when it failed for a reason other than a decline
  * (`payments_failed`), was left uncharged by a call that never reached the partner (`payments_unreachable`: not
  * sent, breaker open, connection refused; a payment that failed over and was charged elsewhere is not counted),
  * or is still `processing` (an answer not yet known); `amount_at_risk` sums their amounts per currency. Declines are the shoppers' banks answering, not the outage. Recorded when the incident resolves,
  * so it does not drift as those payments settle later.
  */
+
+/**
+ * How far before the incident started its impact is counted from: the failures that made an alert fire came
+ * before it (a rule holds its condition for its `for:` first, a breaker opens only after its window of errors),
+ * and a person opens an incident after noticing.
+ */
+export const impactLookbackMs = 5 * 60_000;
 
 export interface OutageRecord {
   readonly started_at: string;
@@ -23,6 +30,8 @@ export interface OutageRecord {
   readonly time_to_mitigate_s: number | null;
   readonly gateways: readonly string[];
   readonly countries: readonly string[];
+  /** The payments counted: created from `impactLookbackMs` before the start until the incident resolved. */
+  readonly impact_window: { readonly from: string; readonly to: string };
   readonly impact: {
     readonly payments_failed: number;
     readonly payments_unreachable: number;
@@ -37,6 +46,7 @@ type Db = Kysely<KeelDatabase> | Transaction<KeelDatabase>;
 
 export async function outageOf(db: Db, incident: IncidentRow): Promise<OutageRecord> {
   const started = new Date(incident.started_at);
+  const from = new Date(started.getTime() - impactLookbackMs);
   const ended = incident.resolved_at === null ? new Date() : new Date(incident.resolved_at);
   const seconds = (from: Date, to: Date | null) => (to === null ? null : Math.round((new Date(to).getTime() - from.getTime()) / 1000));
   // Per payment of the window, at the named partners (the one it went to, or one it tried) and merchant countries:
@@ -48,7 +58,7 @@ export async function outageOf(db: Db, incident: IncidentRow): Promise<OutageRec
              EXISTS (SELECT 1 FROM payment_attempts a WHERE a.payment_id = p.id AND a.status = 'not_sent'
                      AND (cardinality(${incident.gateways}::text[]) = 0 OR a.gateway = ANY(${incident.gateways}::text[]))) AS not_sent
       FROM payments p JOIN merchants m ON m.id = p.merchant_id
-      WHERE p.created_at >= ${started} AND p.created_at <= ${ended}
+      WHERE p.created_at >= ${from} AND p.created_at <= ${ended}
         AND (cardinality(${incident.countries}::text[]) = 0 OR m.country = ANY(${incident.countries}::text[]))
         AND (cardinality(${incident.gateways}::text[]) = 0 OR p.gateway = ANY(${incident.gateways}::text[])
              OR EXISTS (SELECT 1 FROM payment_attempts a WHERE a.payment_id = p.id AND a.gateway = ANY(${incident.gateways}::text[]))))
@@ -75,6 +85,7 @@ export async function outageOf(db: Db, incident: IncidentRow): Promise<OutageRec
     time_to_mitigate_s: seconds(started, incident.mitigated_at),
     gateways: incident.gateways,
     countries: incident.countries,
+    impact_window: { from: from.toISOString(), to: ended.toISOString() },
     impact: {
       payments_failed: count('failed'),
       payments_unreachable: count('unreachable'),
