@@ -211,6 +211,24 @@ test('while it runs: merchant create goes through it, a second start refuses, mi
   const badGateway = await run(['reconcile', '--gateway', 'paypal', '--date', '2026-01-01']);
   assert.notEqual(badGateway.code, 0);
   assert.match(badGateway.stderr, /gateway must be toss or stripe/);
+  // An incident run from the terminal, through the running Keel: opened, noted, closed, its post-mortem out.
+  const opened = await run(['incident', 'open', '--severity', 'sev2', '--title', 'Refunds slow', '--json']);
+  assert.equal(opened.code, 0, opened.stderr);
+  const incident = JSON.parse(opened.stdout) as { id: string; status: string };
+  assert.deepEqual([incident.id.startsWith('inc_'), incident.status], [true, 'investigating']);
+  assert.equal((await run(['incident', 'role', incident.id, 'imoc', 'dana'])).code, 0);
+  assert.equal((await run(['incident', 'note', incident.id, 'Stripe', 'status', 'page', 'is', 'green', '--important'])).code, 0);
+  const shown = await run(['incident', 'show', incident.id]);
+  assert.match(shown.stdout, /IMOC dana/);
+  assert.match(shown.stdout, /message ! Stripe status page is green/);
+  assert.match((await run(['incident', 'list', '--status', 'open'])).stdout, new RegExp(`${incident.id} sev2 investigating`));
+  assert.notEqual((await run(['incident', 'status', incident.id, 'done'])).code, 0);
+  assert.match((await run(['incident', 'close', incident.id])).stdout, /is resolved/);
+  const refused = await run(['incident', 'note', incident.id, 'late']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /is resolved; it no longer changes/);
+  assert.match((await run(['incident', 'outage', incident.id])).stdout, /"important_messages"/);
+  assert.match((await run(['incident', 'postmortem', incident.id])).stdout, /^# Post-mortem: Refunds slow/);
   // A live merchant: live keys, created without a partner key, which set-keys adds later (never echoed).
   const liveCreated = await run(['merchant', 'create', '--name', 'Live Shop', '--live', '--gateway', 'stripe', '--json']);
   assert.equal(liveCreated.code, 0, liveCreated.stderr);

@@ -6,6 +6,7 @@ import { createMerchant, formatContractFee, isGatewayName, namedPartnerKeys, par
 import type { ContractFeeTerms } from '../merchants/types.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { progressLines } from './progress.js';
+import { incidentCommand } from './incident.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
@@ -159,6 +160,8 @@ program
     else console.log(`reconciliation ${String(run['id'])} of ${options.gateway} for ${options.date}: ${String(run['status'])}, ${String(run['rows_read'])} rows read, ${String(run['matched'])} matched, ${String(run['anomalies_opened'])} anomalies opened`);
     if (run['status'] !== 'succeeded') process.exitCode = 1;
   });
+
+program.addCommand(incidentCommand(loadConfig, adminCall));
 
 const ledger = program.command('ledger').description('the double-entry journal');
 ledger
@@ -337,6 +340,26 @@ async function rowsReadSoFar(config: KeelConfig, gateway: GatewayName, date: str
  * An embedded Keel that is running holds the PGlite database (one process only): the CLI then asks it through
  * its operator endpoint. Undefined when no embedded Keel runs on this data directory.
  */
+/**
+ * One operator request: to the running embedded Keel over HTTP, or to an API-role Keel started in this process
+ * on the configured database (answered through `inject`, with its own admin token).
+ */
+async function adminCall(config: KeelConfig, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const running = runningKeelAccess(config);
+  const contentType = (type: string | undefined | null) => type?.includes('application/json') === true;
+  if (running !== undefined) {
+    const response = await fetch(`${running.url}${path}`, { method, headers: { authorization: `Bearer ${running.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: response.status, body: contentType(response.headers.get('content-type')) ? await response.json() : await response.text() };
+  }
+  const keel = await createKeel({ config, role: 'api' });
+  try {
+    const response = await keel.app.inject({ method, url: path, headers: { authorization: `Bearer ${keel.services.adminToken}` }, ...(body === undefined ? {} : { payload: body as Record<string, unknown> }) });
+    return { status: response.statusCode, body: contentType(response.headers['content-type']?.toString()) ? response.json() : response.body };
+  } finally {
+    await keel.close();
+  }
+}
+
 async function askRunningKeel(config: KeelConfig, path: string, body: unknown): Promise<unknown> {
   const running = runningKeelAccess(config);
   if (running === undefined) return undefined;
