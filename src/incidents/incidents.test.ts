@@ -326,3 +326,20 @@ describe('chat notices', () => {
     assert.equal(posted.filter((body) => body.includes(opened.body.id)).length, 2);
   });
 });
+
+describe('system entries', () => {
+  test("shedding starting (once per quiet minute) and an anomaly opening are written on the open incidents they concern", async () => {
+    const everywhere = await admin('POST', '/admin/incidents', { title: 'Keel slow', severity: 'sev2' });
+    const group = uniqueKey('stripe');
+    const stripeOnly = await admin('POST', '/admin/alerts/alertmanager', alertBody(group, [{ status: 'firing', fingerprint: 's1', labels: { gateway: 'stripe', country: 'US' } }]));
+    const { signals } = keel.keel.services.deps.metrics;
+    signals.signal('shed', { reason: 'concurrency_limit' });
+    signals.signal('shed', { reason: 'concurrency_limit' });
+    signals.signal('anomaly', { type: 'DuplicateCharge', gateway: 'toss' });
+    const systemOf = async (id: string) => ((await admin('GET', `/admin/incidents/${id}/timeline`)).body.data as { kind: string; text: string }[]).filter((entry) => entry.kind === 'system').map((entry) => entry.text);
+    // The entries are written after the signal, off its path: wait for them to land.
+    for (let tries = 0; (await systemOf(everywhere.body.id)).length < 2 && tries < 100; tries += 1) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual((await systemOf(everywhere.body.id)).sort(), ['anomaly opened: DuplicateCharge at toss', 'load shedding started (concurrency_limit)']);
+    assert.deepEqual(await systemOf(stripeOnly.body.incident.id), ['load shedding started (concurrency_limit)'], "a Toss anomaly is not the Stripe incident's");
+  });
+});
