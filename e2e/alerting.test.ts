@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
+import { freePort } from '../src/testing/cli.js';
 import { startTestKeel, testCard, uniqueKey, type TestKeel } from '../src/testing/harness.js';
 
 const prometheusBin = '/usr/bin/prometheus';
@@ -30,15 +31,6 @@ let folder = '';
 let keel: TestKeel;
 let keelUrl = '';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const port = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 function launch(bin: string, args: readonly string[]): void {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -10,9 +10,9 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { freePort } from '../src/testing/cli.js';
 import { startTestKeel, uniqueKey, type TestKeel } from '../src/testing/harness.js';
 import { startExampleShop, type ExampleShop } from '../examples/shop.js';
 
@@ -26,15 +26,6 @@ let keel: TestKeel;
 let shop: ExampleShop;
 let browser: Browser;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 before(async () => {
   if (!available) return;

@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { dropSchema } from '../src/storage/database.js';
 import { FieldCipher } from '../src/storage/encryption.js';
 import { verifyWebhook } from '../src/webhooks/signature.js';
-import { runKeel, spawnKeel, type KeelRun } from '../src/testing/cli.js';
+import { freePort, runKeel, spawnKeel, type KeelRun } from '../src/testing/cli.js';
 
 const databaseUrl = process.env['KEEL_TEST_DATABASE_URL'];
 const natsUrl = process.env['KEEL_TEST_NATS_URL'];
@@ -27,15 +27,6 @@ const schema = `keel_scale_${randomBytes(4).toString('hex')}`;
 const processes: ChildProcess[] = [];
 let gatewayUrl = '';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const port = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const environment = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
   ...process.env,

@@ -5,11 +5,10 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
+import { freePort, runKeel, spawnKeel, type KeelRun } from '../testing/cli.js';
 import { wideEntriesIn } from '../storage/data-dir.js';
 import { dropSchema, openDatabase } from '../storage/database.js';
 import { FieldCipher } from '../storage/encryption.js';
@@ -22,16 +21,6 @@ let simPort = 0;
 let server: ChildProcess | undefined;
 let serverOutput = '';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 function environment(): NodeJS.ProcessEnv {
   // Shedding is off: the other test files running beside this one delay every event loop on the machine, and

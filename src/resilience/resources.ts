@@ -96,31 +96,20 @@ export function registerResourceMetrics(registry: Registry, resources: ResourceR
     }
     return [...rows.values()];
   };
-  new Gauge({
-    name: 'keel_breaker_state',
-    help: 'Circuit breaker per partner and country: 0 closed, 1 half-open, 2 open',
-    labelNames: ['gateway', 'country'],
-    registers: [registry],
-    collect() {
-      for (const row of byKey()) this.set(row.labels, row.state);
-    },
-  });
-  new Gauge({
-    name: 'keel_bulkhead_in_flight',
-    help: 'Partner calls in flight per partner and country (saturation of its bulkhead)',
-    labelNames: ['gateway', 'country'],
-    registers: [registry],
-    collect() {
-      for (const row of byKey()) this.set(row.labels, row.inFlight);
-    },
-  });
-  new Gauge({
-    name: 'keel_bulkhead_capacity',
-    help: 'Partner calls the bulkhead admits at once per partner and country',
-    labelNames: ['gateway', 'country'],
-    registers: [registry],
-    collect() {
-      for (const row of byKey()) this.set(row.labels, row.capacity);
-    },
-  });
+  const gauges: readonly [name: string, help: string, value: (row: ReturnType<typeof byKey>[number]) => number][] = [
+    ['keel_breaker_state', 'Circuit breaker per partner and country: 0 closed, 1 half-open, 2 open', (row) => row.state],
+    ['keel_bulkhead_in_flight', 'Partner calls in flight per partner and country (saturation of its bulkhead)', (row) => row.inFlight],
+    ['keel_bulkhead_capacity', 'Partner calls the bulkhead admits at once per partner and country', (row) => row.capacity],
+  ];
+  for (const [name, help, value] of gauges) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['gateway', 'country'],
+      registers: [registry],
+      collect() {
+        for (const row of byKey()) this.set(row.labels, value(row));
+      },
+    });
+  }
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createServer } from 'node:net';
 
 /** The `keel` command as a shop engineer runs it, for tests that drive Keel as separate processes. */
 export const keelBin = new URL('../../bin/keel.js', import.meta.url).pathname;
@@ -23,5 +24,17 @@ export function runKeel(args: readonly string[], env: NodeJS.ProcessEnv): Promis
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A loopback port free right now, for a process a test starts (its server, Prometheus, Alertmanager). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
   });
 }
