@@ -7,6 +7,7 @@ import type { ContractFeeTerms } from '../merchants/types.js';
 import type { GatewayName } from '../gateways/connector.js';
 import { progressLines } from './progress.js';
 import { incidentCommand } from './incident.js';
+import { loadtest } from '../loadtest/loadtest.js';
 import { countryCodes } from '../money.js';
 import { cipherFor, createKeel, shutdownJobsWaitMs, type Keel, type Role } from '../runtime.js';
 import { startSimulator } from '../simulator/server.js';
@@ -162,6 +163,36 @@ program
   });
 
 program.addCommand(incidentCommand(loadConfig, adminCall));
+
+program
+  .command('loadtest')
+  .description('rehearse a flash sale: open-loop shoppers against Keel, invariants checked, report.html and report.json written (exit 1 if an invariant broke)')
+  .option('--scenario <scenario>', 'flash-sale, steady, or a scenario JSON file', 'flash-sale')
+  .option('--target <url>', 'a running Keel to drive (default: start one, with the benchmark gateway at partner-like latency)')
+  .option('--secret-key <key>', "the target merchant's secret key (default KEEL_LOADTEST_SECRET_KEY)")
+  .option('--gateway-url <url>', "the target's benchmark gateway, to check one charge per order")
+  .option('--rate <n>', 'the peak arrivals per second (flash sale) or the rate (steady)', (value: string) => positiveNumber(value, '--rate'))
+  .option('--duration <s>', 'seconds of arrivals', (value: string) => positiveNumber(value, '--duration'))
+  .option('--out <dir>', 'where report.html and report.json go', 'loadtest-report')
+  .option('--json', "print report.json's content on standard output at the end")
+  .action(async (options: { scenario: string; target?: string; secretKey?: string; gatewayUrl?: string; rate?: number; duration?: number; out: string; json?: boolean }) => {
+    const live = process.stderr.isTTY;
+    try {
+      const { report, failed } = await loadtest(
+        loadConfig(),
+        { scenario: options.scenario, target: options.target, secretKey: options.secretKey ?? process.env['KEEL_LOADTEST_SECRET_KEY'], gatewayUrl: options.gatewayUrl, rate: options.rate, durationS: options.duration, outDir: options.out },
+        { progress: (line, final) => process.stderr.write(live && !final ? `\r${line.padEnd(110)}` : `${live ? '\n' : ''}${line}\n`) },
+      );
+      if (options.json === true) console.log(JSON.stringify(report));
+      else console.log(`${report.scenario}: ${report.arrivals} shoppers, goodput ${report.goodput_per_s}/s of ${report.offered_per_s}/s offered, p99 ${report.latency_ms.p99} ms; invariants ${JSON.stringify(report.invariants)}; ${join(options.out, 'report.html')}`);
+      process.exitCode = failed ? 1 : 0;
+    } catch (error) {
+      console.error(`loadtest failed: ${error instanceof Error ? error.message : String(error)}`);
+      process.exitCode = 2;
+    }
+    // The load test's clients and the Keel it started are closed; timers of libraries may linger.
+    process.exit();
+  });
 
 const ledger = program.command('ledger').description('the double-entry journal');
 ledger
@@ -461,3 +492,9 @@ await program.parseAsync(process.argv).catch((error: unknown) => {
   if (process.env['KEEL_LOG_LEVEL'] === 'debug' && error instanceof Error) console.error(error.stack);
   process.exitCode = 1;
 });
+
+function positiveNumber(value: string, option: string): number {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new InvalidArgumentError(`${option} must be a positive number`);
+  return parsed;
+}

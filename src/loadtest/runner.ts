@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as hdr from 'hdr-histogram-js';
+import { Pool } from 'undici';
+import { arrivalKinds, seeded, type ArrivalKind, type Scenario } from './scenario.js';
+
+/**
+ * Drives the public API with open-loop arrivals: each shopper is sent at the moment the profile says it arrives,
+ * whatever Keel is doing with the others (no coordinated omission: a slow answer never delays the next
+ * arrival), and its latency is measured from that moment. Latencies go into HDR histograms (one for the run,
+ * one per second). Every second the runner samples what is in flight, and the partner calls in flight per
+ * partner and country from the target's `/metrics`.
+ */
+export interface Target {
+  readonly url: string;
+  /** A merchant's secret key: the shoppers pay it. */
+  readonly secretKey: string;
+}
+
+export type Outcome = 'succeeded' | 'declined' | 'shed' | 'queued' | 'errors';
+
+export interface StepReport {
+  readonly at_s: number;
+  readonly offered: number;
+  readonly succeeded: number;
+  readonly declined: number;
+  readonly shed: number;
+  readonly queued: number;
+  readonly errors: number;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  /** The mean latency of the second's shoppers (Little's law per second). */
+  readonly mean_ms: number;
+  readonly in_flight: number;
+  /** Partner calls in flight per `gateway/country` at the second's end. */
+  readonly partner_in_flight: Readonly<Record<string, number>>;
+}
+
+export interface RunResult {
+  readonly steps: StepReport[];
+  readonly latency: { readonly p50: number; readonly p90: number; readonly p99: number; readonly p999: number; readonly max: number; readonly mean: number };
+  readonly arrivals: number;
+  readonly outcomes: Readonly<Record<Outcome, number>>;
+  readonly elapsedS: number;
+  /** Every order a shopper paid for, with the amount Keel was asked for (the invariants check the partner). */
+  readonly orders: ReadonlyMap<string, number>;
+  readonly meanInFlight: number;
+}
+
+const clientTimeoutMs = 30_000;
+const tickMs = 5;
+
+function histogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+}
+
+/** What one answer means for the shopper: a payment made, declined, refused for load, or an error. */
+export function outcomeOf(status: number, code: string | undefined): Outcome {
+  if (status === 200 || status === 201 || status === 202) return 'succeeded';
+  if (status === 402) return 'declined';
+  if ((status === 503 && code === 'overloaded') || status === 429) return 'shed';
+  return 'errors';
+}
+
+export async function runLoad(target: Target, scenario: Scenario, options: { seed?: number; onStep?: (step: StepReport, elapsedS: number) => void } = {}): Promise<RunResult> {
+  const client = new Pool(target.url, { connections: 2_048, pipelining: 1, headersTimeout: clientTimeoutMs, bodyTimeout: clientTimeoutMs });
+  const random = seeded(options.seed ?? 20261202);
+  const weights = arrivalKinds.map((kind) => scenario.mix[kind]);
+  const totalWeight = weights.reduce((sum, weight) => sum + weight, 0);
+  const pick = (): ArrivalKind => {
+    let roll = random() * totalWeight;
+    for (const [index, kind] of arrivalKinds.entries()) {
+      roll -= weights[index] ?? 0;
+      if (roll < 0) return kind;
+    }
+    return 'card';
+  };
+  const overall = histogram();
+  const seconds = Math.ceil(scenario.durationS);
+  const perSecond = Array.from({ length: seconds }, () => ({ histogram: histogram(), offered: 0, succeeded: 0, declined: 0, shed: 0, queued: 0, errors: 0 }));
+  const outcomes: Record<Outcome, number> = { succeeded: 0, declined: 0, shed: 0, queued: 0, errors: 0 };
+  const orders = new Map<string, number>();
+  const pending = new Set<Promise<void>>();
+  let inFlight = 0;
+
+  const call = async (method: 'POST', path: string, body: unknown, key: string) => {
+    const response = await client.request({ method, path, headers: { authorization: `Bearer ${target.secretKey}`, 'idempotency-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const text = await response.body.text();
+    let parsed: { id?: string; error?: { code?: string } } = {};
+    try {
+      parsed = JSON.parse(text) as typeof parsed;
+    } catch {
+      // A body that is not JSON is an error answer; its status says enough.
+    }
+    return { status: response.statusCode, body: parsed };
+  };
+
+  const shopper = async (kind: ArrivalKind, second: number, arrivedAt: number) => {
+    const orderId = `lt_${randomUUID()}`;
+    const amount = 1000 + Math.floor(random() * 90) * 100;
+    const card = kind === 'decline' ? '4000000000000002' : '4242424242424242';
+    const body = { amount, currency: 'KRW', order_id: orderId, confirm: true, payment_method: { type: 'card', card: { number: card, exp_month: 12, exp_year: 2034, cvc: '123' } } };
+    const key = randomUUID();
+    orders.set(orderId, amount);
+    let outcome: Outcome;
+    try {
+      const first = await call('POST', '/v1/payments', body, key);
+      outcome = outcomeOf(first.status, first.body.error?.code);
+      // A shopper whose connection dropped sends the same request again under the same key: it must not pay twice.
+      if (kind === 'duplicate') await call('POST', '/v1/payments', body, key);
+      if (kind === 'refund' && outcome === 'succeeded' && first.body.id !== undefined) await call('POST', '/v1/refunds', { payment: first.body.id, amount: Math.floor(amount / 2) }, randomUUID());
+    } catch {
+      outcome = 'errors';
+    }
+    const latencyMs = Math.max(1, Math.round(performance.now() - arrivedAt));
+    overall.recordValue(latencyMs);
+    const step = perSecond[Math.min(second, seconds - 1)];
+    if (step !== undefined) {
+      step.histogram.recordValue(latencyMs);
+      step[outcome] += 1;
+    }
+    outcomes[outcome] += 1;
+  };
+
+  const started = performance.now();
+  let sent = 0;
+  let expected = 0;
+  let lastT = 0;
+  let nextStep = 1;
+  const samples: { in_flight: number; partner_in_flight: Record<string, number> }[] = [];
+  const reportOf = (index: number): StepReport => {
+    const step = perSecond[index];
+    const sample = samples[index] ?? { in_flight: 0, partner_in_flight: {} };
+    const count = step?.histogram.totalCount ?? 0;
+    return {
+      at_s: index,
+      offered: step?.offered ?? 0,
+      succeeded: step?.succeeded ?? 0,
+      declined: step?.declined ?? 0,
+      shed: step?.shed ?? 0,
+      queued: step?.queued ?? 0,
+      errors: step?.errors ?? 0,
+      p50_ms: count === 0 ? 0 : (step?.histogram.getValueAtPercentile(50) ?? 0),
+      p99_ms: count === 0 ? 0 : (step?.histogram.getValueAtPercentile(99) ?? 0),
+      mean_ms: count === 0 ? 0 : Math.round(step?.histogram.mean ?? 0),
+      ...sample,
+    };
+  };
+  // At each second's end: what is in flight, and the partner calls in flight; the live line shows the second
+  // as answered so far (the report, written at the end, counts every answer of the shoppers who arrived in it).
+  const sampleStep = async (index: number) => {
+    samples[index] = { in_flight: inFlight, partner_in_flight: await partnerInFlight(target.url).catch(() => ({})) };
+    options.onStep?.(reportOf(index), (performance.now() - started) / 1000);
+  };
+  for (;;) {
+    const t = (performance.now() - started) / 1000;
+    if (t >= scenario.durationS) break;
+    // Arrivals due by now: the integral of the rate, sent at once when the loop was late (never skipped).
+    expected += ((scenario.rateAt(lastT) + scenario.rateAt(t)) / 2) * (t - lastT);
+    lastT = t;
+    const second = Math.floor(t);
+    while (sent < Math.floor(expected)) {
+      sent += 1;
+      const step = perSecond[second];
+      if (step !== undefined) step.offered += 1;
+      inFlight += 1;
+      const run = shopper(pick(), second, performance.now()).finally(() => {
+        inFlight -= 1;
+        pending.delete(run);
+      });
+      pending.add(run);
+    }
+    if (t >= nextStep) {
+      const index = nextStep - 1;
+      nextStep += 1;
+      void sampleStep(index);
+    }
+    await sleep(tickMs);
+  }
+  // The arrivals are over; the shoppers still waiting get their answers (or time out).
+  for (let index = nextStep - 1; index < seconds; index += 1) await sampleStep(index);
+  await Promise.allSettled([...pending]);
+  await client.close();
+  const percentile = (value: number) => (overall.totalCount === 0 ? 0 : overall.getValueAtPercentile(value));
+  const inFlightSamples = samples.map((sample) => sample.in_flight);
+  return {
+    steps: Array.from({ length: seconds }, (_, index) => reportOf(index)),
+    latency: { p50: percentile(50), p90: percentile(90), p99: percentile(99), p999: percentile(99.9), max: overall.maxValue, mean: overall.mean },
+    arrivals: sent,
+    outcomes,
+    elapsedS: (performance.now() - started) / 1000,
+    orders,
+    meanInFlight: inFlightSamples.length === 0 ? 0 : inFlightSamples.reduce((sum, value) => sum + value, 0) / inFlightSamples.length,
+  };
+}
+
+/** `keel_bulkhead_in_flight{gateway,country}` from the target's `/metrics`, as `gateway/country` → calls. */
+export async function partnerInFlight(url: string): Promise<Record<string, number>> {
+  const response = await fetch(`${url.replace(/\/+$/, '')}/metrics`, { signal: AbortSignal.timeout(2_000) });
+  const text = await response.text();
+  const found: Record<string, number> = {};
+  for (const match of text.matchAll(/^keel_bulkhead_in_flight\{gateway="([^"]+)",country="([^"]+)"\} (\S+)$/gm)) found[`${match[1]}/${match[2]}`] = Number(match[3]);
+  return found;
+}
