@@ -91,7 +91,7 @@ async function startOwnKeel(config: KeelConfig, scenario: Scenario): Promise<{ k
 }
 
 /** At most one charge the partner holds per order (declines aside), for the amount Keel was asked to charge. */
-async function chargedOnce(gatewayUrl: string, result: RunResult, problems: string[]): Promise<boolean> {
+export async function chargedOnce(gatewayUrl: string, result: RunResult, problems: string[]): Promise<boolean> {
   const response = await fetch(`${gatewayUrl}/__sim/charges`);
   const { data } = (await response.json()) as { data: { order_id: string; amount: number; status: string }[] };
   const byOrder = new Map<string, { amount: number }[]>();

@@ -75,7 +75,7 @@ export function buildReport(scenario: string, target: string, result: RunResult,
 
 function chart(title: string, option: ChartOption): string {
   const instance = echarts.init(null, null, { renderer: 'svg', ssr: true, width: 880, height: 300 });
-  instance.setOption({ animation: false, title: { text: title, textStyle: { fontSize: 14 } }, grid: { left: 60, right: 30, top: 50, bottom: 40 }, legend: { top: 22 }, tooltip: {}, ...option });
+  instance.setOption({ animation: false, title: { text: title, left: 0, top: 0, textStyle: { fontSize: 14 } }, grid: { left: 60, right: 30, top: 70, bottom: 40 }, legend: { top: 28, left: 'center' }, tooltip: {}, ...option });
   const svg = instance.renderToSVGString();
   instance.dispose();
   return svg;
