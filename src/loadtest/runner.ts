@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
-import { arrivalKinds, seeded, type ArrivalKind, type Scenario } from './scenario.js';
+import { createRandom } from '../simulator/latency.js';
+import { arrivalKinds, type ArrivalKind, type Scenario } from './scenario.js';
 
 /**
  * Drives the public API with open-loop arrivals: each shopper is sent at the moment the profile says it arrives,
@@ -65,7 +66,8 @@ export function outcomeOf(status: number, code: string | undefined): Outcome {
 
 export async function runLoad(target: Target, scenario: Scenario, options: { seed?: number; onStep?: (step: StepReport, elapsedS: number) => void } = {}): Promise<RunResult> {
   const client = new Pool(target.url, { connections: 2_048, pipelining: 1, headersTimeout: clientTimeoutMs, bodyTimeout: clientTimeoutMs });
-  const random = seeded(options.seed ?? 20261202);
+  // Seeded, so a scenario's mix falls the same way every run.
+  const random = createRandom(options.seed ?? 20261202);
   const weights = arrivalKinds.map((kind) => scenario.mix[kind]);
   const totalWeight = weights.reduce((sum, weight) => sum + weight, 0);
   const pick = (): ArrivalKind => {

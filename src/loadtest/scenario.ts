@@ -98,15 +98,3 @@ export function scenarioNamed(name: string, options: ScenarioOptions = {}): Scen
   if (name === 'steady') return steady(options);
   return scenarioFromFile(name, options);
 }
-
-/** A small seeded generator (mulberry32), so a scenario's mix falls the same way every run. */
-export function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let value = state;
-    value = Math.imul(value ^ (value >>> 15), value | 1);
-    value ^= value + Math.imul(value ^ (value >>> 7), value | 61);
-    return ((value ^ (value >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
