@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../config.js';
+import { runKeel } from '../testing/cli.js';
+import { startTestKeel } from '../testing/harness.js';
 import { chargedOnce, loadtest } from './loadtest.js';
 import { saturationOf } from './report.js';
 import { outcomeOf, type StepReport } from './runner.js';
@@ -99,5 +101,31 @@ test('two charges the partner holds for one order break the charged-once invaria
     assert.equal(await chargedOnce(url, { orders: new Map([['o3', 400]]) } as unknown as Parameters<typeof chargedOnce>[1], []), false, 'another amount than Keel asked for');
   } finally {
     await new Promise((resolve) => gateway.close(resolve));
+  }
+});
+
+test('npx keel loadtest --target: JSON on standard output, a plain line per second, exit 0; 2 when the run cannot start', async () => {
+  const keel = await startTestKeel();
+  try {
+    await keel.keel.app.listen({ port: 0, host: '127.0.0.1' });
+    const url = `http://127.0.0.1:${(keel.keel.app.server.address() as AddressInfo).port}`;
+    const merchant = await keel.createMerchant({ name: 'Rehearsed' });
+    const out = mkdtempSync(join(tmpdir(), 'keel-loadtest-cli-'));
+    try {
+      const loaded = await runKeel(['loadtest', '--scenario', 'steady', '--rate', '5', '--duration', '2', '--target', url, '--secret-key', merchant.secret_key, '--gateway-url', keel.keel.gatewayUrl ?? '', '--out', out, '--json'], process.env);
+      assert.equal(loaded.code, 0, loaded.stderr);
+      const report = JSON.parse(loaded.stdout) as { scenario: string; arrivals: number; invariants: Record<string, boolean | null> };
+      // The ledger is the target's own to verify; what can be checked from outside held.
+      assert.deepEqual([report.scenario, report.invariants], ['steady', { charged_once: true, none_left_processing: true, ledger_verified: null }]);
+      assert.ok(report.arrivals >= 8, loaded.stdout);
+      assert.match(loaded.stderr, /^t=1s offered \d+\/s/m, 'a plain progress line per second when not on a terminal');
+      const missing = await runKeel(['loadtest', '--scenario', '/nonexistent/scenario.json', '--target', url, '--secret-key', merchant.secret_key], process.env);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /^loadtest failed: /m);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  } finally {
+    await keel.close();
   }
 });
