@@ -361,9 +361,9 @@ function runningKeelAccess(config: KeelConfig): { readonly url: string; readonly
 async function rowsReadSoFar(config: KeelConfig, gateway: GatewayName, date: string): Promise<number | undefined> {
   const running = runningKeelAccess(config);
   if (running === undefined) return undefined;
-  const response = await fetch(`${running.url}/admin/reconciliation/runs`, { headers: { authorization: `Bearer ${running.token}` } });
-  if (response.status !== 200) return undefined;
-  const { data } = (await response.json()) as { data: { status: string; gateway: string; date: string; rows_read: number }[] };
+  const answer = await requestRunningKeel(running, 'GET', '/admin/reconciliation/runs');
+  if (answer.status !== 200) return undefined;
+  const { data } = answer.body as { data: { status: string; gateway: string; date: string; rows_read: number }[] };
   return data.find((listed) => listed.status === 'running' && listed.gateway === gateway && listed.date === date)?.rows_read;
 }
 
@@ -377,15 +377,11 @@ async function rowsReadSoFar(config: KeelConfig, gateway: GatewayName, date: str
  */
 async function adminCall(config: KeelConfig, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
   const running = runningKeelAccess(config);
-  const contentType = (type: string | undefined | null) => type?.includes('application/json') === true;
-  if (running !== undefined) {
-    const response = await fetch(`${running.url}${path}`, { method, headers: { authorization: `Bearer ${running.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    return { status: response.status, body: contentType(response.headers.get('content-type')) ? await response.json() : await response.text() };
-  }
+  if (running !== undefined) return requestRunningKeel(running, method, path, body);
   const keel = await createKeel({ config, role: 'api' });
   try {
     const response = await keel.app.inject({ method, url: path, headers: { authorization: `Bearer ${keel.services.adminToken}` }, ...(body === undefined ? {} : { payload: body as Record<string, unknown> }) });
-    return { status: response.statusCode, body: contentType(response.headers['content-type']?.toString()) ? response.json() : response.body };
+    return { status: response.statusCode, body: isJson(response.headers['content-type']?.toString()) ? response.json() : response.body };
   } finally {
     await keel.close();
   }
@@ -394,13 +390,21 @@ async function adminCall(config: KeelConfig, method: 'GET' | 'POST', path: strin
 async function askRunningKeel(config: KeelConfig, path: string, body: unknown): Promise<unknown> {
   const running = runningKeelAccess(config);
   if (running === undefined) return undefined;
+  const answer = await requestRunningKeel(running, 'POST', path, body);
+  if (answer.status !== 200 && answer.status !== 201) throw new Error(`the running Keel refused: ${answer.status} ${typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body)}`);
+  return answer.body;
+}
+
+const isJson = (type: string | undefined | null) => type?.includes('application/json') === true;
+
+/** One request to the running embedded Keel with its admin token: its status, and its body (JSON parsed). */
+async function requestRunningKeel(running: { readonly url: string; readonly token: string }, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
   const response = await fetch(`${running.url}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${running.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
+    method,
+    headers: { authorization: `Bearer ${running.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  if (response.status !== 200 && response.status !== 201) throw new Error(`the running Keel refused: ${response.status} ${await response.text()}`);
-  return response.json();
+  return { status: response.status, body: isJson(response.headers.get('content-type')) ? await response.json() : await response.text() };
 }
 
 async function serve(role: Role, seedDemo: boolean): Promise<void> {

@@ -81,11 +81,13 @@ const person = (word: string | undefined) => (word !== undefined && /^<@[A-Z0-9]
 export async function runSlashCommand(deps: IncidentsDeps, command: SlashCommand): Promise<SlackAnswer> {
   const words = command.text.trim().split(/\s+/).filter((word) => word !== '');
   let target: IncidentRow | undefined;
-  if (words[0]?.startsWith('inc_') === true) {
+  const named = words[0];
+  if (named?.startsWith('inc_') === true) {
+    words.shift();
     try {
-      target = await findIncident(deps.db, words.shift() ?? '');
+      target = await findIncident(deps.db, named);
     } catch {
-      return ephemeral(`No such incident: ${command.text.trim().split(/\s+/)[0]}.`);
+      return ephemeral(`No such incident: ${named}.`);
     }
   }
   const [verb = 'help', ...rest] = words;

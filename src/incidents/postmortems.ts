@@ -84,11 +84,13 @@ export async function postmortemApi(db: Db, row: PostmortemRow): Promise<Record<
 }
 
 export async function findPostmortem(db: Db | Trx, publicId: string, options: { forUpdate?: boolean } = {}): Promise<PostmortemRow> {
+  const missing = () => new KeelError('resource_missing', `No such post-mortem: ${publicId}.`, { param: 'id' });
   const id = publicToUuid('postmortem', publicId);
-  let query = db.selectFrom('postmortems').selectAll().where('id', '=', id ?? '00000000-0000-0000-0000-000000000000');
+  if (id === undefined) throw missing();
+  let query = db.selectFrom('postmortems').selectAll().where('id', '=', id);
   if (options.forUpdate === true) query = query.forUpdate();
-  const row = id === undefined ? undefined : await query.executeTakeFirst();
-  if (row === undefined) throw new KeelError('resource_missing', `No such post-mortem: ${publicId}.`, { param: 'id' });
+  const row = await query.executeTakeFirst();
+  if (row === undefined) throw missing();
   return row;
 }
 

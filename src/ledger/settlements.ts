@@ -7,7 +7,7 @@ import { tossAuthorization, type TossSettlement } from '../gateways/toss/wire.js
 import type { MerchantContext } from '../merchants/types.js';
 import type { KeelDatabase } from '../storage/schema.js';
 import { uuidv7 } from '../storage/ids.js';
-import { balancedPostings, settlementPostings } from './ledger.js';
+import { balancedPostings, effectiveDay, settlementPostings } from './ledger.js';
 
 /**
  * Imports partners' settlement reports into the journal. A sale row settles its payment once the partner has paid
@@ -140,9 +140,8 @@ export async function settleRows(db: Kysely<KeelDatabase>, merchantId: string, g
       INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
       SELECT e.transaction_id, ${merchantId}::uuid, e.account, m.currency, e.amount
       FROM unnest(${entries.transaction}::uuid[], ${entries.account}::text[], ${entries.amount}::bigint[]) AS e(transaction_id, account, amount)
-      JOIN t ON t.id = e.transaction_id JOIN m ON m.id = e.transaction_id
-      RETURNING 1)
-    SELECT (SELECT count(*) FROM m)::text AS matched, (SELECT count(*) FROM t)::text AS settled, (SELECT count(*) FROM e) AS entries`.execute(db);
+      JOIN t ON t.id = e.transaction_id JOIN m ON m.id = e.transaction_id)
+    SELECT (SELECT count(*) FROM m)::text AS matched, (SELECT count(*) FROM t)::text AS settled`.execute(db);
   const matched = Number(result.rows[0]?.matched ?? 0);
   const settled = Number(result.rows[0]?.settled ?? 0);
   return { settled, alreadySettled: matched - settled, unmatched: rows.length - matched };
@@ -158,7 +157,7 @@ async function fetchJson(url: string, authorization: string): Promise<unknown> {
 }
 
 async function* tossPages(base: string, secretKey: string, period: SettlementPeriod, pageSize: number): AsyncGenerator<ReportPage> {
-  const today = new Date().toISOString().slice(0, 10);
+  const today = effectiveDay(new Date());
   for (let page = 1; ; page += 1) {
     const query = new URLSearchParams({ startDate: period.startDate, endDate: period.endDate, page: String(page), size: String(pageSize) });
     const report = (await fetchJson(`${base}/v1/settlements?${query.toString()}`, tossAuthorization(secretKey))) as TossSettlement[];
@@ -173,7 +172,7 @@ async function* tossPages(base: string, secretKey: string, period: SettlementPer
         gross: BigInt(row.amount),
         fee: BigInt(row.fees.reduce((sum, fee) => sum + fee.fee, 0) + row.vat),
         net: BigInt(row.payOutAmount),
-        soldOn: new Date(row.approvedAt).toISOString().slice(0, 10),
+        soldOn: effectiveDay(new Date(row.approvedAt)),
         paidOn: row.paidOutDate <= today ? row.paidOutDate : null,
       }));
     yield { rows };
@@ -207,8 +206,8 @@ async function* stripePages(base: string, secretKey: string, period: SettlementP
         gross: BigInt(transaction.amount),
         fee: BigInt(transaction.fee),
         net: BigInt(transaction.net),
-        soldOn: new Date(transaction.created * 1000).toISOString().slice(0, 10),
-        paidOn: transaction.status === 'available' ? new Date(transaction.available_on * 1000).toISOString().slice(0, 10) : null,
+        soldOn: effectiveDay(new Date(transaction.created * 1000)),
+        paidOn: transaction.status === 'available' ? effectiveDay(new Date(transaction.available_on * 1000)) : null,
       });
     }
     yield { rows };

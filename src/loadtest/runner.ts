@@ -86,8 +86,8 @@ export async function runLoad(target: Target, scenario: Scenario, options: { see
   const pending = new Set<Promise<void>>();
   let inFlight = 0;
 
-  const call = async (method: 'POST', path: string, body: unknown, key: string) => {
-    const response = await client.request({ method, path, headers: { authorization: `Bearer ${target.secretKey}`, 'idempotency-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = async (path: string, body: unknown, key: string) => {
+    const response = await client.request({ method: 'POST', path, headers: { authorization: `Bearer ${target.secretKey}`, 'idempotency-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const text = await response.body.text();
     let parsed: { id?: string; error?: { code?: string } } = {};
     try {
@@ -107,11 +107,11 @@ export async function runLoad(target: Target, scenario: Scenario, options: { see
     orders.set(orderId, amount);
     let outcome: Outcome;
     try {
-      const first = await call('POST', '/v1/payments', body, key);
+      const first = await post('/v1/payments', body, key);
       outcome = outcomeOf(first.status, first.body.error?.code);
       // A shopper whose connection dropped sends the same request again under the same key: it must not pay twice.
-      if (kind === 'duplicate') await call('POST', '/v1/payments', body, key);
-      if (kind === 'refund' && outcome === 'succeeded' && first.body.id !== undefined) await call('POST', '/v1/refunds', { payment: first.body.id, amount: Math.floor(amount / 2) }, randomUUID());
+      if (kind === 'duplicate') await post('/v1/payments', body, key);
+      if (kind === 'refund' && outcome === 'succeeded' && first.body.id !== undefined) await post('/v1/refunds', { payment: first.body.id, amount: Math.floor(amount / 2) }, randomUUID());
     } catch {
       outcome = 'errors';
     }

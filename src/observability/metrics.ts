@@ -36,7 +36,7 @@ export function createMetrics(options: { readonly collectProcessMetrics: boolean
     }),
     paymentOutcomes: new Counter({
       name: 'keel_payment_outcomes_total',
-      help: 'Payment confirmations by the partner called, the shopper\'s country and outcome: ok, declined (a failure, not an error), unknown, unreachable (never sent)',
+      help: 'Payment confirmations by the partner called, the merchant\'s country (the breakers\' key) and outcome: ok, declined (a failure, not an error), unknown, unreachable (never sent)',
       labelNames: ['outcome', 'gateway', 'country'],
       registers: [registry],
     }),
@@ -80,7 +80,8 @@ function registerEventLoopDelay(registry: Registry): void {
     help: 'Event loop delay, 99th percentile since the previous scrape',
     registers: [registry],
     collect() {
-      this.set(Number.isFinite(delay.percentile(99)) ? delay.percentile(99) / 1e9 : 0);
+      const p99 = delay.percentile(99);
+      this.set(Number.isFinite(p99) ? p99 / 1e9 : 0);
       delay.reset();
     },
   });

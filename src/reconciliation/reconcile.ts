@@ -285,17 +285,20 @@ async function readPayoutWindow(deps: ReconcileDeps, merchant: MerchantContext, 
   const first = Date.parse(`${request.date}T00:00:00Z`);
   for (let back = payoutWindowDays; back >= 1; back -= 1) {
     const day = new Date(first - back * 86_400_000).toISOString().slice(0, 10);
-    for await (const page of partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: day, endDate: day })) {
-      await payouts.take(page.rows);
-    }
+    for await (const page of reportOfDay(deps, merchant, secretKey, request.gateway, day)) await payouts.take(page.rows);
   }
+}
+
+/** The partner's report of one UTC day for the merchant, page by page. */
+function reportOfDay(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, gateway: GatewayName, day: string) {
+  return partnerReportPages(gateway, partnerUrl(deps.partnerUrls, gateway, merchant.livemode), secretKey, { startDate: day, endDate: day });
 }
 
 /** Reads the partner's report of the day into `reconciliation_rows`; resolves to the number of sale rows. */
 async function stageReport(deps: ReconcileDeps, merchant: MerchantContext, secretKey: string, scope: RunScope, payouts: Payouts): Promise<number> {
   const { request, tally } = scope;
   const fees = merchantFees(merchant, request.gateway);
-  const pages = partnerReportPages(request.gateway, partnerUrl(deps.partnerUrls, request.gateway, merchant.livemode), secretKey, { startDate: request.date, endDate: request.date });
+  const pages = reportOfDay(deps, merchant, secretKey, request.gateway, request.date);
   let sales = 0;
   let reported = Date.now();
   // The next page is fetched while this one is written: the partner's answer and the database's overlap.
