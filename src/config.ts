@@ -72,6 +72,37 @@ export interface KeelConfig {
   readonly slackWebhookUrl: string | undefined;
   /** Days after an incident resolves that its post-mortem is due. */
   readonly postmortemDueDays: number;
+  /** The checkout queue (`KEEL_CHECKOUT_QUEUE`, `KEEL_CHECKOUT_CAPACITY_PER_S`, `KEEL_QUEUE_ADMISSION_TTL_S`). */
+  readonly checkoutQueue: CheckoutQueueConfig;
+}
+
+export interface CheckoutQueueConfig {
+  /** `auto`: queue past the measured capacity (or `capacityPerS` when lower); `on`: past `capacityPerS`; `off`: never. */
+  readonly mode: 'auto' | 'on' | 'off';
+  /** Admissions per second per country; required for `on`. */
+  readonly capacityPerS: number | undefined;
+  /** Seconds an admission stays usable before it lapses. */
+  readonly admissionTtlS: number;
+}
+
+function parseQueueMode(value: string | undefined): CheckoutQueueConfig['mode'] {
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'on' || value === 'off') return value;
+  throw new Error(`KEEL_CHECKOUT_QUEUE must be auto, on or off, got ${value}`);
+}
+
+function checkoutQueueConfig(env: NodeJS.ProcessEnv): CheckoutQueueConfig {
+  const mode = parseQueueMode(env['KEEL_CHECKOUT_QUEUE']);
+  const capacityPerS = parseCapacity(env['KEEL_CHECKOUT_CAPACITY_PER_S']);
+  if (mode === 'on' && capacityPerS === undefined) throw new Error('KEEL_CHECKOUT_QUEUE=on needs KEEL_CHECKOUT_CAPACITY_PER_S (admissions per second); auto measures it');
+  return { mode, capacityPerS, admissionTtlS: positive(env['KEEL_QUEUE_ADMISSION_TTL_S'], 300, 'KEEL_QUEUE_ADMISSION_TTL_S') };
+}
+
+function parseCapacity(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0 || parsed > 1_000_000) throw new Error(`KEEL_CHECKOUT_CAPACITY_PER_S must be a positive number of admissions per second, got ${value}`);
+  return parsed;
 }
 
 const proxyNames = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -215,5 +246,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeelConfig {
     slackSigningSecret: optional(env['KEEL_SLACK_SIGNING_SECRET']),
     slackWebhookUrl: optional(env['KEEL_SLACK_WEBHOOK_URL']),
     postmortemDueDays: positive(env['KEEL_POSTMORTEM_DUE_DAYS'], 7, 'KEEL_POSTMORTEM_DUE_DAYS'),
+    checkoutQueue: checkoutQueueConfig(env),
   };
 }

@@ -28,6 +28,7 @@ export const idPrefixes = {
   incident: 'inc',
   postmortem: 'pmr',
   actionItem: 'act',
+  queueTicket: 'qt',
 } as const;
 export type IdKind = keyof typeof idPrefixes;
 
