@@ -50,6 +50,7 @@ export const errorCatalogue = {
   reconciliation_in_progress: { status: 409, type: 'invalid_request_error', description: 'A reconciliation of that partner and day is already running; try again when it ends.' },
   incident_resolved: { status: 409, type: 'invalid_request_error', description: 'The incident is resolved: its status, roles and timeline no longer change (a new alert opens a new incident).' },
   postmortem_incomplete: { status: 409, type: 'invalid_request_error', description: 'Publishing a post-mortem needs what happened, at least one wrong assumption and at least one action item.' },
+  queue_ticket_not_admitted: { status: 409, type: 'invalid_request_error', description: 'The queue ticket is still waiting, its admission lapsed, or another checkout already used it; the message says which.' },
   idempotency_key_in_use: { status: 409, type: 'idempotency_error', description: 'A request with this key is still running; retry after it finishes.' },
   // 422
   idempotency_key_reused: { status: 422, type: 'idempotency_error', description: 'The key was used before with a different method, path or body.' },

@@ -22,6 +22,10 @@ import { Redis } from 'ioredis';
 import { buildApp, type KeelApp, type KeelServices } from './http/app.js';
 import { registerBrandPayRoutes } from './brandpay/routes.js';
 import { registerCheckoutRoutes } from './brandpay/checkout-routes.js';
+import { registerQueueRoutes } from './brandpay/queue-routes.js';
+import { CapacityMeter } from './queue/capacity.js';
+import { CheckoutQueue } from './queue/checkout-queue.js';
+import { MemoryQueueStore, RedisQueueStore } from './queue/store.js';
 import { registerLedgerRoutes } from './ledger/routes.js';
 import { sendDueNotices } from './incidents/notices.js';
 import { remindOverdue } from './incidents/postmortems.js';
@@ -227,7 +231,23 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const namespace = config.eventsNamespace ?? eventNamespace(deployment);
   const bus =
     config.natsUrl === undefined ? createMemoryBus() : await createJetStreamBus(config.natsUrl, logger, { namespace, deployment, maxAgeDays: config.retentionDays });
+  const checkoutQueue = new CheckoutQueue({
+    config: config.checkoutQueue,
+    store: redis === undefined ? new MemoryQueueStore() : new RedisQueueStore(redis, namespace),
+    meter: new CapacityMeter({
+      metrics,
+      limiter: () => services.concurrencyLimit.current,
+      newWorkShare: config.shedding.limit.newWorkShare,
+      resources: () => resources.snapshot(),
+    }),
+    instance: `${options.role}_${randomBytes(6).toString('hex')}`,
+    registry: metrics.registry,
+    signals: metrics.signals,
+    cipher,
+    logger,
+  });
   const services: KeelServices = {
+    checkoutQueue,
     config,
     database,
     deps,
@@ -253,6 +273,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     registerMerchantRoutes,
     registerBrandPayRoutes,
     registerCheckoutRoutes,
+    registerQueueRoutes,
     registerWebhookRoutes,
     registerLedgerRoutes,
     registerReportRoutes,
@@ -275,6 +296,8 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     reminders: (now) => (config.slackWebhookUrl === undefined ? Promise.resolve(0) : remindOverdue(database.db, now)),
   };
   const stopSystemEntries = listenForSystemEntries(metrics.signals, incidentsDepsOf(services), logger);
+  // Every API instance advances the queues it shares and publishes its capacity; tests tick by hand.
+  if (options.runJobTimers === true && options.role !== 'worker') checkoutQueue.start();
   const timers: NodeJS.Timeout[] = [];
   const relayStop = new AbortController();
   const inFlightJobs = new Set<Promise<unknown>>();
@@ -339,6 +362,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
       // Stop taking work, let requests and jobs in flight finish (within a bound), then close the engines.
       relayStop.abort();
       stopSystemEntries();
+      checkoutQueue.stop();
       for (const timer of timers) clearInterval(timer);
       await app.close();
       await within(Promise.allSettled([...inFlightJobs]), shutdownJobsWaitMs);

@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
@@ -11,6 +11,9 @@ import { currencyRule } from '../money.js';
 import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
 import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi, type Approval } from './checkout.js';
+import type { CheckoutSessionRow } from '../storage/schema.js';
+import type { Ticket } from '../queue/checkout-queue.js';
+import { renderWaitingRoom } from './waiting-room.js';
 import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
 import { languageFrom, payPageCss, payPageScript, renderPayPage, renderSdk } from './page.js';
 import { attachMethod, listMethods, paymentMethodToApi } from './payment-methods.js';
@@ -51,7 +54,40 @@ const PagePinBody = Type.Object({ pin: Type.String({ maxLength: 16 }) }, { addit
 export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): void {
   const { deps, config } = services;
   const publicUrl = config.publicUrl;
-  const { shopperLimits } = services;
+  const { shopperLimits, checkoutQueue } = services;
+  const secureCookie = publicUrl.startsWith('https:');
+
+  /**
+   * The shopper's place in the checkout queue: the ticket their signed cookie names for this session, or a new
+   * one at the back (with its cookie) when they have none, it is forged or another session's, or it lapsed.
+   * Undefined when the queue is off, or its store cannot be reached: checkout then goes on unqueued, since the
+   * queue must never be what stops a payment.
+   */
+  const placeInQueue = async (request: FastifyRequest, reply: FastifyReply, sessionId: string, session: CheckoutSessionRow, rejoinExpired: boolean): Promise<Ticket | undefined> => {
+    if (!checkoutQueue.enabled) return undefined;
+    try {
+      const held = checkoutQueue.ticketFromCookie(request.headers.cookie, sessionId);
+      const ticket = held === undefined ? undefined : await checkoutQueue.status(held);
+      if (ticket !== undefined && ticket.session === sessionId && (ticket.status !== 'expired' || !rejoinExpired)) return ticket;
+      const joined = await checkoutQueue.join({ queue: session.country, merchant: session.merchant_id, customer: session.customer_id, session: sessionId });
+      void reply.header('set-cookie', checkoutQueue.setCookieHeader(joined.id, sessionId, secureCookie));
+      return joined;
+    } catch (error) {
+      request.log.warn({ err_message: String(error) }, 'checkout queue unavailable; checkout goes on unqueued');
+      return undefined;
+    }
+  };
+  /** Lets an admitted shopper into checkout (using the admission for this session), or refuses with their wait. */
+  const admitToCheckout = async (request: FastifyRequest, reply: FastifyReply, sessionId: string, session: CheckoutSessionRow): Promise<void> => {
+    const ticket = await placeInQueue(request, reply, sessionId, session, true);
+    if (ticket === undefined) return;
+    if (ticket.status === 'admitted') {
+      const used = await checkoutQueue.use(ticket.id, sessionId).catch(() => undefined);
+      if (used === undefined || used.result === 'ok') return;
+    }
+    const waitS = Math.max(1, Math.ceil(ticket.estimatedWaitS ?? 1));
+    throw new KeelError('overloaded', `Checkout is busy: you are number ${ticket.position ?? '?'} in the queue, about ${waitS} s from your turn.`, { retryAfterSeconds: waitS });
+  };
 
   app.post('/v1/brandpay/checkout_sessions', { config: { auth: 'secret' }, schema: { body: SessionBody, tags: ['brandpay'] } }, (request, reply) =>
     inContext(request, async () =>
@@ -114,18 +150,30 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const merchant = await deps.db.selectFrom('merchants').select(['brand_name', 'brand_color', 'brand_logo_url', 'livemode']).where('id', '=', session.merchant_id).executeTakeFirstOrThrow();
     const query = request.query as { lang?: string };
     const language = languageFrom(query.lang, request.headers['accept-language']);
-    return reply
+    const brand = { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url };
+    let waiting: Ticket | undefined;
+    if (isOpen(session)) {
+      const ticket = await placeInQueue(request, reply, request.params.session, session, true);
+      if (ticket?.status === 'admitted') await checkoutQueue.use(ticket.id, request.params.session).catch(() => undefined);
+      else waiting = ticket;
+    }
+    void reply
       .header('content-type', 'text/html; charset=utf-8')
       .header('content-security-policy', payPageCsp)
       // No site may frame the page that takes the PIN (clickjacking); X-Frame-Options for browsers without CSP 2.
       .header('x-frame-options', 'DENY')
       .header('x-content-type-options', 'nosniff')
       .header('referrer-policy', 'no-referrer')
-      .header('cache-control', 'no-store')
+      .header('cache-control', 'no-store');
+    if (waiting !== undefined) {
+      const room = { position: waiting.position ?? 1, estimatedWaitS: waiting.estimatedWaitS ?? 1, orderLabel: session.order_name ?? session.order_id, testMode: !merchant.livemode };
+      return reply.send(renderWaitingRoom(brand, room, language).text);
+    }
+    return reply
       .send(
         renderPayPage(
           request.params.session,
-          { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url },
+          brand,
           { orderId: session.order_id, orderName: session.order_name, failUrl: session.fail_url, testMode: !merchant.livemode },
           language,
         ).text,
@@ -159,9 +207,20 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     };
   });
 
+  // The shopper's place, for a page that polls instead of reloading; joins the queue when they hold no ticket.
+  app.get('/pay/:session/queue', { schema: { params: SessionParams, hide: true } }, async (request, reply) => {
+    const session = await findSession(deps.db, request.params.session);
+    assertOpen(session);
+    void reply.header('cache-control', 'no-store');
+    const ticket = await placeInQueue(request, reply, request.params.session, session, false);
+    if (ticket === undefined) return { object: 'queue_position', status: 'admitted', position: 0, estimated_wait_s: 0 };
+    return { object: 'queue_position', status: ticket.status, position: ticket.position, estimated_wait_s: ticket.estimatedWaitS };
+  });
+
   app.post('/pay/:session/payment_methods', { schema: { params: SessionParams, body: AttachMethodBody, hide: true } }, async (request, reply) => {
     const session = await findSession(deps.db, request.params.session);
     assertOpen(session);
+    await admitToCheckout(request, reply, request.params.session, session);
     const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
     const customer = await findCustomer(deps.db, session.merchant_id, session.customer_id);
     if (merchant === undefined || customer === undefined || customer.status !== 'active') throw new KeelError('customer_inactive', 'This shopper cannot add payment methods now.');
@@ -183,6 +242,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/pay/:session/approve', { schema: { params: SessionParams, body: ApproveBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
       const session = await findSession(deps.db, request.params.session);
+      if (isOpen(session)) await admitToCheckout(request, reply, request.params.session, session);
       await shopperLimits.admitPin({ customerId: session.customer_id, ip: request.ip });
       const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
       if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
@@ -202,6 +262,15 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     if (approval.kind === 'open') return reply.send({ object: 'approval', status: 'open' });
     return approvalAnswer(reply, approval);
   });
+}
+
+function isOpen(session: CheckoutSessionRow): boolean {
+  try {
+    assertOpen(session);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function approvalAnswer(reply: FastifyReply, approval: Approval): FastifyReply {

@@ -267,6 +267,16 @@ export const payPageCss = `  :root { --brand: #1b64da; }
   #message { min-height: 20px; color: #d22030; font-weight: 600; }
   details summary { cursor: pointer; color: var(--brand); font-weight: 600; }
   [hidden] { display: none !important; }
+  .waiting p { line-height: 1.5; }
+  .queue-figures { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; margin: 16px 0; }
+  .queue-figures div { background: #f2f4f6; border-radius: 12px; padding: 12px; }
+  .queue-figures dt { font-size: 13px; color: #4e5968; }
+  .queue-figures dd { margin: 4px 0 0; font-size: 26px; font-weight: 700; color: var(--brand); }
+  .queue-bar { height: 6px; border-radius: 3px; background: #e5e8eb; overflow: hidden; }
+  .queue-bar span { display: block; width: 30%; height: 100%; background: var(--brand); animation: slide 1.6s ease-in-out infinite; }
+  @keyframes slide { from { transform: translateX(-100%); } to { transform: translateX(340%); } }
+  @media (prefers-reduced-motion: reduce) { .queue-bar span { animation: none; } }
+  .refresh-note { font-size: 13px; color: #6b7684; }
 `;
 
 let compiledScript: string | undefined;

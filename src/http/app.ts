@@ -16,6 +16,7 @@ import type { ResourceRegistry } from '../resilience/resources.js';
 import type { ApiRateLimiter } from './rate-limit.js';
 import type { ShopperLimits } from '../brandpay/shopper-limits.js';
 import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
+import { admittedTicket, type CheckoutQueue } from '../queue/checkout-queue.js';
 import { registerShedding } from './shedding.js';
 import { assertSafeInput } from './input-guard.js';
 import type { Database } from '../storage/database.js';
@@ -45,6 +46,8 @@ export interface KeelServices {
   readonly partnerUrls: PartnerUrls;
   /** The API's adaptive concurrency limit, once the app is built (the benchmark and tests read it). */
   readonly concurrencyLimit: { current: AdaptiveConcurrencyLimit | undefined };
+  /** The checkout queue of the hosted page and of `POST /v1/queue_tickets` (queue/). */
+  readonly checkoutQueue: CheckoutQueue;
   /** Checks every engine this process depends on; `/readyz` reports each. */
   readonly readiness: () => Promise<Record<string, 'ok' | string>>;
   /** Finds the merchant an API key belongs to (merchants own keys); refuses with the catalogue's errors. */
@@ -67,6 +70,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Which credential opens the route: secret keys only, publishable keys too, or the operator token. */
     auth?: 'secret' | 'publishable' | 'operator';
+    /** New work refused at the limit is decided once the body is parsed (an admitted `queue_ticket` lets it in). */
+    admitAfterBody?: boolean;
   }
 }
 
@@ -151,10 +156,16 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     return shedding.admitTenant(request, reply, authenticated.merchant.id);
   });
   // Every value a route receives is checked before its schema and before any write (see input-guard.ts).
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', async (request, reply) => {
     assertSafeInput(request.body, '');
     assertSafeInput(request.query, 'querystring.');
     assertSafeInput(request.params, 'params.');
+    if (!request.keelAdmissionDeferred) return undefined;
+    // New work at the limit: a payment that carries an admitted queue ticket finishes a checkout the queue let in.
+    request.keelAdmissionDeferred = false;
+    const ticket = (request.body as { queue_ticket?: unknown } | undefined)?.queue_ticket;
+    const admitted = ticket !== undefined && (await admittedTicket(services.checkoutQueue, ticket, request.merchant.id));
+    return shedding.admitTenant(request, reply, request.merchant.id, admitted ? 'finish' : 'new');
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

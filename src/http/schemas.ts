@@ -69,6 +69,7 @@ export const CreatePaymentBody = Type.Object(
     confirm: Type.Optional(Type.Boolean()),
     description: Type.Optional(Type.String({ maxLength: 1000 })),
     metadata: Type.Optional(Metadata),
+    queue_ticket: Type.Optional(Type.String({ pattern: '^qt_[0-9A-Za-z]{26}$', description: 'An admitted checkout queue ticket (`POST /v1/queue_tickets`): the payment has the priority of work that finishes one.' })),
   },
   { additionalProperties: false },
 );

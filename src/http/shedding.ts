@@ -29,11 +29,13 @@ declare module 'fastify' {
     keelAdmittedAt: number;
     /** The tenant the admission was counted for (the merchant), released with it. */
     keelTenant: string | undefined;
+    /** New work refused at the limit whose route decides once its body is read (a queue ticket may let it in). */
+    keelAdmissionDeferred: boolean;
   }
 }
 
 /** Admits an authenticated request for its tenant, or answers for it (429 over its share, 503 overloaded). */
-export type TenantAdmission = (request: FastifyRequest, reply: FastifyReply, tenant: string) => FastifyReply | undefined;
+export type TenantAdmission = (request: FastifyRequest, reply: FastifyReply, tenant: string, priority?: WorkPriority) => FastifyReply | undefined;
 
 export interface Shedding {
   readonly limiter: AdaptiveConcurrencyLimit;
@@ -56,6 +58,7 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
   if (!options.enabled) return { limiter, admitTenant: () => undefined };
   app.decorateRequest('keelAdmittedAt', 0);
   app.decorateRequest('keelTenant', undefined);
+  app.decorateRequest('keelAdmissionDeferred', false);
 
   await app.register(underPressure, {
     maxEventLoopDelay: options.maxEventLoopDelayMs,
@@ -78,15 +81,22 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     metrics.signals.signal('shed', { reason: 'concurrency_limit' });
     return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
   };
-  const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined): FastifyReply | undefined => {
-    const priority = priorityOf(request);
+  const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined, given?: WorkPriority): FastifyReply | undefined => {
+    const priority = priorityOf(request) === undefined ? undefined : (given ?? priorityOf(request));
     if (priority === undefined || reply.sent) return undefined;
     const admission = limiter.admit(priority, tenant);
     if (admission === 'over_share') {
       metrics.shedRequests.inc({ priority, reason: 'tenant_share' });
       return sendError(request, reply, new KeelError('rate_limited', 'This merchant holds more than its share of Keel\'s capacity right now; retry shortly.', { retryAfterSeconds: 1 }));
     }
-    if (admission === 'overloaded') return refuseOverloaded(request, reply, priority);
+    if (admission === 'overloaded') {
+      // A payment that may carry an admitted queue ticket is decided once its body is read (app.ts).
+      if (given === undefined && priority === 'new' && request.routeOptions.config.admitAfterBody === true) {
+        request.keelAdmissionDeferred = true;
+        return undefined;
+      }
+      return refuseOverloaded(request, reply, priority);
+    }
     request.keelAdmittedAt = performance.now();
     request.keelTenant = tenant;
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
@@ -97,7 +107,8 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
   app.addHook('onRequest', async (request, reply) => {
     const auth = request.routeOptions.config.auth;
     if (auth !== 'secret' && auth !== 'publishable') return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
-    const priority = priorityOf(request);
+    // A route admitted after its body may turn out to finish a payment: only a limit full for that refuses it here.
+    const priority = request.routeOptions.config.admitAfterBody === true && priorityOf(request) !== undefined ? 'finish' : priorityOf(request);
     return priority === undefined || !limiter.full(priority) ? undefined : refuseOverloaded(request, reply, priority);
   });
 

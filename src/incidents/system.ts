@@ -6,7 +6,8 @@ import { systemEntry } from './incidents.js';
 /**
  * Writes Keel's own system entries on the open incidents they concern, as this process's signals arrive: a
  * breaker opening or closing (on incidents naming that partner and country, or none), load shedding starting
- * (once per `shedQuietMs` of quiet), an anomaly opening (on incidents naming its partner, or none). Each write
+ * (once per `shedQuietMs` of quiet), an anomaly opening (on incidents naming its partner, or none), a country's
+ * checkout queue starting or stopping (on incidents naming that country, or none). Each write
  * happens after the signal, never in the path that signalled it; a failure is logged and dropped.
  */
 export const shedQuietMs = 60_000;
@@ -27,12 +28,15 @@ export function listenForSystemEntries(signals: SystemSignals, deps: IncidentsDe
     if (quiet) write({}, `load shedding started (${shed.reason})`);
   };
   const onAnomaly = (anomaly: { type: string; gateway: string | null }) => write({ gateway: anomaly.gateway }, `anomaly opened: ${anomaly.type}${anomaly.gateway === null ? '' : ` at ${anomaly.gateway}`}`);
+  const onQueue = (queue: { country: string; to: 'started' | 'stopped' }) => write({ country: queue.country }, `checkout queue ${queue.to} for ${queue.country}`);
   signals.on('breaker', onBreaker);
+  signals.on('queue', onQueue);
   signals.on('shed', onShed);
   signals.on('anomaly', onAnomaly);
   return () => {
     signals.off('breaker', onBreaker);
     signals.off('shed', onShed);
     signals.off('anomaly', onAnomaly);
+    signals.off('queue', onQueue);
   };
 }

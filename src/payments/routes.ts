@@ -14,6 +14,7 @@ import type { PaymentSource } from '../gateways/connector.js';
 import type { KeelApp, KeelServices } from '../http/app.js';
 import { inContext } from '../http/app.js';
 import { idempotent } from './keyed.js';
+import { useQueueTicket } from '../queue/checkout-queue.js';
 import { CancelBody, CaptureBody, ConfirmBody, CreatePaymentBody, IdParams, ListPaymentsQuery, type PaymentMethodInput } from '../http/schemas.js';
 import { checkAmount, checkCard, checkCountry } from '../http/validation.js';
 
@@ -31,13 +32,15 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
 
   // Every POST answers a finished key from the key before any lookup or check that can change over time: the
   // operation (lookups included) runs only for a request that is not a replay.
-  app.post('/v1/payments', { config: secret, schema: { body: CreatePaymentBody, tags: ['payments'] } }, (request, reply) =>
+  // Admitted once its body is read: an admitted queue ticket gives it the priority of work that finishes a payment.
+  app.post('/v1/payments', { config: { ...secret, admitAfterBody: true }, schema: { body: CreatePaymentBody, tags: ['payments'] } }, (request, reply) =>
     inContext(request, async () =>
       idempotent(services, request, reply, async (context) => {
         const { merchant } = context;
         const body = request.body;
         const amount = checkAmount(body.amount, body.currency);
         const country = checkCountry(body.country ?? merchant.country);
+        if (body.queue_ticket !== undefined) await useQueueTicket(services.checkoutQueue, body.queue_ticket, merchant.id, body.order_id);
         const method = await paymentMethodFrom(merchant, body.payment_method, body.customer);
         const customerId = method?.customerId ?? (await customerIdFrom(merchant, body.customer));
         if (body.confirm === true && method === undefined) {

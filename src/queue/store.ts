@@ -46,8 +46,11 @@ export interface QueueSnapshot {
 export interface AdvanceInput {
   readonly queue: string;
   readonly now: number;
-  /** This instance's measured capacity; undefined when it has measured nothing (no bound of its own). */
-  readonly measured: number | undefined;
+  /**
+   * This instance's measured capacity; undefined when it has measured nothing (no bound of its own); null keeps
+   * what it last published (a call by ticket id, whose country the caller does not know).
+   */
+  readonly measured: number | undefined | null;
   /** The configured capacity (deployment-wide), undefined when none. */
   readonly configured: number | undefined;
   readonly instance: string;
@@ -190,7 +193,7 @@ export class MemoryQueueStore implements QueueStore {
 
   #advance(queue: MemoryQueue, input: AdvanceInput): { admitted: number; lapsed: number; capacity: number } {
     const { now } = input;
-    queue.caps.set(input.instance, { cap: input.measured, at: now });
+    if (input.measured !== null) queue.caps.set(input.instance, { cap: input.measured, at: now });
     let measuredSum: number | undefined;
     for (const [instance, entry] of queue.caps) {
       if (now - entry.at > capacityFreshMs) queue.caps.delete(instance);
@@ -310,7 +313,7 @@ local stateKey = prefix .. 'q:' .. queue
 local waitingKey, admittedKey, capsKey = stateKey .. ':waiting', stateKey .. ':admitted', stateKey .. ':caps'
 redis.call('SADD', prefix .. 'queues', queue)
 
-redis.call('HSET', capsKey, instance, measured .. '|' .. now)
+if measured ~= -2 then redis.call('HSET', capsKey, instance, measured .. '|' .. now) end
 local caps = redis.call('HGETALL', capsKey)
 local sum = -1
 for i = 1, #caps, 2 do
@@ -463,7 +466,7 @@ export class RedisQueueStore implements QueueStore {
       mode,
       input.now,
       input.instance,
-      input.measured ?? -1,
+      input.measured === null ? -2 : (input.measured ?? -1),
       input.configured ?? -1,
       input.ttlMs,
       rateTauMs,

@@ -9,7 +9,8 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, ran
  *   webhook signing secrets, stored idempotent responses that hold a secret). Values sealed by earlier
  *   versions with the master key itself (`v1.…`) are still opened;
  * - fingerprints: HMAC-SHA256, so equal cards or tokens can be matched without keeping them;
- * - request digests: HMAC-SHA256 over an idempotent request, so a stored digest cannot be brute-forced.
+ * - request digests: HMAC-SHA256 over an idempotent request, so a stored digest cannot be brute-forced;
+ * - keys for other modules' own signatures (`keyFor`), e.g. the checkout queue's cookie.
  */
 export class FieldCipher {
   readonly #masterKey: Buffer;
@@ -54,6 +55,11 @@ export class FieldCipher {
   /** A keyed fingerprint: equal inputs give equal fingerprints, and it cannot be reversed without the key. */
   fingerprint(value: string): string {
     return createHmac('sha256', this.#fingerprintKey).update(value).digest('base64url').slice(0, 22);
+  }
+
+  /** A key of its own for `purpose` (every instance sharing the master key derives the same one). */
+  keyFor(purpose: string): Buffer {
+    return derive(this.#masterKey, `keel ${purpose}`);
   }
 
   /** A keyed digest of a request (hex), for telling a retry from a different request under the same key. */
