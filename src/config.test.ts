@@ -52,3 +52,13 @@ test('KEEL_RECONCILE_AT is HH:MM in UTC, 02:00 by default', () => {
   assert.equal(loadConfig({ KEEL_RECONCILE_AT: '23:59' }).reconcileAt, '23:59');
   for (const bad of ['24:00', '2:00', 'noon', '02:60']) assert.throws(() => loadConfig({ KEEL_RECONCILE_AT: bad }), /KEEL_RECONCILE_AT/, bad);
 });
+
+test('the checkout queue: auto by default with a measured capacity; on needs a capacity; bad values refused', () => {
+  assert.deepEqual(loadConfig({}).checkoutQueue, { mode: 'auto', capacityPerS: undefined, admissionTtlS: 300 });
+  assert.deepEqual(loadConfig({ KEEL_CHECKOUT_QUEUE: 'on', KEEL_CHECKOUT_CAPACITY_PER_S: '12.5', KEEL_QUEUE_ADMISSION_TTL_S: '60' }).checkoutQueue, { mode: 'on', capacityPerS: 12.5, admissionTtlS: 60 });
+  assert.equal(loadConfig({ KEEL_CHECKOUT_QUEUE: 'off' }).checkoutQueue.mode, 'off');
+  assert.throws(() => loadConfig({ KEEL_CHECKOUT_QUEUE: 'on' }), /KEEL_CHECKOUT_CAPACITY_PER_S/);
+  assert.throws(() => loadConfig({ KEEL_CHECKOUT_QUEUE: 'yes' }), /KEEL_CHECKOUT_QUEUE must be auto, on or off/);
+  for (const bad of ['0', '-1', 'fast', '2000000']) assert.throws(() => loadConfig({ KEEL_CHECKOUT_CAPACITY_PER_S: bad }), /KEEL_CHECKOUT_CAPACITY_PER_S/, bad);
+  assert.throws(() => loadConfig({ KEEL_QUEUE_ADMISSION_TTL_S: '0' }), /KEEL_QUEUE_ADMISSION_TTL_S/);
+});

@@ -5,8 +5,8 @@ import { html, jsonData, type Html } from '../http/html.js';
 /**
  * The hosted Brand Pay page, rendered on the server through the escaping `html` template. Its stylesheet and
  * script are Keel's own static files (`/assets/pay-page.css`, `/assets/pay-page.js`), so its CSP allows no
- * inline script or style; no external fonts, scripts or CDNs, and no cookies (the session id in the path is the
- * page's credential). Korean or English by `?lang=` or Accept-Language. Every control has a label and works
+ * inline script or style; no external fonts, scripts or CDNs, and no cookie but the checkout queue's (the session
+ * id in the path is the page's credential). Korean or English by `?lang=` or Accept-Language. Every control has a label and works
  * from the keyboard.
  */
 
