@@ -12,7 +12,7 @@ import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
 import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi, type Approval } from './checkout.js';
 import type { CheckoutSessionRow } from '../storage/schema.js';
-import type { Ticket } from '../queue/checkout-queue.js';
+import { ticketToApi, type Ticket } from '../queue/checkout-queue.js';
 import { renderWaitingRoom } from './waiting-room.js';
 import { customerOr404, customerToApi, findCustomer, setPin } from './customers.js';
 import { languageFrom, payPageCss, payPageScript, renderPayPage, renderSdk } from './page.js';
@@ -213,8 +213,9 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     assertOpen(session);
     void reply.header('cache-control', 'no-store');
     const ticket = await placeInQueue(request, reply, request.params.session, session, false);
-    if (ticket === undefined) return { object: 'queue_position', status: 'admitted', position: 0, estimated_wait_s: 0 };
-    return { object: 'queue_position', status: ticket.status, position: ticket.position, estimated_wait_s: ticket.estimatedWaitS };
+    if (ticket === undefined) return { object: 'queue_position', status: 'admitted', position: 0, estimated_wait_s: 0, joined_at: null, admitted_at: null };
+    const { joined_at: joinedAt, admitted_at: admittedAt } = ticketToApi(ticket);
+    return { object: 'queue_position', status: ticket.status, position: ticket.position, estimated_wait_s: ticket.estimatedWaitS, joined_at: joinedAt, admitted_at: admittedAt };
   });
 
   app.post('/pay/:session/payment_methods', { schema: { params: SessionParams, body: AttachMethodBody, hide: true } }, async (request, reply) => {

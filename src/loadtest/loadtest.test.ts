@@ -55,7 +55,7 @@ test('answers are classified: paid, declined, shed (overloaded or rate limited),
 });
 
 test('saturation is the offered rate where p99 doubles over the quiet seconds, or shedding starts', () => {
-  const step = (offered: number, p99: number, shed = 0): StepReport => ({ at_s: 0, offered, succeeded: offered, declined: 0, shed, queued: 0, errors: 0, p50_ms: p99 / 2, p99_ms: p99, mean_ms: p99 / 2, in_flight: 0, partner_in_flight: {} });
+  const step = (offered: number, p99: number, shed = 0): StepReport => ({ at_s: 0, offered, succeeded: offered, declined: 0, shed, queued: 0, errors: 0, p50_ms: p99 / 2, p99_ms: p99, mean_ms: p99 / 2, in_flight: 0, partner_in_flight: {}, queue_length: 0 });
   assert.equal(saturationOf([step(10, 300), step(10, 320), step(20, 350), step(40, 500), step(60, 700), step(80, 900)]), 60);
   assert.equal(saturationOf([step(10, 300), step(10, 300), step(30, 310, 2), step(60, 2_000)]), 30);
   assert.equal(saturationOf([step(10, 300), step(10, 310), step(10, 290), step(10, 300)]), null);
@@ -77,8 +77,30 @@ test('a short steady run against a Keel it starts: every invariant holds, both r
     const written = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { scenario: string; littles_law: { predicted_in_flight: number } };
     assert.equal(written.scenario, 'steady');
     const html = readFileSync(join(out, 'report.html'), 'utf8');
-    assert.equal((html.match(/<svg/g) ?? []).length, 5);
+    assert.equal((html.match(/<svg/g) ?? []).length, 6);
     assert.doesNotMatch(html, /<script|<link|src="http|href="http/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('with the checkout queue on past its capacity, shoppers wait in order, nobody is lost, and every invariant holds', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'keel-loadtest-'));
+  try {
+    const config = { ...loadConfig({ KEEL_CHECKOUT_QUEUE: 'on', KEEL_CHECKOUT_CAPACITY_PER_S: '4' }), logLevel: 'warn' as const };
+    const { report, failed } = await loadtest(config, { scenario: 'steady', rate: 10, durationS: 3, outDir: out }, { progress: () => undefined });
+    assert.equal(failed, false, JSON.stringify(report.problems));
+    const { queue } = report;
+    assert.equal(queue.enabled, true);
+    assert.ok(queue.queued > 0, `shoppers beyond 4/s wait: ${JSON.stringify(queue)}`);
+    assert.equal(report.steps.reduce((sum, step) => sum + step.queued, 0), queue.queued);
+    assert.equal(queue.lost, 0);
+    assert.equal(queue.inversions, 0, 'first come, first served');
+    assert.ok(queue.wait_ms.max >= queue.wait_ms.p50 && queue.wait_ms.p50 > 0);
+    assert.equal(queue.capacity_per_s, 4);
+    assert.equal(report.outcomes.shed, 0, 'queued, not shed');
+    assert.equal(Object.values(report.outcomes).reduce((sum, count) => sum + count, 0), report.arrivals, 'every shopper has an outcome');
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /shoppers waited/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -48,7 +48,7 @@ export async function loadtest(config: KeelConfig, options: LoadtestOptions, io:
     const url = options.target ?? own?.url ?? '';
     const secretKey = options.secretKey ?? own?.secretKey;
     if (secretKey === undefined) throw new Error('--target needs a merchant secret key: --secret-key or KEEL_LOADTEST_SECRET_KEY');
-    const result = await runLoad({ url, secretKey }, scenario, { onStep: (step, elapsedS) => io.progress(progressLine(step, elapsedS), false) });
+    const result = await runLoad({ url, secretKey }, scenario, { queue: config.checkoutQueue.mode !== 'off', onStep: (step, elapsedS) => io.progress(progressLine(step, elapsedS), false) });
     io.progress(`arrivals over after ${result.elapsedS.toFixed(1)} s; checking the invariants`, true);
     const gatewayUrl = options.gatewayUrl ?? own?.keel.gatewayUrl;
     const problems: string[] = [];
@@ -57,7 +57,8 @@ export async function loadtest(config: KeelConfig, options: LoadtestOptions, io:
       none_left_processing: await noneLeftProcessing(url, secretKey, own?.keel, problems),
       ledger_verified: own === undefined ? null : await ledgerVerified(own.keel, problems),
     };
-    const report = buildReport(scenario.name, options.target ?? 'keel started for the run', result, invariants, problems);
+    const spike = scenario.spikeAtS === undefined || scenario.spikeEndS === undefined ? undefined : { at: scenario.spikeAtS, end: scenario.spikeEndS };
+    const report = buildReport(scenario.name, options.target ?? 'keel started for the run', result, invariants, problems, spike);
     mkdirSync(options.outDir, { recursive: true });
     writeFileSync(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(options.outDir, 'report.html'), renderHtml(report));
@@ -70,7 +71,8 @@ export async function loadtest(config: KeelConfig, options: LoadtestOptions, io:
 async function startOwnKeel(config: KeelConfig, scenario: Scenario): Promise<{ keel: Keel; url: string; secretKey: string; close(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'keel-loadtest-'));
   const keel = await createKeel({
-    config: { ...config, dataDir, port: 0, gatewayUrl: undefined, rateLimit: { perSecond: 1_000_000, burst: 1_000_000 }, logLevel: 'warn' },
+    // Shoppers come from addresses of their own (X-Forwarded-For from loopback), as they would through a proxy.
+    config: { ...config, dataDir, port: 0, gatewayUrl: undefined, rateLimit: { perSecond: 1_000_000, burst: 1_000_000 }, logLevel: 'warn', trustProxy: ['loopback'] },
     role: 'all',
     runJobTimers: true,
   });

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { escapeHtml } from '../http/html.js';
-import type { RunResult, StepReport } from './runner.js';
+import type { QueueResult, RunResult, StepReport } from './runner.js';
 
 /**
  * The load test's report: `report.json` in the contract's shape, and `report.html`, self-contained (charts
@@ -28,9 +28,73 @@ export interface LoadReport {
   /** The offered rate of the first second where latency or the queue started to grow; null if none did. */
   readonly saturation_per_s: number | null;
   readonly littles_law: { readonly arrival_per_s: number; readonly mean_latency_s: number; readonly predicted_in_flight: number; readonly measured_in_flight: number };
-  readonly queue: { readonly enabled: boolean };
+  readonly queue: QueueReport;
   readonly invariants: Invariants;
   readonly problems: readonly string[];
+}
+
+/**
+ * The checkout queue as the shoppers met it. Waits and order come from the server's `joined_at` and
+ * `admitted_at` of every join; `estimate_error` compares the first estimate a shopper was told with the wait they
+ * had, over shoppers who waited at least a second; an inversion is a shopper admitted before someone who joined
+ * earlier. `payment_p99_ms` compares the per-second p99 of shoppers' payments (counted from their admission)
+ * during the spike's peak — the highest second — with the quiet seconds before it (their median).
+ */
+export interface QueueReport {
+  readonly enabled: boolean;
+  readonly queued: number;
+  readonly max_length: number;
+  readonly capacity_per_s: number | null;
+  readonly wait_ms: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly estimate_error: { readonly mean: number | null; readonly within_20pct: number | null; readonly measured: number };
+  readonly inversions: number;
+  readonly inversion_rate: number;
+  readonly lapsed: number;
+  readonly lost: number;
+  readonly payment_p99_ms: { readonly quiet: number; readonly spike: number; readonly ratio: number | null } | null;
+}
+
+export function queueReport(queue: QueueResult, steps: readonly StepReport[], spike: { readonly at: number; readonly end: number } | undefined): QueueReport {
+  const waited = queue.waits.filter((wait) => wait.waited);
+  const durations = waited.map((wait) => wait.admittedAt - wait.joinedAt).sort((a, b) => a - b);
+  const at = (share: number) => durations[Math.min(durations.length - 1, Math.floor(share * durations.length))] ?? 0;
+  const measured = waited.filter((wait) => wait.admittedAt - wait.joinedAt >= 1_000);
+  const errors = measured.map((wait) => Math.abs(wait.estimateS * 1000 - (wait.admittedAt - wait.joinedAt)) / (wait.admittedAt - wait.joinedAt));
+  const byJoin = [...queue.waits].sort((a, b) => a.joinedAt - b.joinedAt);
+  let inversions = 0;
+  let earlierMax = -Infinity;
+  let groupMax = -Infinity;
+  for (const [index, wait] of byJoin.entries()) {
+    // Only someone who joined strictly earlier can be overtaken: joins in the same millisecond have no order here.
+    if (index > 0 && wait.joinedAt !== byJoin[index - 1]?.joinedAt) earlierMax = Math.max(earlierMax, groupMax);
+    if (wait.admittedAt < earlierMax) inversions += 1;
+    groupMax = index > 0 && wait.joinedAt === byJoin[index - 1]?.joinedAt ? Math.max(groupMax, wait.admittedAt) : wait.admittedAt;
+  }
+  let payment: QueueReport['payment_p99_ms'] = null;
+  if (spike !== undefined) {
+    const quiet = steps.filter((step) => step.at_s < spike.at && step.offered > 0).map((step) => step.p99_ms).sort((a, b) => a - b);
+    const peak = steps.filter((step) => step.at_s >= spike.at && step.at_s < spike.end).map((step) => step.p99_ms);
+    const quietP99 = quiet[Math.floor(quiet.length / 2)] ?? 0;
+    const spikeP99 = Math.max(0, ...peak);
+    payment = { quiet: quietP99, spike: spikeP99, ratio: quietP99 === 0 ? null : round(spikeP99 / quietP99) };
+  }
+  return {
+    enabled: queue.enabled,
+    queued: waited.length,
+    max_length: queue.maxLength,
+    capacity_per_s: queue.maxCapacityPerS === null ? null : round(queue.maxCapacityPerS),
+    wait_ms: { p50: at(0.5), p99: at(0.99), max: durations.at(-1) ?? 0 },
+    estimate_error: {
+      mean: errors.length === 0 ? null : round(errors.reduce((sum, value) => sum + value, 0) / errors.length, 3),
+      within_20pct: errors.length === 0 ? null : round(errors.filter((value) => value <= 0.2).length / errors.length, 3),
+      measured: errors.length,
+    },
+    inversions,
+    inversion_rate: queue.waits.length === 0 ? 0 : round(inversions / queue.waits.length, 4),
+    lapsed: queue.lapsed,
+    lost: queue.lost,
+    payment_p99_ms: payment,
+  };
 }
 
 // ECharts is a CommonJS module typed as `export =`: loaded through require, with its own types.
@@ -52,7 +116,7 @@ export function saturationOf(steps: readonly StepReport[]): number | null {
   return first === undefined ? null : first.offered;
 }
 
-export function buildReport(scenario: string, target: string, result: RunResult, invariants: Invariants, problems: readonly string[]): LoadReport {
+export function buildReport(scenario: string, target: string, result: RunResult, invariants: Invariants, problems: readonly string[], spike?: { at: number; end: number }): LoadReport {
   const arrivalPerS = result.arrivals / Math.max(1, result.steps.length);
   const meanLatencyS = result.latency.mean / 1000;
   return {
@@ -67,7 +131,7 @@ export function buildReport(scenario: string, target: string, result: RunResult,
     steps: result.steps,
     saturation_per_s: saturationOf(result.steps),
     littles_law: { arrival_per_s: round(arrivalPerS), mean_latency_s: round(meanLatencyS, 3), predicted_in_flight: round(arrivalPerS * meanLatencyS), measured_in_flight: round(result.meanInFlight) },
-    queue: { enabled: false },
+    queue: queueReport(result.queue, result.steps, spike),
     invariants,
     problems,
   };
@@ -79,6 +143,22 @@ function chart(title: string, option: ChartOption): string {
   const svg = instance.renderToSVGString();
   instance.dispose();
   return svg;
+}
+
+function queueSummary(queue: QueueReport): string {
+  if (!queue.enabled) return 'off';
+  const error = queue.estimate_error;
+  return escapeHtml(
+    [
+      `on: ${queue.queued} shoppers waited, at most ${queue.max_length} at once`,
+      `capacity up to ${queue.capacity_per_s ?? 'unbounded'}/s`,
+      `wait p50 ${queue.wait_ms.p50} ms, p99 ${queue.wait_ms.p99} ms, max ${queue.wait_ms.max} ms`,
+      `estimate error ${error.mean === null ? 'not measured' : `${Math.round(error.mean * 100)}% mean, ${Math.round((error.within_20pct ?? 0) * 100)}% within 20% (${error.measured} shoppers)`}`,
+      `${queue.inversions} inversions (${(queue.inversion_rate * 100).toFixed(2)}%)`,
+      `${queue.lapsed} lapsed, ${queue.lost} lost`,
+      queue.payment_p99_ms === null ? '' : `payment p99 ${queue.payment_p99_ms.spike} ms in the spike vs ${queue.payment_p99_ms.quiet} ms quiet (${queue.payment_p99_ms.ratio ?? '–'}x)`,
+    ].filter((part) => part !== '').join(' · '),
+  );
 }
 
 export function renderHtml(report: LoadReport): string {
@@ -115,6 +195,11 @@ export function renderHtml(report: LoadReport): string {
         { name: 'errors', type: 'bar', stack: 'refused', data: report.steps.map((step) => step.errors) },
       ],
     }),
+    chart('Checkout queue length (end of each second)', {
+      xAxis: { type: 'category', data: seconds, name: 's' },
+      yAxis: { type: 'value', name: 'shoppers waiting' },
+      series: [line('waiting', report.steps.map((step) => step.queue_length))],
+    }),
     chart('Partner calls in flight (partner/country)', {
       xAxis: { type: 'category', data: seconds, name: 's' },
       yAxis: { type: 'value', name: 'calls' },
@@ -130,7 +215,7 @@ export function renderHtml(report: LoadReport): string {
     ['latency', `p50 ${report.latency_ms.p50} ms · p90 ${report.latency_ms.p90} ms · p99 ${report.latency_ms.p99} ms · p99.9 ${report.latency_ms.p999} ms · max ${report.latency_ms.max} ms`],
     ['saturation', report.saturation_per_s === null ? 'not reached' : `from ${report.saturation_per_s} shoppers/s offered`],
     ["Little's law", `λ ${report.littles_law.arrival_per_s}/s × W ${report.littles_law.mean_latency_s} s = ${report.littles_law.predicted_in_flight} predicted in flight; ${report.littles_law.measured_in_flight} measured`],
-    ['checkout queue', report.queue.enabled ? 'on' : 'off'],
+    ['checkout queue', queueSummary(report.queue)],
     ['one charge per order', verdict(report.invariants.charged_once)],
     ['nothing left processing', verdict(report.invariants.none_left_processing)],
     ['ledger verifies', verdict(report.invariants.ledger_verified)],

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
  * the benchmark gateway are started for the run. Built in: `flash-sale` (quiet, a 10x spike at a known moment,
  * then decay) and `steady`; or a JSON file of the same shape.
  */
-export const arrivalKinds = ['card', 'decline', 'duplicate', 'refund'] as const;
+export const arrivalKinds = ['card', 'brandpay', 'decline', 'duplicate', 'refund'] as const;
 export type ArrivalKind = (typeof arrivalKinds)[number];
 
 export interface Scenario {
@@ -18,12 +18,16 @@ export interface Scenario {
   readonly mix: Readonly<Record<ArrivalKind, number>>;
   /** The benchmark gateway's latency per country (`*` for every other), when the run starts its own. */
   readonly partnerLatency: Readonly<Record<string, { readonly p50_ms: number; readonly p99_ms: number }>>;
-  /** The moment the spike starts, for a flash sale. */
+  /** The moment the spike starts, and the moment its peak ends, for a flash sale. */
   readonly spikeAtS?: number;
+  readonly spikeEndS?: number;
 }
 
-/** What a shopper does: mostly pay, some declined, some retrying with the same key, some refunded after. */
-export const defaultMix: Readonly<Record<ArrivalKind, number>> = { card: 80, decline: 8, duplicate: 7, refund: 5 };
+/**
+ * What a shopper does: mostly pay by card through the API or with Brand Pay through the hosted page, some
+ * declined, some retrying with the same key, some refunded after.
+ */
+export const defaultMix: Readonly<Record<ArrivalKind, number>> = { card: 55, brandpay: 25, decline: 8, duplicate: 7, refund: 5 };
 /** A partner's latency as the partners answer in production: p50 120 ms, p99 600 ms. */
 export const partnerLikeLatency = { '*': { p50_ms: 120, p99_ms: 600 } } as const;
 
@@ -47,6 +51,7 @@ export function flashSale(options: ScenarioOptions = {}): Scenario {
     name: 'flash-sale',
     durationS,
     spikeAtS,
+    spikeEndS: spikeAtS + holdS,
     rateAt: (t) => {
       if (t < spikeAtS) return quiet;
       if (t < spikeAtS + holdS) return peak;
@@ -64,7 +69,7 @@ export function steady(options: ScenarioOptions = {}): Scenario {
 
 /**
  * A scenario from a JSON file: `{ "name", "duration_s", "profile": [{ "at_s", "rate" }] (a step function:
- * each rate holds from its `at_s`), "mix": { "card", "decline", "duplicate", "refund" }, "partner_latency":
+ * each rate holds from its `at_s`), "mix": { "card", "brandpay", "decline", "duplicate", "refund" }, "partner_latency":
  * { "<country>|*": { "p50_ms", "p99_ms" } } }`; `--rate` scales the profile so its peak is that rate.
  */
 export function scenarioFromFile(path: string, options: ScenarioOptions = {}): Scenario {

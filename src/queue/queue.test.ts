@@ -213,7 +213,7 @@ describe('the hosted page\'s waiting room', () => {
     const cookie = cookiePair(setCookie);
 
     const polled = await visit(second, '/queue', cookie);
-    assert.deepEqual(polled.body, { object: 'queue_position', status: 'waiting', position: 1, estimated_wait_s: 1 });
+    assert.deepEqual({ ...polled.body, joined_at: undefined }, { object: 'queue_position', status: 'waiting', position: 1, estimated_wait_s: 1, joined_at: undefined, admitted_at: null });
     assert.equal(polled.headers['set-cookie'], undefined, 'the same ticket: no new cookie');
 
     // Waiting shoppers cannot skip ahead through the page's calls: approve answers their wait.
@@ -233,7 +233,9 @@ describe('the hosted page\'s waiting room', () => {
     await clock.pass(1_000);
     const admitted = await visit(second, '', cookie);
     assert.match(String(admitted.body), /id="pin"/, 'admitted: the pay page');
-    assert.deepEqual((await visit(second, '/queue', cookie)).body, { object: 'queue_position', status: 'admitted', position: 0, estimated_wait_s: 0 });
+    const inside = (await visit(second, '/queue', cookie)).body;
+    assert.deepEqual([inside.status, inside.position, inside.estimated_wait_s], ['admitted', 0, 0]);
+    assert.equal(Date.parse(inside.admitted_at) - Date.parse(inside.joined_at), 1_000);
     // Once in checkout the shopper is never queued again, however long they take.
     await clock.pass(600_000);
     assert.match(String((await visit(second, '', cookie)).body), /id="pin"/);
