@@ -237,7 +237,6 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     meter: new CapacityMeter({
       metrics,
       limiter: () => services.concurrencyLimit.current,
-      newWorkShare: config.shedding.limit.newWorkShare,
       resources: () => resources.snapshot(),
     }),
     instance: `${options.role}_${randomBytes(6).toString('hex')}`,

@@ -42,7 +42,8 @@ export interface Shedding {
   readonly admitTenant: TenantAdmission;
 }
 
-const exempt = /^\/(healthz|readyz|metrics|openapi\.json|admin\/)/;
+// Queue tickets are the checkout queue's own admission (no database work): refusing them would defeat the queue.
+const exempt = /^\/(healthz|readyz|metrics|openapi\.json|admin\/|v1\/queue_tickets)/;
 
 /** New work starts a payment; everything else finishes one or reads. */
 export function priorityOf(request: FastifyRequest): WorkPriority | undefined {

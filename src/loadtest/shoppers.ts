@@ -90,6 +90,8 @@ async function waitForAdmission(first: Position, ask: () => Promise<Answer>, flo
     if (performance.now() - began > queueGiveUpMs) return { wait: undefined, lost: true };
     await sleep(comeBackAfterS(Number(current.estimated_wait_s ?? 1), floorS) * 1000);
     const answer = await ask();
+    // Refused for load, the shopper asks again (as the waiting room's refresh would); anything else loses them.
+    if (answer.status === 503 || answer.status === 429) continue;
     if (answer.status !== 200) return { wait: undefined, lost: true };
     current = answer.body as Position;
   }

@@ -3,21 +3,25 @@ import type { AdaptiveConcurrencyLimit } from '../resilience/adaptive-limit.js';
 import type { ResourceSnapshot } from '../resilience/resources.js';
 
 /**
- * This instance's checkout capacity per country, in admissions per second, measured from its own metrics over
- * the last `windowMs` (Little's law, throughput = concurrency / latency):
- * - the API: the adaptive limit's share for new work over the mean latency of checkout requests
- *   (`POST /v1/payments`, `POST /pay/{cs}/approve`);
- * - the partner: for each partner resource of the country whose breaker is not open, its bulkhead over the mean
- *   partner call latency times the partner calls a payment makes (none when every breaker is open);
- * - saturated (something was shed in the window, or the limit is 90% full): no more than the measured goodput.
+ * This instance's checkout capacity per country, in admissions per second, from its own metrics:
+ * - the API, found by feedback as the adaptive concurrency limit finds its own: once checkout saturates —
+ *   something was shed, the limit is 90% full, or checkout requests (`POST /v1/payments`,
+ *   `POST /pay/{cs}/approve`) take more than twice their quiet latency, over the last 2 s — the capacity drops to
+ *   80% of the checkout goodput just measured (at most once every 2 s, so a drop takes effect before the next);
+ *   while nothing saturates and admissions use at least 90% of it, it grows by 5% a second (at least half an
+ *   admission). Before the first saturation there is no API bound;
+ * - the partner: Little's law, for each partner resource of the country whose breaker is not open, its bulkhead
+ *   over the mean partner call latency times the partner calls a payment makes (over the last 10 s), at 80%, since
+ *   queues form at 70-80% saturation; every breaker open leaves only the floor.
  *
- * The capacity is 80% of the lower bound, since queues form at 70-80% saturation, and at least one admission a
- * second so a queue always moves. Undefined until a checkout has been measured: the queue then has no bound of
- * this instance's.
+ * The capacity is the lower of the two, at least one admission a second so a queue always moves; undefined while
+ * neither bounds it.
  */
 export const capacityWindowMs = 10_000;
+export const feedbackWindowMs = 2_000;
 export const capacityHeadroom = 0.8;
 export const capacityFloorPerS = 1;
+export const capacityGrowthPerS = 0.05;
 const checkoutRoutes = new Set(['/v1/payments', '/pay/:session/approve']);
 
 interface Sample {
@@ -34,19 +38,27 @@ interface Sample {
 export interface CapacityInputs {
   readonly metrics: Metrics;
   readonly limiter: () => AdaptiveConcurrencyLimit | undefined;
-  readonly newWorkShare: number;
   readonly resources: () => readonly ResourceSnapshot[];
 }
 
 export class CapacityMeter {
   readonly #inputs: CapacityInputs;
   #samples: Sample[] = [];
+  /** The API's admissions per second found by feedback; undefined until checkout first saturated. */
+  #apiCapacity: number | undefined;
+  #baselineLatencyS: number | undefined;
+  #lastDropAt = -Infinity;
 
   constructor(inputs: CapacityInputs) {
     this.#inputs = inputs;
   }
 
-  /** Takes a sample of the metrics (each tick); keeps a window's worth. */
+  /** The API bound found so far (tests and the report read it). */
+  get apiCapacity(): number | undefined {
+    return this.#apiCapacity;
+  }
+
+  /** Takes a sample of the metrics (each tick), keeps a window's worth, and adjusts the API bound. */
   async sample(now: number): Promise<void> {
     const { metrics } = this.#inputs;
     const http = await metrics.httpRequestDurationSeconds.get();
@@ -78,27 +90,41 @@ export class CapacityMeter {
     const shed = (await metrics.shedRequests.get()).values.reduce((sum, value) => sum + value.value, 0);
     this.#samples.push({ at: now, checkouts, checkoutSeconds, goodput, shed, partner });
     while (this.#samples.length > 2 && now - (this.#samples[1]?.at ?? now) >= capacityWindowMs) this.#samples.shift();
+    this.#feedback(now);
   }
 
-  /** Admissions per second this instance can take for `country`; undefined while nothing is measured. */
+  #feedback(now: number): void {
+    const last = this.#samples.at(-1);
+    const previous = this.#samples.at(-2);
+    const first = [...this.#samples].reverse().find((sample) => now - sample.at >= feedbackWindowMs);
+    if (last === undefined || first === undefined || previous === undefined) return;
+    const seconds = (last.at - first.at) / 1000;
+    const checkouts = last.checkouts - first.checkouts;
+    const goodputPerS = (last.goodput - first.goodput) / seconds;
+    const latencyS = checkouts > 0 ? (last.checkoutSeconds - first.checkoutSeconds) / checkouts : undefined;
+    if (latencyS !== undefined) this.#baselineLatencyS = Math.min(latencyS, (this.#baselineLatencyS ?? latencyS) * 1.005);
+    const limiter = this.#inputs.limiter();
+    const slow = latencyS !== undefined && checkouts >= 5 && this.#baselineLatencyS !== undefined && latencyS > 2 * this.#baselineLatencyS;
+    const saturated = last.shed > first.shed || (limiter !== undefined && limiter.inFlight >= 0.9 * limiter.limit) || slow;
+    // After a drop, the next decision waits for a window wholly after it.
+    if (now - this.#lastDropAt <= feedbackWindowMs) return;
+    if (saturated) {
+      this.#lastDropAt = now;
+      this.#apiCapacity = Math.max(capacityFloorPerS, capacityHeadroom * Math.min(this.#apiCapacity ?? Infinity, Math.max(goodputPerS, capacityFloorPerS)));
+    } else if (this.#apiCapacity !== undefined && goodputPerS >= 0.9 * this.#apiCapacity) {
+      const stepS = (last.at - previous.at) / 1000;
+      this.#apiCapacity += Math.max(0.5, capacityGrowthPerS * this.#apiCapacity) * stepS;
+    }
+  }
+
+  /** Admissions per second this instance can take for `country`; undefined while nothing bounds it. */
   capacityOf(country: string): number | undefined {
     const first = this.#samples[0];
     const last = this.#samples.at(-1);
-    if (first === undefined || last === undefined || last.at - first.at < 1_000) return undefined;
-    const seconds = (last.at - first.at) / 1000;
-    const checkouts = last.checkouts - first.checkouts;
-    if (checkouts <= 0) return undefined;
-    const latencyS = Math.max(0.001, (last.checkoutSeconds - first.checkoutSeconds) / checkouts);
-    const limiter = this.#inputs.limiter();
-    const limit = limiter?.limit ?? 1;
-    let bound = (limit * this.#inputs.newWorkShare) / latencyS;
-    const partnerBound = this.#partnerBound(country, first, last);
-    if (partnerBound !== undefined) bound = Math.min(bound, partnerBound);
-    const saturated = last.shed > first.shed || (limiter !== undefined && limiter.inFlight >= 0.9 * limiter.limit);
-    if (saturated) bound = Math.min(bound, (last.goodput - first.goodput) / seconds);
-    return Math.max(capacityFloorPerS, capacityHeadroom * bound);
+    const partnerBound = first === undefined || last === undefined ? undefined : this.#partnerBound(country, first, last);
+    const bound = Math.min(this.#apiCapacity ?? Infinity, partnerBound === undefined ? Infinity : capacityHeadroom * partnerBound);
+    return Number.isFinite(bound) ? Math.max(capacityFloorPerS, bound) : undefined;
   }
-
   #partnerBound(country: string, first: Sample, last: Sample): number | undefined {
     const now = last.partner.get(country);
     if (now === undefined) return undefined;
