@@ -57,8 +57,7 @@ export async function loadtest(config: KeelConfig, options: LoadtestOptions, io:
       none_left_processing: await noneLeftProcessing(url, secretKey, own?.keel, problems),
       ledger_verified: own === undefined ? null : await ledgerVerified(own.keel, problems),
     };
-    const spike = scenario.spikeAtS === undefined || scenario.spikeEndS === undefined ? undefined : { at: scenario.spikeAtS, end: scenario.spikeEndS };
-    const report = buildReport(scenario.name, options.target ?? 'keel started for the run', result, invariants, problems, spike);
+    const report = buildReport(scenario.name, options.target ?? 'keel started for the run', result, invariants, problems);
     mkdirSync(options.outDir, { recursive: true });
     writeFileSync(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(options.outDir, 'report.html'), renderHtml(report));

@@ -37,8 +37,8 @@ export interface LoadReport {
  * The checkout queue as the shoppers met it. Waits and order come from the server's `joined_at` and
  * `admitted_at` of every join; `estimate_error` compares the first estimate a shopper was told with the wait they
  * had, over shoppers who waited at least a second; an inversion is a shopper admitted before someone who joined
- * earlier. `payment_p99_ms` compares the per-second p99 of shoppers' payments (counted from their admission)
- * during the spike's peak — the highest second — with the quiet seconds before it (their median).
+ * earlier. `payment_p99_ms` compares the p99 of the payments (counted from admission) of every shopper who
+ * arrived during the spike's peak with that of every shopper who arrived in the quiet seconds before it.
  */
 export interface QueueReport {
   readonly enabled: boolean;
@@ -46,7 +46,7 @@ export interface QueueReport {
   readonly max_length: number;
   readonly capacity_per_s: number | null;
   readonly wait_ms: { readonly p50: number; readonly p99: number; readonly max: number };
-  readonly estimate_error: { readonly mean: number | null; readonly within_20pct: number | null; readonly measured: number };
+  readonly estimate_error: { readonly mean: number | null; readonly bias: number | null; readonly within_20pct: number | null; readonly measured: number };
   readonly inversions: number;
   readonly inversion_rate: number;
   readonly lapsed: number;
@@ -54,12 +54,13 @@ export interface QueueReport {
   readonly payment_p99_ms: { readonly quiet: number; readonly spike: number; readonly ratio: number | null } | null;
 }
 
-export function queueReport(queue: QueueResult, steps: readonly StepReport[], spike: { readonly at: number; readonly end: number } | undefined): QueueReport {
+export function queueReport(queue: QueueResult, phases: RunResult['phases']): QueueReport {
   const waited = queue.waits.filter((wait) => wait.waited);
   const durations = waited.map((wait) => wait.admittedAt - wait.joinedAt).sort((a, b) => a - b);
   const at = (share: number) => durations[Math.min(durations.length - 1, Math.floor(share * durations.length))] ?? 0;
   const measured = waited.filter((wait) => wait.admittedAt - wait.joinedAt >= 1_000);
-  const errors = measured.map((wait) => Math.abs(wait.estimateS * 1000 - (wait.admittedAt - wait.joinedAt)) / (wait.admittedAt - wait.joinedAt));
+  const signed = measured.map((wait) => (wait.estimateS * 1000 - (wait.admittedAt - wait.joinedAt)) / (wait.admittedAt - wait.joinedAt));
+  const errors = signed.map(Math.abs);
   const byJoin = [...queue.waits].sort((a, b) => a.joinedAt - b.joinedAt);
   let inversions = 0;
   let earlierMax = -Infinity;
@@ -70,14 +71,8 @@ export function queueReport(queue: QueueResult, steps: readonly StepReport[], sp
     if (wait.admittedAt < earlierMax) inversions += 1;
     groupMax = index > 0 && wait.joinedAt === byJoin[index - 1]?.joinedAt ? Math.max(groupMax, wait.admittedAt) : wait.admittedAt;
   }
-  let payment: QueueReport['payment_p99_ms'] = null;
-  if (spike !== undefined) {
-    const quiet = steps.filter((step) => step.at_s < spike.at && step.offered > 0).map((step) => step.p99_ms).sort((a, b) => a - b);
-    const peak = steps.filter((step) => step.at_s >= spike.at && step.at_s < spike.end).map((step) => step.p99_ms);
-    const quietP99 = quiet[Math.floor(quiet.length / 2)] ?? 0;
-    const spikeP99 = Math.max(0, ...peak);
-    payment = { quiet: quietP99, spike: spikeP99, ratio: quietP99 === 0 ? null : round(spikeP99 / quietP99) };
-  }
+  const payment: QueueReport['payment_p99_ms'] =
+    phases === undefined ? null : { quiet: phases.quietP99, spike: phases.spikeP99, ratio: phases.quietP99 === 0 ? null : round(phases.spikeP99 / phases.quietP99) };
   return {
     enabled: queue.enabled,
     queued: waited.length,
@@ -86,6 +81,7 @@ export function queueReport(queue: QueueResult, steps: readonly StepReport[], sp
     wait_ms: { p50: at(0.5), p99: at(0.99), max: durations.at(-1) ?? 0 },
     estimate_error: {
       mean: errors.length === 0 ? null : round(errors.reduce((sum, value) => sum + value, 0) / errors.length, 3),
+      bias: signed.length === 0 ? null : round(signed.reduce((sum, value) => sum + value, 0) / signed.length, 3),
       within_20pct: errors.length === 0 ? null : round(errors.filter((value) => value <= 0.2).length / errors.length, 3),
       measured: errors.length,
     },
@@ -116,7 +112,7 @@ export function saturationOf(steps: readonly StepReport[]): number | null {
   return first === undefined ? null : first.offered;
 }
 
-export function buildReport(scenario: string, target: string, result: RunResult, invariants: Invariants, problems: readonly string[], spike?: { at: number; end: number }): LoadReport {
+export function buildReport(scenario: string, target: string, result: RunResult, invariants: Invariants, problems: readonly string[]): LoadReport {
   const arrivalPerS = result.arrivals / Math.max(1, result.steps.length);
   const meanLatencyS = result.latency.mean / 1000;
   return {
@@ -131,7 +127,7 @@ export function buildReport(scenario: string, target: string, result: RunResult,
     steps: result.steps,
     saturation_per_s: saturationOf(result.steps),
     littles_law: { arrival_per_s: round(arrivalPerS), mean_latency_s: round(meanLatencyS, 3), predicted_in_flight: round(arrivalPerS * meanLatencyS), measured_in_flight: round(result.meanInFlight) },
-    queue: queueReport(result.queue, result.steps, spike),
+    queue: queueReport(result.queue, result.phases),
     invariants,
     problems,
   };

@@ -63,6 +63,8 @@ export interface RunResult {
   readonly orders: ReadonlyMap<string, number>;
   readonly meanInFlight: number;
   readonly queue: QueueResult;
+  /** For a flash sale: the p99 of the payments of shoppers who arrived before the spike, and during its peak. */
+  readonly phases: { readonly quietP99: number; readonly spikeP99: number } | undefined;
 }
 
 export interface RunOptions {
@@ -232,8 +234,23 @@ export async function runLoad(target: Target, scenario: Scenario, options: RunOp
     elapsedS: (performance.now() - started) / 1000,
     orders,
     meanInFlight: inFlightSamples.length === 0 ? 0 : inFlightSamples.reduce((sum, value) => sum + value, 0) / inFlightSamples.length,
+    phases: phasesOf(scenario, perSecond.map((step) => step.histogram)),
     queue: { enabled: queue, waits, lost, maxLength: Math.max(0, ...samples.map((sample) => sample.queue_length)), maxCapacityPerS: maxCapacity, lapsed },
   };
+}
+
+/** The p99 over every shopper of the quiet seconds before a spike, and over every shopper of its peak. */
+function phasesOf(scenario: Scenario, seconds: readonly hdr.Histogram[]): RunResult['phases'] {
+  const { spikeAtS, spikeEndS } = scenario;
+  if (spikeAtS === undefined || spikeEndS === undefined) return undefined;
+  const quiet = histogram();
+  const spike = histogram();
+  seconds.forEach((second, at) => {
+    if (at < spikeAtS) quiet.add(second);
+    else if (at < spikeEndS) spike.add(second);
+  });
+  const p99 = (merged: hdr.Histogram) => (merged.totalCount === 0 ? 0 : merged.getValueAtPercentile(99));
+  return { quietP99: p99(quiet), spikeP99: p99(spike) };
 }
 
 /**

@@ -1,4 +1,4 @@
-// The measured checkout capacity: no bound while checkout is healthy, 80% of the goodput once it saturates (shed,
+// The measured checkout capacity: no bound while checkout is healthy, 80% of its throughput once it saturates (shed,
 // or twice its quiet latency), growing back while admissions use it, and the partner's bound by Little's law.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,12 +20,16 @@ function meterWith(resources: ResourceSnapshot[] = []) {
   return { metrics, meter, step };
 }
 
-test('healthy checkout has no bound; saturation drops it to 80% of the goodput, and it grows back while used', async () => {
+test('healthy checkout has no bound; saturation drops it to 80% of the checkouts answered, and it grows back while used', async () => {
   const { meter, step } = meterWith();
+  assert.equal(meter.capacityOf('KR'), undefined, 'nothing measured bounds nothing');
   for (let index = 0; index < 10; index += 1) await step(10, 0.2);
-  assert.equal(meter.capacityOf('KR'), undefined, '20 a second at a steady 200 ms bounds nothing');
+  assert.equal(meter.capacityOf('KR'), 40, 'healthy at 20 a second: slow start lets twice that in');
+  for (let index = 0; index < 4; index += 1) await step(20, 0.2);
+  assert.equal(meter.capacityOf('KR'), 80, 'and doubles while it holds');
+  for (let index = 0; index < 4; index += 1) await step(10, 0.2);
   await step(10, 0.2, 3);
-  // 20 checkouts a second over the last 2 s, shed: 80% of it.
+  // 20 checkouts a second over the last 2 s, and something shed: 80% of it.
   assert.equal(meter.capacityOf('KR'), 16);
   await step(10, 0.2, 3);
   assert.equal(meter.capacityOf('KR'), 16, 'one drop per 2 s: the last one takes effect first');

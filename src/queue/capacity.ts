@@ -6,10 +6,12 @@ import type { ResourceSnapshot } from '../resilience/resources.js';
  * This instance's checkout capacity per country, in admissions per second, from its own metrics:
  * - the API, found by feedback as the adaptive concurrency limit finds its own: once checkout saturates —
  *   something was shed, the limit is 90% full, or checkout requests (`POST /v1/payments`,
- *   `POST /pay/{cs}/approve`) take more than twice their quiet latency, over the last 2 s — the capacity drops to
- *   80% of the checkout goodput just measured (at most once every 2 s, so a drop takes effect before the next);
- *   while nothing saturates and admissions use at least 90% of it, it grows by 5% a second (at least half an
- *   admission). Before the first saturation there is no API bound;
+ *   `POST /pay/{cs}/approve`) take more than `slowFactor` times their quiet latency (its average over the unsaturated windows,
+ *   smoothed over 30 s), over the last 2 s — the capacity drops to 80% of the checkouts just answered per second;
+ *   the next decision waits for a window wholly after the drop. While nothing saturates and checkouts use at least
+ *   90% of it, it grows by 10% a second (at least one admission). Before the first saturation it starts slow:
+ *   twice the most checkouts answered per second over the last minute, and at least `slowStartFloorPerS`, so a
+ *   sudden spike is let in at a rate Keel has shown it can take, doubling every window while it holds;
  * - the partner: Little's law, for each partner resource of the country whose breaker is not open, its bulkhead
  *   over the mean partner call latency times the partner calls a payment makes (over the last 10 s), at 80%, since
  *   queues form at 70-80% saturation; every breaker open leaves only the floor.
@@ -21,15 +23,19 @@ export const capacityWindowMs = 10_000;
 export const feedbackWindowMs = 2_000;
 export const capacityHeadroom = 0.8;
 export const capacityFloorPerS = 1;
-export const capacityGrowthPerS = 0.05;
+export const capacityGrowthPerS = 0.1;
+export const baselineTauMs = 30_000;
+/** Checkout this much slower than its quiet latency is saturated: admitted shoppers' payments stay near it. */
+export const slowFactor = 1.5;
+export const slowStartFloorPerS = 10;
+const peakMemoryMs = 60_000;
 const checkoutRoutes = new Set(['/v1/payments', '/pay/:session/approve']);
 
 interface Sample {
   readonly at: number;
-  /** Checkout requests answered (not 5xx), their summed latency, and those answered 2xx. */
+  /** Checkout requests answered (not 5xx) and their summed latency. */
   readonly checkouts: number;
   readonly checkoutSeconds: number;
-  readonly goodput: number;
   readonly shed: number;
   /** Per country: partner calls and their summed latency, and payment confirmations. */
   readonly partner: Map<string, { calls: number; seconds: number; payments: number }>;
@@ -48,6 +54,8 @@ export class CapacityMeter {
   #apiCapacity: number | undefined;
   #baselineLatencyS: number | undefined;
   #lastDropAt = -Infinity;
+  /** The most checkouts answered per second in a window, per window over the last minute (slow start). */
+  #throughputs: { at: number; perS: number }[] = [];
 
   constructor(inputs: CapacityInputs) {
     this.#inputs = inputs;
@@ -64,13 +72,11 @@ export class CapacityMeter {
     const http = await metrics.httpRequestDurationSeconds.get();
     let checkouts = 0;
     let checkoutSeconds = 0;
-    let goodput = 0;
     for (const value of http.values) {
       const labels = value.labels as Record<string, string>;
       if (labels['method'] !== 'POST' || !checkoutRoutes.has(labels['route'] ?? '') || labels['status_class'] === '5xx') continue;
       if (value.metricName?.endsWith('_count') === true) {
         checkouts += value.value;
-        if (labels['status_class'] === '2xx') goodput += value.value;
       } else if (value.metricName?.endsWith('_sum') === true) {
         checkoutSeconds += value.value;
       }
@@ -88,7 +94,7 @@ export class CapacityMeter {
     }
     for (const value of (await metrics.paymentOutcomes.get()).values) row(String(value.labels['country'] ?? '')).payments += value.value;
     const shed = (await metrics.shedRequests.get()).values.reduce((sum, value) => sum + value.value, 0);
-    this.#samples.push({ at: now, checkouts, checkoutSeconds, goodput, shed, partner });
+    this.#samples.push({ at: now, checkouts, checkoutSeconds, shed, partner });
     while (this.#samples.length > 2 && now - (this.#samples[1]?.at ?? now) >= capacityWindowMs) this.#samples.shift();
     this.#feedback(now);
   }
@@ -100,20 +106,25 @@ export class CapacityMeter {
     if (last === undefined || first === undefined || previous === undefined) return;
     const seconds = (last.at - first.at) / 1000;
     const checkouts = last.checkouts - first.checkouts;
-    const goodputPerS = (last.goodput - first.goodput) / seconds;
+    const checkoutsPerS = checkouts / seconds;
     const latencyS = checkouts > 0 ? (last.checkoutSeconds - first.checkoutSeconds) / checkouts : undefined;
-    if (latencyS !== undefined) this.#baselineLatencyS = Math.min(latencyS, (this.#baselineLatencyS ?? latencyS) * 1.005);
+    this.#throughputs.push({ at: now, perS: checkoutsPerS });
+    while ((this.#throughputs[0]?.at ?? now) < now - peakMemoryMs) this.#throughputs.shift();
     const limiter = this.#inputs.limiter();
-    const slow = latencyS !== undefined && checkouts >= 5 && this.#baselineLatencyS !== undefined && latencyS > 2 * this.#baselineLatencyS;
+    const slow = latencyS !== undefined && checkouts >= 5 && this.#baselineLatencyS !== undefined && latencyS > slowFactor * this.#baselineLatencyS;
     const saturated = last.shed > first.shed || (limiter !== undefined && limiter.inFlight >= 0.9 * limiter.limit) || slow;
+    if (!saturated && latencyS !== undefined) {
+      const weight = 1 - Math.exp(-(last.at - previous.at) / baselineTauMs);
+      this.#baselineLatencyS = this.#baselineLatencyS === undefined ? latencyS : this.#baselineLatencyS + weight * (latencyS - this.#baselineLatencyS);
+    }
     // After a drop, the next decision waits for a window wholly after it.
     if (now - this.#lastDropAt <= feedbackWindowMs) return;
     if (saturated) {
       this.#lastDropAt = now;
-      this.#apiCapacity = Math.max(capacityFloorPerS, capacityHeadroom * Math.min(this.#apiCapacity ?? Infinity, Math.max(goodputPerS, capacityFloorPerS)));
-    } else if (this.#apiCapacity !== undefined && goodputPerS >= 0.9 * this.#apiCapacity) {
+      this.#apiCapacity = Math.max(capacityFloorPerS, capacityHeadroom * Math.min(this.#apiCapacity ?? Infinity, Math.max(checkoutsPerS, capacityFloorPerS)));
+    } else if (this.#apiCapacity !== undefined && checkoutsPerS >= 0.9 * this.#apiCapacity) {
       const stepS = (last.at - previous.at) / 1000;
-      this.#apiCapacity += Math.max(0.5, capacityGrowthPerS * this.#apiCapacity) * stepS;
+      this.#apiCapacity += Math.max(1, capacityGrowthPerS * this.#apiCapacity) * stepS;
     }
   }
 
@@ -122,7 +133,8 @@ export class CapacityMeter {
     const first = this.#samples[0];
     const last = this.#samples.at(-1);
     const partnerBound = first === undefined || last === undefined ? undefined : this.#partnerBound(country, first, last);
-    const bound = Math.min(this.#apiCapacity ?? Infinity, partnerBound === undefined ? Infinity : capacityHeadroom * partnerBound);
+    const slowStart = this.#throughputs.length === 0 ? Infinity : Math.max(slowStartFloorPerS, 2 * Math.max(...this.#throughputs.map((entry) => entry.perS)));
+    const bound = Math.min(this.#apiCapacity ?? slowStart, partnerBound === undefined ? Infinity : capacityHeadroom * partnerBound);
     return Number.isFinite(bound) ? Math.max(capacityFloorPerS, bound) : undefined;
   }
   #partnerBound(country: string, first: Sample, last: Sample): number | undefined {
