@@ -55,7 +55,7 @@ test('answers are classified: paid, declined, shed (overloaded or rate limited),
 });
 
 test('saturation is the offered rate where p99 doubles over the quiet seconds, or shedding starts', () => {
-  const step = (offered: number, p99: number, shed = 0): StepReport => ({ at_s: 0, offered, succeeded: offered, declined: 0, shed, queued: 0, errors: 0, p50_ms: p99 / 2, p99_ms: p99, mean_ms: p99 / 2, in_flight: 0, partner_in_flight: {}, queue_length: 0 });
+  const step = (offered: number, p99: number, shed = 0): StepReport => ({ at_s: 0, offered, succeeded: offered, declined: 0, shed, queued: 0, errors: 0, p50_ms: p99 / 2, p99_ms: p99, mean_ms: p99 / 2, in_flight: 0, partner_in_flight: {}, queue_length: 0, queue_capacity_per_s: null });
   assert.equal(saturationOf([step(10, 300), step(10, 320), step(20, 350), step(40, 500), step(60, 700), step(80, 900)]), 60);
   assert.equal(saturationOf([step(10, 300), step(10, 300), step(30, 310, 2), step(60, 2_000)]), 30);
   assert.equal(saturationOf([step(10, 300), step(10, 310), step(10, 290), step(10, 300)]), null);

@@ -191,10 +191,10 @@ export function renderHtml(report: LoadReport): string {
         { name: 'errors', type: 'bar', stack: 'refused', data: report.steps.map((step) => step.errors) },
       ],
     }),
-    chart('Checkout queue length (end of each second)', {
+    chart('Checkout queue: length and admission rate (end of each second)', {
       xAxis: { type: 'category', data: seconds, name: 's' },
-      yAxis: { type: 'value', name: 'shoppers waiting' },
-      series: [line('waiting', report.steps.map((step) => step.queue_length))],
+      yAxis: [{ type: 'value', name: 'shoppers waiting' }, { type: 'value', name: 'admissions/s' }],
+      series: [line('waiting', report.steps.map((step) => step.queue_length)), line('capacity', report.steps.map((step) => step.queue_capacity_per_s ?? 0), { yAxisIndex: 1 })],
     }),
     chart('Partner calls in flight (partner/country)', {
       xAxis: { type: 'category', data: seconds, name: 's' },

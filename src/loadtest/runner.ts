@@ -39,6 +39,8 @@ export interface StepReport {
   readonly partner_in_flight: Readonly<Record<string, number>>;
   /** Shoppers waiting in the checkout queue at the second's end (the longest country's queue). */
   readonly queue_length: number;
+  /** The queue's admission rate at the second's end (the highest country's); null when unbounded or unknown. */
+  readonly queue_capacity_per_s: number | null;
 }
 
 /** The checkout queue as the shoppers met it. */
@@ -165,12 +167,12 @@ export async function runLoad(target: Target, scenario: Scenario, options: RunOp
   let expected = 0;
   let lastT = 0;
   let nextStep = 1;
-  const samples: { in_flight: number; partner_in_flight: Record<string, number>; queue_length: number }[] = [];
+  const samples: { in_flight: number; partner_in_flight: Record<string, number>; queue_length: number; queue_capacity_per_s: number | null }[] = [];
   let maxCapacity: number | null = null;
   let lapsed = 0;
   const reportOf = (index: number): StepReport => {
     const step = perSecond[index];
-    const sample = samples[index] ?? { in_flight: 0, partner_in_flight: {}, queue_length: 0 };
+    const sample = samples[index] ?? { in_flight: 0, partner_in_flight: {}, queue_length: 0, queue_capacity_per_s: null };
     const count = step?.histogram.totalCount ?? 0;
     return {
       at_s: index,
@@ -190,7 +192,8 @@ export async function runLoad(target: Target, scenario: Scenario, options: RunOp
   // as answered so far (the report, written at the end, counts every answer of the shoppers who arrived in it).
   const sampleStep = async (index: number) => {
     const scraped = await scrape(target.url).catch(() => undefined);
-    samples[index] = { in_flight: inFlight, partner_in_flight: scraped?.partnerInFlight ?? {}, queue_length: scraped?.queueLength ?? 0 };
+    const capacity = scraped?.capacity === undefined || scraped.capacity < 0 ? null : Math.round(scraped.capacity * 10) / 10;
+    samples[index] = { in_flight: inFlight, partner_in_flight: scraped?.partnerInFlight ?? {}, queue_length: scraped?.queueLength ?? 0, queue_capacity_per_s: capacity };
     if (scraped?.capacity !== undefined && scraped.capacity >= 0) maxCapacity = Math.max(maxCapacity ?? 0, scraped.capacity);
     options.onStep?.(reportOf(index), (performance.now() - started) / 1000);
   };
