@@ -52,8 +52,12 @@ test('a shopper past the capacity waits in the waiting room and the page lets th
   const context = await browser.newContext({ viewport: { width: 390, height: 740 }, locale: 'en-US' });
   const page = await context.newPage();
   const refused: string[] = [];
+  // CSP refusals are console errors; a failed load names its address (the browser's own favicon.ico aside).
   page.on('console', (message) => {
-    if (message.type() === 'error') refused.push(message.text());
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) refused.push(message.text());
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400 && !response.url().endsWith('/favicon.ico')) refused.push(`${response.status()} ${response.url()}`);
   });
   const session = await newSession();
   await page.goto(`${base}/pay/${session}`);

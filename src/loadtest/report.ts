@@ -187,7 +187,7 @@ export function renderHtml(report: LoadReport): string {
       yAxis: { type: 'value', name: 'shoppers' },
       series: [
         { name: 'shed', type: 'bar', stack: 'refused', data: report.steps.map((step) => step.shed) },
-        { name: 'queued', type: 'bar', stack: 'refused', data: report.steps.map((step) => step.queued) },
+        { name: 'queued (waited, then served)', type: 'bar', stack: 'waited', data: report.steps.map((step) => step.queued) },
         { name: 'errors', type: 'bar', stack: 'refused', data: report.steps.map((step) => step.errors) },
       ],
     }),

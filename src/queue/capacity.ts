@@ -6,7 +6,7 @@ import type { ResourceSnapshot } from '../resilience/resources.js';
  * This instance's checkout capacity per country, in admissions per second, from its own metrics:
  * - the API, found by feedback as the adaptive concurrency limit finds its own: once checkout saturates —
  *   something was shed, the limit is 90% full, or checkout requests (`POST /v1/payments`,
- *   `POST /pay/{cs}/approve`) take more than `slowFactor` times their quiet latency (its average over the unsaturated windows,
+ *   `POST /pay/{cs}/approve`, at least `slowMinCheckouts` of them) take more than `slowFactor` times their quiet latency (its average over the unsaturated windows,
  *   smoothed over 30 s), over the last 2 s — the capacity drops to 80% of the checkouts just answered per second;
  *   the next decision waits for a window wholly after the drop. While nothing saturates and checkouts use at least
  *   90% of it, it grows by 10% a second (at least one admission). Before the first saturation it starts slow:
@@ -27,6 +27,7 @@ export const capacityGrowthPerS = 0.1;
 export const baselineTauMs = 30_000;
 /** Checkout this much slower than its quiet latency is saturated: admitted shoppers' payments stay near it. */
 export const slowFactor = 1.5;
+export const slowMinCheckouts = 20;
 export const slowStartFloorPerS = 10;
 const peakMemoryMs = 60_000;
 const checkoutRoutes = new Set(['/v1/payments', '/pay/:session/approve']);
@@ -111,7 +112,8 @@ export class CapacityMeter {
     this.#throughputs.push({ at: now, perS: checkoutsPerS });
     while ((this.#throughputs[0]?.at ?? now) < now - peakMemoryMs) this.#throughputs.shift();
     const limiter = this.#inputs.limiter();
-    const slow = latencyS !== undefined && checkouts >= 5 && this.#baselineLatencyS !== undefined && latencyS > slowFactor * this.#baselineLatencyS;
+    // A few checkouts' mean is the partner's spread, not Keel's saturation: latency is judged over enough of them.
+    const slow = latencyS !== undefined && checkouts >= slowMinCheckouts && this.#baselineLatencyS !== undefined && latencyS > slowFactor * this.#baselineLatencyS;
     const saturated = last.shed > first.shed || (limiter !== undefined && limiter.inFlight >= 0.9 * limiter.limit) || slow;
     if (!saturated && latencyS !== undefined) {
       const weight = 1 - Math.exp(-(last.at - previous.at) / baselineTauMs);
