@@ -6,25 +6,19 @@
 // each step, and the steps counted (screens, fields, keystrokes) in steps.json, go to a temporary folder, or to
 // docs/img/brandpay/ with KEEL_UPDATE_SCREENSHOTS=1 (so a test run never rewrites the docs by accident).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { chromiumAvailable as available, chromiumPath, launchChromium, screenshotsDir } from '../src/testing/browser.js';
 import { freePort } from '../src/testing/cli.js';
 import { startTestKeel, uniqueKey, type TestKeel } from '../src/testing/harness.js';
 import { startExampleShop, type ExampleShop } from '../examples/shop.js';
 
-const chromiumPath = '/usr/bin/chromium';
-const available = existsSync(chromiumPath);
-if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error(`${chromiumPath} is missing; .ci/run installs Debian's chromium`);
-const screenshots =
-  process.env['KEEL_UPDATE_SCREENSHOTS'] === '1' ? new URL('../docs/img/brandpay/', import.meta.url).pathname : `${mkdtempSync(join(tmpdir(), 'keel-brandpay-'))}/`;
-
 let keel: TestKeel;
 let shop: ExampleShop;
 let browser: Browser;
+let screenshots = '';
 
 
 before(async () => {
@@ -40,8 +34,8 @@ before(async () => {
     customerKey: uniqueKey('shopper'),
     amount: 29000,
   });
-  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
-  mkdirSync(screenshots, { recursive: true });
+  browser = await launchChromium();
+  screenshots = screenshotsDir('brandpay');
 });
 after(async () => {
   await browser?.close();

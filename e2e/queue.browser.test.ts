@@ -4,22 +4,15 @@
 // refused by the page's CSP. A tampered cookie is no cookie: its bearer joins at the back. The screenshot goes to
 // a temporary folder, or to docs/img/brandpay/ with KEEL_UPDATE_SCREENSHOTS=1.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { chromiumAvailable as available, launchChromium, screenshotsDir } from '../src/testing/browser.js';
 import { freePort } from '../src/testing/cli.js';
 import { startTestKeel, uniqueKey, type TestKeel } from '../src/testing/harness.js';
 
-const chromiumPath = '/usr/bin/chromium';
-const available = existsSync(chromiumPath);
-if (!available && process.env['KEEL_TEST_REQUIRE_SERVICES'] === '1') throw new Error(`${chromiumPath} is missing; .ci/run installs Debian's chromium`);
-const screenshots =
-  process.env['KEEL_UPDATE_SCREENSHOTS'] === '1' ? new URL('../docs/img/brandpay/', import.meta.url).pathname : `${mkdtempSync(join(tmpdir(), 'keel-queue-'))}/`;
-
 let keel: TestKeel;
 let browser: Browser;
+let screenshots = '';
 let base: string;
 let now = Date.now();
 
@@ -30,8 +23,8 @@ before(async () => {
   keel = await startTestKeel({ config: { port, publicUrl: base, checkoutQueue: { mode: 'on', capacityPerS: 1, admissionTtlS: 300 } } });
   keel.keel.services.checkoutQueue.useClock(() => now);
   await keel.keel.listen();
-  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
-  mkdirSync(screenshots, { recursive: true });
+  browser = await launchChromium();
+  screenshots = screenshotsDir('brandpay');
 });
 after(async () => {
   await browser?.close();
