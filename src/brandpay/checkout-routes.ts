@@ -82,7 +82,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const ticket = await placeInQueue(request, reply, sessionId, session, true);
     if (ticket === undefined) return;
     if (ticket.status === 'admitted') {
-      const used = await checkoutQueue.use(ticket.id, sessionId).catch(() => undefined);
+      const used = await checkoutQueue.use(ticket.id, sessionId, session.merchant_id).catch(() => undefined);
       if (used === undefined || used.result === 'ok') return;
     }
     const waitS = Math.max(1, Math.ceil(ticket.estimatedWaitS ?? 1));
@@ -154,7 +154,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     let waiting: Ticket | undefined;
     if (isOpen(session)) {
       const ticket = await placeInQueue(request, reply, request.params.session, session, true);
-      if (ticket?.status === 'admitted') await checkoutQueue.use(ticket.id, request.params.session).catch(() => undefined);
+      if (ticket?.status === 'admitted') await checkoutQueue.use(ticket.id, request.params.session, session.merchant_id).catch(() => undefined);
       else waiting = ticket;
     }
     void reply

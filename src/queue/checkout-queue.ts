@@ -94,10 +94,12 @@ export class CheckoutQueue {
     return found === undefined ? undefined : this.#ticket(found.ticket, this.#observe(found.snapshot));
   }
 
-  /** Uses an admitted ticket for `by` (a checkout session, or `merchant:order`); `by` may use it again. */
-  async use(id: string, by: string): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
-    const outcome = await this.#options.store.use(id, by, this.#advanceInputOf(undefined));
-    return outcome;
+  /**
+   * Uses `merchant`'s admitted ticket for `by` (a checkout session, or `merchant:order`); `by` may use it again.
+   * Another merchant's ticket is `missing` and stays unused.
+   */
+  use(id: string, by: string, merchant: string): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
+    return this.#options.store.use(id, by, merchant, this.#advanceInputOf(undefined));
   }
 
   /** Samples the capacity and advances every queue (the timer's work; tests call it with their own clock). */
@@ -217,8 +219,8 @@ export function ticketToApi(ticket: Ticket): Record<string, unknown> {
  * ticket of another merchant, still waiting, lapsed, or used by another order.
  */
 export async function useQueueTicket(queue: CheckoutQueue, ticketId: string, merchantId: string, orderId: string): Promise<void> {
-  const { result, ticket } = await queue.use(ticketId, `${merchantId}:${orderId}`);
-  if (result === 'missing' || ticket?.merchant !== merchantId) throw new KeelError('resource_missing', `No such queue ticket: ${ticketId}.`, { param: 'queue_ticket' });
+  const { result } = await queue.use(ticketId, `${merchantId}:${orderId}`, merchantId);
+  if (result === 'missing') throw new KeelError('resource_missing', `No such queue ticket: ${ticketId}.`, { param: 'queue_ticket' });
   const reasons = { waiting: 'is still waiting in the queue', expired: 'was admitted but its admission lapsed unused; join the queue again', used: 'was already used by another order' } as const;
   if (result !== 'ok') throw new KeelError('queue_ticket_not_admitted', `Queue ticket ${ticketId} ${reasons[result]}.`, { param: 'queue_ticket' });
 }

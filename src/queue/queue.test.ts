@@ -89,6 +89,8 @@ describe('queue tickets through the API', () => {
     assert.equal(theirs.status, 404);
     const borrowed = await keel.request('POST', '/v1/payments', { body: payment(tickets[0]?.body.id), secretKey: stranger.secret_key });
     assert.equal(borrowed.status, 404, 'another merchant\'s ticket does not exist for this one');
+    const owners = await keel.request('POST', '/v1/payments', { body: payment(tickets[0]?.body.id) });
+    assert.equal(owners.status, 200, `another merchant's try did not use the ticket up: ${JSON.stringify(owners.body)}`);
     const badCustomer = await keel.request('POST', '/v1/queue_tickets', { body: { customer: 'cus_00000000000000000000000000' } });
     assert.equal(badCustomer.status, 404);
     assert.equal(badCustomer.body.error.param, 'customer');

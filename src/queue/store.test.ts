@@ -59,9 +59,10 @@ for (const [name, make, skip] of stores) {
       const t0 = 1_800_000_100_000;
       const unused = await join(store, t0, 10);
       const used = await join(store, t0, 10);
-      assert.equal((await store.use(used.ticket.id, 'cs_1', base(t0 + 1_000, 10))).result, 'ok');
-      assert.equal((await store.use(used.ticket.id, 'cs_1', base(t0 + 2_000, 10))).result, 'ok', 'a retry by the same user');
-      assert.equal((await store.use(used.ticket.id, 'cs_2', base(t0 + 2_000, 10))).result, 'used', 'someone else');
+      assert.equal((await store.use(used.ticket.id, 'cs_1', 'mer_2', base(t0 + 1_000, 10))).result, 'missing', "another merchant's use");
+      assert.equal((await store.use(used.ticket.id, 'cs_1', 'mer_1', base(t0 + 1_000, 10))).result, 'ok', 'still unused by its merchant');
+      assert.equal((await store.use(used.ticket.id, 'cs_1', 'mer_1', base(t0 + 2_000, 10))).result, 'ok', 'a retry by the same user');
+      assert.equal((await store.use(used.ticket.id, 'cs_2', 'mer_1', base(t0 + 2_000, 10))).result, 'used', 'someone else');
       assert.equal((await store.status(unused.ticket.id, base(t0 + ttlMs - 1, 10)))?.ticket.status, 'admitted');
       const sweep = await store.advance({ ...base(t0 + ttlMs, 10), queue: 'KR' });
       assert.equal(sweep.lapsed, 1, 'the sweep counts the lapsed admission once');
@@ -69,13 +70,13 @@ for (const [name, make, skip] of stores) {
       const lapsed = await store.status(unused.ticket.id, base(t0 + ttlMs + 1, 10));
       assert.equal(lapsed?.ticket.status, 'expired');
       assert.equal(lapsed?.ticket.position, null);
-      assert.equal((await store.use(unused.ticket.id, 'cs_3', base(t0 + ttlMs + 2, 10))).result, 'expired');
+      assert.equal((await store.use(unused.ticket.id, 'cs_3', 'mer_1', base(t0 + ttlMs + 2, 10))).result, 'expired');
       assert.equal((await store.status(used.ticket.id, base(t0 + ttlMs + 2, 10)))?.ticket.status, 'admitted', 'a used admission stays admitted');
       const waiting = await join(store, t0 + ttlMs + 2, 0.001);
       const blocked = await join(store, t0 + ttlMs + 2, 0.001);
       assert.equal(waiting.ticket.status, 'admitted');
-      assert.equal((await store.use(blocked.ticket.id, 'cs_4', base(t0 + ttlMs + 3, 0.001))).result, 'waiting');
-      assert.equal((await store.use('qt_00000000000000000000000000', 'cs_4', base(t0 + ttlMs + 3, 0.001))).result, 'missing');
+      assert.equal((await store.use(blocked.ticket.id, 'cs_4', 'mer_1', base(t0 + ttlMs + 3, 0.001))).result, 'waiting');
+      assert.equal((await store.use('qt_00000000000000000000000000', 'cs_4', 'mer_1', base(t0 + ttlMs + 3, 0.001))).result, 'missing');
       assert.equal(await store.status('qt_00000000000000000000000000', base(t0, 1)), undefined);
     });
 

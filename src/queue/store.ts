@@ -70,8 +70,11 @@ export interface QueueStore {
   join(input: JoinInput): Promise<{ ticket: TicketRecord; snapshot: QueueSnapshot }>;
   /** The ticket (its queue advanced first), or undefined when unknown. */
   status(id: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ ticket: TicketRecord; snapshot: QueueSnapshot } | undefined>;
-  /** Marks an admitted ticket used by `by`; the same `by` may use it again (a retried request). */
-  use(id: string, by: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }>;
+  /**
+   * Marks an admitted ticket of `merchant` used by `by`; the same `by` may use it again (a retried request).
+   * Another merchant's ticket is `missing`, and stays as it was.
+   */
+  use(id: string, by: string, merchant: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }>;
   advance(input: AdvanceInput): Promise<QueueSnapshot>;
   /** The queues that exist (each tick advances them all). */
   queues(): Promise<string[]>;
@@ -160,9 +163,9 @@ export class MemoryQueueStore implements QueueStore {
     return { ticket: this.#record(ticket, this.#queue(ticket.queue, input.now), input.now, input.ttlMs), snapshot };
   }
 
-  async use(id: string, by: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
+  async use(id: string, by: string, merchant: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
     const found = await this.status(id, input);
-    if (found === undefined) return { result: 'missing', ticket: undefined };
+    if (found === undefined || found.ticket.merchant !== merchant) return { result: 'missing', ticket: undefined };
     const ticket = this.#tickets.get(id) as MemoryTicket;
     const result = useOf(found.ticket, by);
     if (result === 'ok' && ticket.usedBy === null) {
@@ -386,8 +389,9 @@ elseif ticketId then
 end
 if mode == 'use' then
   local by = ARGV[14]
-  local t = redis.call('HMGET', ticketKey, 'admitted_at', 'used_by', 'expired')
-  if not t[1] then useResult = 'waiting'
+  local t = redis.call('HMGET', ticketKey, 'admitted_at', 'used_by', 'expired', 'merchant')
+  if t[4] ~= ARGV[15] then useResult = 'missing'
+  elseif not t[1] then useResult = 'waiting'
   elseif t[2] then
     if t[2] == by then useResult = 'ok' else useResult = 'used' end
   elseif t[3] or now - tonumber(t[1]) >= ttl then useResult = 'expired'
@@ -444,9 +448,9 @@ export class RedisQueueStore implements QueueStore {
     return this.#found(await this.#call('status', input, id), input);
   }
 
-  async use(id: string, by: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
-    const reply = await this.#call('use', input, id, by);
-    if (reply === null) return { result: 'missing', ticket: undefined };
+  async use(id: string, by: string, merchant: string, input: Omit<AdvanceInput, 'queue'>): Promise<{ result: UseResult; ticket: TicketRecord | undefined }> {
+    const reply = await this.#call('use', input, id, by, merchant);
+    if (reply === null || reply[6] === 'missing') return { result: 'missing', ticket: undefined };
     return { result: reply[6] as UseResult, ticket: this.#found(reply, input)?.ticket };
   }
 
