@@ -10,7 +10,7 @@ import { loadMerchantContext } from '../merchants/merchants.js';
 import { currencyRule } from '../money.js';
 import { chargeablePartners } from '../payments/operations/authorize.js';
 import { ok } from '../payments/operations/context.js';
-import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionToApi, type Approval } from './checkout.js';
+import { approvalStatus, approveSession, assertOpen, confirmBrandPayPayment, createSession, findSession, sessionIsOpen, sessionToApi, type Approval } from './checkout.js';
 import type { CheckoutSessionRow } from '../storage/schema.js';
 import { ticketToApi, type Ticket } from '../queue/checkout-queue.js';
 import { renderWaitingRoom } from './waiting-room.js';
@@ -152,7 +152,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     const language = languageFrom(query.lang, request.headers['accept-language']);
     const brand = { name: merchant.brand_name, color: merchant.brand_color, logoUrl: merchant.brand_logo_url };
     let waiting: Ticket | undefined;
-    if (isOpen(session)) {
+    if (sessionIsOpen(session)) {
       const ticket = await placeInQueue(request, reply, request.params.session, session, true);
       if (ticket?.status === 'admitted') await checkoutQueue.use(ticket.id, request.params.session, session.merchant_id).catch(() => undefined);
       else waiting = ticket;
@@ -243,7 +243,7 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
   app.post('/pay/:session/approve', { schema: { params: SessionParams, body: ApproveBody, hide: true } }, (request, reply) =>
     inContext(request, async () => {
       const session = await findSession(deps.db, request.params.session);
-      if (isOpen(session)) await admitToCheckout(request, reply, request.params.session, session);
+      if (sessionIsOpen(session)) await admitToCheckout(request, reply, request.params.session, session);
       await shopperLimits.admitPin({ customerId: session.customer_id, ip: request.ip });
       const merchant = await loadMerchantContext(deps.db, deps.cipher, session.merchant_id);
       if (merchant === undefined) throw new KeelError('resource_missing', 'No such checkout session.');
@@ -263,15 +263,6 @@ export function registerCheckoutRoutes(app: KeelApp, services: KeelServices): vo
     if (approval.kind === 'open') return reply.send({ object: 'approval', status: 'open' });
     return approvalAnswer(reply, approval);
   });
-}
-
-function isOpen(session: CheckoutSessionRow): boolean {
-  try {
-    assertOpen(session);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function approvalAnswer(reply: FastifyReply, approval: Approval): FastifyReply {

@@ -91,6 +91,11 @@ export async function findSession(db: Db, publicId: string): Promise<CheckoutSes
   return row;
 }
 
+/** Whether the session can still be paid (open and not expired). */
+export function sessionIsOpen(row: CheckoutSessionRow): boolean {
+  return effectiveStatus(row) === 'open';
+}
+
 export function assertOpen(row: CheckoutSessionRow): void {
   const status = effectiveStatus(row);
   if (status === 'expired') throw new KeelError('checkout_session_expired', 'This checkout session has expired. Start the payment again from the shop.');

@@ -83,7 +83,8 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     return sendError(request, reply, new KeelError('overloaded', 'Keel is at its concurrency limit; retry shortly.', { retryAfterSeconds: 1 }));
   };
   const admit = (request: FastifyRequest, reply: FastifyReply, tenant: string | undefined, given?: WorkPriority): FastifyReply | undefined => {
-    const priority = priorityOf(request) === undefined ? undefined : (given ?? priorityOf(request));
+    const own = priorityOf(request);
+    const priority = own === undefined ? undefined : (given ?? own);
     if (priority === undefined || reply.sent) return undefined;
     const admission = limiter.admit(priority, tenant);
     if (admission === 'over_share') {
@@ -109,7 +110,8 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     const auth = request.routeOptions.config.auth;
     if (auth !== 'secret' && auth !== 'publishable') return admit(request, reply, auth === 'operator' ? 'operator' : undefined);
     // A route admitted after its body may turn out to finish a payment: only a limit full for that refuses it here.
-    const priority = request.routeOptions.config.admitAfterBody === true && priorityOf(request) !== undefined ? 'finish' : priorityOf(request);
+    const own = priorityOf(request);
+    const priority = request.routeOptions.config.admitAfterBody === true && own !== undefined ? 'finish' : own;
     return priority === undefined || !limiter.full(priority) ? undefined : refuseOverloaded(request, reply, priority);
   });
 
