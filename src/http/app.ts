@@ -168,11 +168,10 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     return shedding.admitTenant(request, reply, request.merchant.id, admitted ? 'finish' : 'new');
   });
   app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    services.deps.metrics.httpRequestDurationSeconds.observe(
-      { method: request.method, route, status_class: `${Math.floor(reply.statusCode / 100)}xx` },
-      reply.elapsedTime / 1000,
-    );
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_class: `${Math.floor(reply.statusCode / 100)}xx` };
+    const { metrics } = services.deps;
+    metrics.httpRequestDurationSeconds.observe(labels, reply.elapsedTime / 1000);
+    metrics.httpRequestOwnDurationSeconds.observe(labels, Math.max(0, reply.elapsedTime - (request.keelTiming?.partnerMs ?? 0)) / 1000);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(request, reply, toKeelError(error, request)));

@@ -11,6 +11,8 @@ import { SystemSignals } from './signals.js';
 export interface Metrics {
   readonly registry: Registry;
   readonly httpRequestDurationSeconds: Histogram<'method' | 'route' | 'status_class'>;
+  /** The same latency less the partner calls made within the request: Keel's own time. */
+  readonly httpRequestOwnDurationSeconds: Histogram<'method' | 'route' | 'status_class'>;
   readonly paymentOutcomes: Counter<'outcome' | 'gateway' | 'country'>;
   readonly partnerCallDurationSeconds: Histogram<'gateway' | 'country' | 'operation' | 'outcome'>;
   readonly partnerCallsRefused: Counter<'gateway' | 'country' | 'operation' | 'reason'>;
@@ -30,6 +32,13 @@ export function createMetrics(options: { readonly collectProcessMetrics: boolean
     httpRequestDurationSeconds: new Histogram({
       name: 'keel_http_request_duration_seconds',
       help: 'API request latency by route and status class',
+      labelNames: ['method', 'route', 'status_class'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    httpRequestOwnDurationSeconds: new Histogram({
+      name: 'keel_http_request_own_duration_seconds',
+      help: 'API request latency less the partner calls made within the request (Keel\'s own time), by route and status class',
       labelNames: ['method', 'route', 'status_class'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],

@@ -1,48 +1,104 @@
-// The measured checkout capacity: no bound while checkout is healthy, 80% of its throughput once it saturates (shed,
-// or twice its quiet latency), growing back while admissions use it, and the partner's bound by Little's law.
+// The measured checkout capacity: no bound while checkout is healthy, a slow start that holds once shoppers wait,
+// 90% of the throughput once Keel's own time saturates, regained and probed past while used, the partner's time
+// left out, and the partner's bound by Little's law.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import type { CheckoutQueueConfig } from '../config.js';
 import { createMetrics } from '../observability/metrics.js';
 import type { ResourceSnapshot } from '../resilience/resources.js';
-import { CapacityMeter } from './capacity.js';
+import { FieldCipher } from '../storage/encryption.js';
+import { CapacityMeter, dropFactor, probeGrowthPerS } from './capacity.js';
+import { CheckoutQueue } from './checkout-queue.js';
+import { MemoryQueueStore } from './store.js';
 
 function meterWith(resources: ResourceSnapshot[] = []) {
   const metrics = createMetrics({ collectProcessMetrics: false });
   const meter = new CapacityMeter({ metrics, limiter: () => undefined, resources: () => resources });
   let now = 1_000_000;
-  /** Half a second of checkouts: `count` answered 2xx taking `latencyS` each, and `shed` refused. */
-  const step = async (count: number, latencyS: number, shed = 0) => {
-    for (let index = 0; index < count; index += 1) metrics.httpRequestDurationSeconds.observe({ method: 'POST', route: '/v1/payments', status_class: '2xx' }, latencyS);
-    if (shed > 0) metrics.shedRequests.inc({ priority: 'new', reason: 'concurrency_limit' }, shed);
+  /**
+   * Half a second of checkouts: `count` answered 2xx, each taking `ownS` of Keel's time and `partnerS` at the
+   * partner; `shed` refused; `queueing` when shoppers wait in the queue.
+   */
+  const step = async (count: number, ownS: number, options: { partnerS?: number; shed?: number; queueing?: boolean } = {}) => {
+    const labels = { method: 'POST', route: '/v1/payments', status_class: '2xx' };
+    for (let index = 0; index < count; index += 1) {
+      metrics.httpRequestDurationSeconds.observe(labels, ownS + (options.partnerS ?? 0.2));
+      metrics.httpRequestOwnDurationSeconds.observe(labels, ownS);
+    }
+    if ((options.shed ?? 0) > 0) metrics.shedRequests.inc({ priority: 'new', reason: 'concurrency_limit' }, options.shed);
     now += 500;
-    await meter.sample(now);
+    await meter.sample(now, options.queueing ?? false);
   };
-  return { metrics, meter, step };
+  const steps = async (times: number, ...args: Parameters<typeof step>) => {
+    for (let index = 0; index < times; index += 1) await step(...args);
+  };
+  return { metrics, meter, step, steps };
 }
 
-test('healthy checkout has no bound; saturation drops it to 80% of the checkouts answered, and it grows back while used', async () => {
-  const { meter, step } = meterWith();
+const round = (value: number) => Math.round(value * 100) / 100;
+const capacity = (meter: CapacityMeter) => round(meter.capacityOf('KR') ?? NaN);
+
+test('the slow start lets in twice what checkout answered, doubling while it holds, and holds once shoppers wait', async () => {
+  const { meter, steps } = meterWith();
   assert.equal(meter.capacityOf('KR'), undefined, 'nothing measured bounds nothing');
-  for (let index = 0; index < 10; index += 1) await step(10, 0.2);
-  assert.equal(meter.capacityOf('KR'), 40, 'healthy at 20 a second: slow start lets twice that in');
-  for (let index = 0; index < 4; index += 1) await step(20, 0.2);
-  assert.equal(meter.capacityOf('KR'), 80, 'and doubles while it holds');
-  for (let index = 0; index < 4; index += 1) await step(10, 0.2);
-  await step(10, 0.2, 3);
-  // 20 checkouts a second over the last 2 s, and something shed: 80% of it.
-  assert.equal(meter.capacityOf('KR'), 16);
-  await step(10, 0.2, 3);
-  assert.equal(meter.capacityOf('KR'), 16, 'one drop per 2 s: the last one takes effect first');
-  for (let index = 0; index < 3; index += 1) await step(8, 0.2);
-  assert.equal(meter.capacityOf('KR'), 16, 'no decision until a window wholly after the drop');
-  await step(8, 0.2);
-  assert.ok((meter.capacityOf('KR') ?? 0) > 16, 'admissions use the capacity and nothing saturates: it grows');
-  const grown = meter.capacityOf('KR') ?? 0;
-  for (let index = 0; index < 4; index += 1) await step(2, 0.2);
-  assert.equal(meter.capacityOf('KR'), grown, 'unused capacity does not grow');
-  // Twice the quiet latency is saturation too.
-  for (let index = 0; index < 6; index += 1) await step(12, 0.6);
-  assert.ok((meter.capacityOf('KR') ?? Infinity) <= 0.8 * grown, `slow checkouts drop it: ${meter.capacityOf('KR')} of ${grown}`);
+  await steps(10, 10, 0.02);
+  assert.equal(capacity(meter), 40, 'healthy at 20 a second: slow start lets twice that in');
+  assert.equal(meter.apiCapacity, undefined, 'and has not saturated');
+  await steps(4, 20, 0.02);
+  assert.equal(capacity(meter), 80, 'doubles while it holds');
+  await steps(1, 20, 0.02, { queueing: true });
+  assert.equal(meter.apiCapacity, 80, 'shoppers wait under it: it holds there');
+  await steps(4, 20, 0.02, { queueing: true });
+  assert.equal(capacity(meter), 80, 'and does not double again however much is answered');
+  assert.equal(meter.probes('KR'), true, 'from here it probes');
+});
+
+test('Keel\'s own time saturating drops the capacity once to 90% of the throughput; a drain does not compound it', async () => {
+  const { meter, steps } = meterWith();
+  await steps(10, 10, 0.02);
+  await steps(1, 10, 0.02, { queueing: true });
+  assert.equal(meter.apiCapacity, 40);
+  // Own time up by 0.2 s over a quiet latency of 0.22 s: more than half of it.
+  await steps(4, 10, 0.22, { queueing: true });
+  assert.equal(capacity(meter), round(dropFactor * 20), '90% of the 20 a second answered');
+  await steps(4, 10, 0.22, { queueing: true });
+  assert.equal(capacity(meter), round(dropFactor * 20), 'answering more than it admits, checkout is draining: no second drop');
+  await steps(8, 10, 0.22, { queueing: true });
+  assert.equal(capacity(meter), round(dropFactor * dropFactor * 20), 'still saturated past the drain: it drops again');
+  const low = meter.capacityOf('KR') ?? 0;
+  await steps(2, 1, 0.02, { queueing: true });
+  assert.equal(meter.capacityOf('KR'), low, 'unused capacity does not grow');
+});
+
+test('used and keeping up, the capacity regains the throughput it saturated at, then probes past it steadily', async () => {
+  const { meter, steps } = meterWith();
+  await steps(10, 15, 0.02);
+  await steps(1, 15, 0.02, { queueing: true });
+  await steps(4, 15, 0.3, { queueing: true });
+  const dropped = meter.apiCapacity ?? 0;
+  assert.equal(Math.round(dropped * 100) / 100, dropFactor * 30, 'saturated at 30 a second');
+  // Healthy again and answering what is admitted: once a window wholly after the drop shows it, the gap to 30 a
+  // second closes (half of it a second, at least one admission).
+  await steps(5, 14, 0.02, { queueing: true });
+  assert.ok((meter.apiCapacity ?? 0) > dropped && (meter.apiCapacity ?? 0) < 30, `regaining: ${meter.apiCapacity}`);
+  await steps(8, 15, 0.02, { queueing: true });
+  assert.ok((meter.apiCapacity ?? 0) > 30, `past the throughput it saturated at: ${meter.apiCapacity}`);
+  const before = meter.apiCapacity ?? 0;
+  await steps(2, 20, 0.02, { queueing: true });
+  assert.equal(round((meter.apiCapacity ?? 0) / before), round(1 + probeGrowthPerS), 'probing 5% a second');
+});
+
+test('the partner\'s time is not Keel\'s saturation: a slow partner leaves the API bound alone', async () => {
+  const { meter, steps } = meterWith();
+  await steps(10, 10, 0.02);
+  await steps(1, 10, 0.02, { queueing: true });
+  await steps(8, 10, 0.02, { partnerS: 1.5, queueing: true });
+  assert.equal(meter.apiCapacity, 40, 'total latency seven times quiet, own time unchanged: no drop');
+  await steps(4, 10, 0.02, { shed: 3, queueing: true });
+  assert.equal(capacity(meter), round(dropFactor * 20), 'shedding is saturation');
 });
 
 test('the partner bounds a country by Little\'s law over its healthy resources; open breakers leave the floor', async () => {
@@ -54,14 +110,53 @@ test('the partner bounds a country by Little\'s law over its healthy resources; 
         meter.metrics.partnerCallDurationSeconds.observe({ gateway: 'toss', country: 'KR', operation: 'charge', outcome: 'ok' }, 0.2);
         meter.metrics.paymentOutcomes.inc({ outcome: 'ok', gateway: 'toss', country: 'KR' });
       }
-      await meter.step(10, 0.2);
+      await meter.step(10, 0.02);
     }
   };
   await calls(healthy);
   // 16 calls at once, 200 ms each, one call a payment: 80 a second, at 80%.
   assert.equal(Math.round(healthy.meter.capacityOf('KR') ?? 0), 64);
+  assert.equal(healthy.meter.probes('KR'), false, 'the partner bound does not probe');
   assert.equal(healthy.meter.capacityOf('JP'), undefined, 'another country is not bounded by it');
   const open = meterWith([resource('open')]);
   await calls(open);
   assert.equal(open.meter.capacityOf('KR'), 1);
+});
+
+test('in auto, the estimated wait counts the probing growth: W solves ∫ λ·1.05ᵗ dt = L; at a configured rate it is L / λ', async () => {
+  const { metrics, meter, steps } = meterWith();
+  const now = 1_000_000;
+  const queueOf = (config: CheckoutQueueConfig, withMeter: CapacityMeter | undefined) =>
+    new CheckoutQueue({
+      config,
+      store: new MemoryQueueStore(),
+      meter: withMeter,
+      instance: 'test',
+      registry: new Registry(),
+      signals: metrics.signals,
+      cipher: new FieldCipher(randomBytes(32)),
+      logger: pino({ level: 'silent' }),
+      now: () => now,
+    });
+  const join = async (queue: CheckoutQueue, count: number) => {
+    const tickets = [];
+    for (let index = 0; index < count; index += 1) tickets.push(await queue.join({ queue: 'KR', merchant: 'mer_1', customer: null, session: null }));
+    return tickets;
+  };
+  // 10 checkouts a second, then shoppers wait: the capacity holds at the slow start, 20 a second, and probes.
+  await steps(10, 5, 0.02);
+  await steps(1, 5, 0.02, { queueing: true });
+  assert.equal(meter.apiCapacity, 20);
+  const auto = queueOf({ mode: 'auto', capacityPerS: undefined, admissionTtlS: 300 }, meter);
+  await auto.tick();
+  const tickets = await join(auto, 221);
+  const last = tickets.at(-1);
+  assert.equal(last?.status, 'waiting');
+  const position = last?.position ?? 0;
+  const k = Math.log(1 + probeGrowthPerS);
+  assert.equal(last?.estimatedWaitS, Math.round((Math.log(1 + (position * k) / 20) / k) * 10) / 10);
+  assert.ok((last?.estimatedWaitS ?? 0) < position / 20, 'shorter than at a rate that never grows');
+  const fixed = queueOf({ mode: 'on', capacityPerS: 20, admissionTtlS: 300 }, undefined);
+  const fixedLast = (await join(fixed, 221)).at(-1);
+  assert.equal(fixedLast?.estimatedWaitS, Math.round(((fixedLast?.position ?? 0) / 20) * 10) / 10);
 });

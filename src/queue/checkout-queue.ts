@@ -7,7 +7,7 @@ import type { CheckoutQueueConfig } from '../config.js';
 import type { SystemSignals } from '../observability/signals.js';
 import type { FieldCipher } from '../storage/encryption.js';
 import { newId } from '../storage/ids.js';
-import type { CapacityMeter } from './capacity.js';
+import { type CapacityMeter, probeGrowthPerS } from './capacity.js';
 import type { AdvanceInput, QueueSnapshot, QueueStore, TicketRecord, UseResult } from './store.js';
 
 /**
@@ -58,6 +58,8 @@ export class CheckoutQueue {
   readonly #metrics;
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
+  /** The queues that had shoppers waiting at their last advance. */
+  readonly #queueing = new Set<string>();
 
   constructor(options: CheckoutQueueOptions) {
     this.#options = options;
@@ -104,7 +106,7 @@ export class CheckoutQueue {
 
   /** Samples the capacity and advances every queue (the timer's work; tests call it with their own clock). */
   async tick(): Promise<void> {
-    await this.#options.meter?.sample(this.#now());
+    await this.#options.meter?.sample(this.#now(), this.#queueing.size > 0);
     for (const queue of await this.#options.store.queues()) this.#observe(await this.#options.store.advance(this.#advanceInput(queue)));
   }
 
@@ -179,9 +181,11 @@ export class CheckoutQueue {
   /** Records the snapshot in the metrics and signals an edge; answers the admission rate estimates use. */
   #observe(snapshot: QueueSnapshot): number {
     const labels = { country: snapshot.queue };
+    if (snapshot.waiting > 0) this.#queueing.add(snapshot.queue);
+    else this.#queueing.delete(snapshot.queue);
     const rate = Number.isFinite(snapshot.capacity) ? snapshot.capacity : Math.max(snapshot.rate, 0.1);
     this.#metrics.length.set(labels, snapshot.waiting);
-    this.#metrics.wait.set(labels, round(snapshot.waiting / rate));
+    this.#metrics.wait.set(labels, round(this.#waitS(snapshot.queue, snapshot.waiting, rate)));
     this.#metrics.capacity.set(labels, Number.isFinite(snapshot.capacity) ? snapshot.capacity : -1);
     if (snapshot.admitted > 0) this.#metrics.admissions.inc(labels, snapshot.admitted);
     if (snapshot.lapsed > 0) this.#metrics.lapsed.inc(labels, snapshot.lapsed);
@@ -189,8 +193,21 @@ export class CheckoutQueue {
     return rate;
   }
 
+  /**
+   * Seconds until `position` shoppers are admitted at `rate`. The API's measured capacity probes upwards while
+   * checkout keeps up (capacity.ts), so the admissions it refills at grow by `probeGrowthPerS` a second: W solves
+   * ∫₀ᵂ rate·(1+g)ᵗ dt = position. A configured rate, or the partner's bound, does not move: W = position / rate.
+   */
+  #waitS(queue: string, position: number, rate: number): number {
+    const { meter, config } = this.#options;
+    const configured = config.capacityPerS ?? Infinity;
+    if (this.mode !== 'auto' || meter?.probes(queue) !== true || rate >= configured) return position / rate;
+    const k = Math.log(1 + probeGrowthPerS);
+    return Math.log(1 + (position * k) / rate) / k;
+  }
+
   #ticket(record: TicketRecord, rate: number): Ticket {
-    const estimatedWaitS = record.status === 'waiting' ? round((record.position ?? 0) / rate) : record.status === 'admitted' ? 0 : null;
+    const estimatedWaitS = record.status === 'waiting' ? round(this.#waitS(record.queue, record.position ?? 0, rate)) : record.status === 'admitted' ? 0 : null;
     return { ...record, estimatedWaitS };
   }
 }
