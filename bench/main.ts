@@ -7,13 +7,18 @@ import { Pool } from 'undici';
 import { loadConfig } from '../src/config.js';
 import { createMerchant } from '../src/merchants/merchants.js';
 import { createKeel } from '../src/runtime.js';
+import { statementCounts } from '../src/storage/commenting-dialect.js';
 import { dropSchema } from '../src/storage/database.js';
+import { commitCount, costPer, cpuSnapshot, type Cost, type CostSnapshot } from './cost.js';
+import { startPaymentFloor } from './payment-floor.js';
 
 /**
- * `npm run bench`: Keel's `POST /v1/payments` (confirm: true) against a floor, in one process, on the same
- * PostgreSQL, at the same client concurrency, each request with a fresh idempotency key. The floor is a bare
- * Fastify route doing one INSERT per request; the ratio of the two throughputs is the figure that matters,
- * since absolute numbers move with the machine. The benchmark gateway runs in-process at zero latency.
+ * `npm run bench`: Keel's `POST /v1/payments` (confirm: true) against two floors, in one process, on the same
+ * PostgreSQL, at the same client concurrency, each request with a fresh idempotency key: a bare Fastify route
+ * doing one INSERT per request, and the payment floor (payment-floor.ts) — a minimal correct payment by hand on
+ * Keel's schema, through the same gateway and connector. The ratios of the throughputs are the figures that
+ * matter, since absolute numbers move with the machine; each run also gives what a payment cost it (cost.ts).
+ * The benchmark gateway runs in-process at zero latency.
  */
 
 const concurrency = Number(process.env['KEEL_BENCH_CONCURRENCY'] ?? 64);
@@ -32,21 +37,46 @@ interface Run {
   readonly perSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** Per payment answered 2xx over the whole run (warm-up and drain included); undefined for the bare floor. */
+  readonly cost: Cost | undefined;
+  /** Of the statements, those sent outside any request (relay, projections, jobs). */
+  readonly backgroundStatements: number;
 }
 
-async function drive(name: string, url: string, path: string, makeRequest: () => { headers: Record<string, string>; body: string }): Promise<Run> {
-  const client = new Pool(url, { connections: concurrency, pipelining: 1 });
+interface Target {
+  readonly url: string;
+  readonly path: string;
+  makeRequest(): { headers: Record<string, string>; body: string };
+  /** Statements sent so far: all of them, and those outside any request. */
+  statements(): { all: number; background: number };
+  close(): Promise<void>;
+}
+
+interface Driven {
+  readonly requests: number;
+  readonly answeredAll: number;
+  readonly errors: number;
+  readonly refusals: Record<number, number>;
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+async function drive(target: Target): Promise<Driven> {
+  const client = new Pool(target.url, { connections: concurrency, pipelining: 1 });
   const latencies: number[] = [];
   let errors = 0;
+  let answeredAll = 0;
   const refusals: Record<number, number> = {};
   let measuring = false;
   let stop = false;
   const worker = async () => {
     while (!stop) {
-      const { headers, body } = makeRequest();
+      const { headers, body } = target.makeRequest();
       const started = performance.now();
-      const response = await client.request({ method: 'POST', path, headers: { 'content-type': 'application/json', ...headers }, body });
+      const response = await client.request({ method: 'POST', path: target.path, headers: { 'content-type': 'application/json', ...headers }, body });
       await response.body.text();
+      if (response.statusCode < 300) answeredAll += 1;
       if (!measuring) continue;
       if (response.statusCode >= 300) {
         errors += 1;
@@ -68,69 +98,149 @@ async function drive(name: string, url: string, path: string, makeRequest: () =>
   await client.close();
   latencies.sort((a, b) => a - b);
   const at = (quantile: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * quantile))] ?? 0;
-  return { name, requests: latencies.length, errors, refusals, perSecond: latencies.length / elapsedS, p50Ms: at(0.5), p99Ms: at(0.99) };
+  return { requests: latencies.length, answeredAll, errors, refusals, perSecond: latencies.length / elapsedS, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+/** Drives a target and measures what its payments cost (cost.ts); closes the target. */
+async function measure(name: string, target: Target, withCost: boolean): Promise<Run> {
+  const commitsBefore = await commitCount(databaseUrl);
+  const all = () => target.statements().all;
+  const before = cpuSnapshot(all);
+  const backgroundBefore = target.statements().background;
+  let driven: Driven;
+  let after: CostSnapshot;
+  let background: number;
+  try {
+    driven = await drive(target);
+    after = cpuSnapshot(all);
+    background = target.statements().background - backgroundBefore;
+  } finally {
+    await target.close();
+  }
+  // The commit-count read before the run is itself a commit.
+  const commits = (await commitCount(databaseUrl)) - commitsBefore - 1;
+  const cost = withCost ? costPer(before, after, commits, driven.answeredAll) : undefined;
+  return { name, ...driven, cost, backgroundStatements: driven.answeredAll === 0 ? 0 : background / driven.answeredAll };
 }
 
 async function floor(schema: string): Promise<Run> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSizeMax, options: `-c search_path=${schema}` });
   await pool.query('CREATE TABLE IF NOT EXISTS bench_floor (id uuid PRIMARY KEY, idempotency_key text NOT NULL, body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())');
   const app = Fastify({ logger: false });
+  let statements = 0;
   app.post('/floor', async (request) => {
+    statements += 1;
     await pool.query('INSERT INTO bench_floor (id, idempotency_key, body) VALUES ($1, $2, $3)', [randomUUID(), request.headers['idempotency-key'], JSON.stringify(request.body)]);
     return { ok: true };
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  try {
-    return await drive('floor: bare INSERT', url, '/floor', () => ({ headers: { 'idempotency-key': randomUUID() }, body: paymentBody() }));
-  } finally {
-    await app.close();
-    await pool.end();
-  }
+  return measure(
+    'floor: bare INSERT',
+    {
+      url,
+      path: '/floor',
+      makeRequest: () => ({ headers: { 'idempotency-key': randomUUID() }, body: paymentBody('bench') }),
+      statements: () => ({ all: statements, background: 0 }),
+      async close() {
+        await app.close();
+        await pool.end();
+      },
+    },
+    false,
+  );
 }
 
-function paymentBody(): string {
+async function paymentFloor(schema: string, merchantId: string): Promise<{ run: Run; verified: number }> {
+  const target = await startPaymentFloor({ databaseUrl, schema, merchantId, poolSize: poolSizeMax });
+  let verified = 0;
+  const run = await measure(
+    'payment floor: 2 statements',
+    {
+      url: target.url,
+      path: '/v1/payments',
+      makeRequest: () => ({ headers: { 'idempotency-key': randomUUID() }, body: paymentBody('floor') }),
+      statements: () => ({ all: target.statements(), background: 0 }),
+      async close() {
+        // Its invariants, over every payment it answered, before its connections close.
+        verified = await target.verify();
+        await target.close();
+      },
+    },
+    true,
+  );
+  return { run, verified };
+}
+
+function paymentBody(prefix: string): string {
   return JSON.stringify({
     amount: 15000,
     currency: 'KRW',
-    order_id: `bench_${randomBytes(9).toString('hex')}`,
+    order_id: `${prefix}_${randomBytes(9).toString('hex')}`,
     confirm: true,
     payment_method: { type: 'card', card: { number: '4242424242424242', exp_month: 12, exp_year: 2034, cvc: '123' } },
   });
 }
 
-async function keelRun(schema: string): Promise<Run> {
+async function keelRun(schema: string): Promise<{ run: Run; merchantId: string }> {
   const config = { ...loadConfig({}), databaseUrl, port: 0, logLevel: process.env['KEEL_BENCH_LOG_LEVEL'] ?? 'info' };
   const keel = await createKeel({ config, role: 'all', inMemory: true, databaseSchema: schema, simulatorPort: 0, logDestination: pino.destination(process.env['KEEL_BENCH_LOG'] ?? '/dev/null') });
-  try {
-    // The benchmark measures the payment path, not the per-key rate limit (which still runs on every request).
-    const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop', rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } });
-    const url = await keel.listen();
-    return await drive('keel: POST /v1/payments confirm', url, '/v1/payments', () => ({
-      headers: { authorization: `Bearer ${merchant.secret_key}`, 'idempotency-key': randomUUID() },
-      body: paymentBody(),
-    }));
-  } finally {
-    await keel.close();
-  }
+  let merchantId = '';
+  const run = await measure(
+    'keel: POST /v1/payments confirm',
+    await (async (): Promise<Target> => {
+      try {
+        // The benchmark measures the payment path, not the per-key rate limit (which still runs on every request).
+        const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop', rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } });
+        merchantId = merchant.id;
+        const url = await keel.listen();
+        return {
+          url,
+          path: '/v1/payments',
+          makeRequest: () => ({ headers: { authorization: `Bearer ${merchant.secret_key}`, 'idempotency-key': randomUUID() }, body: paymentBody('bench') }),
+          statements: () => ({ all: statementCounts.request + statementCounts.background, background: statementCounts.background }),
+          close: () => keel.close(),
+        };
+      } catch (error) {
+        await keel.close();
+        throw error;
+      }
+    })(),
+    true,
+  );
+  return { run, merchantId };
 }
 
 function line(run: Run): string {
   return `${run.name.padEnd(34)} ${run.perSecond.toFixed(0).padStart(7)} req/s   p50 ${run.p50Ms.toFixed(1).padStart(6)} ms   p99 ${run.p99Ms.toFixed(1).padStart(7)} ms   (${run.requests} answered 2xx, ${run.errors} non-2xx${run.errors === 0 ? '' : `: ${JSON.stringify(run.refusals)}`})`;
 }
 
+function costLine(run: Run): string {
+  const cost = run.cost;
+  if (cost === undefined) return '';
+  const background = run.backgroundStatements > 0 ? ` (${run.backgroundStatements.toFixed(1)} of them outside requests)` : '';
+  return `  per payment: ${cost.statements.toFixed(1)} round trips${background}, ${cost.commits.toFixed(1)} commits, CPU ${cost.processCpuMs.toFixed(2)} ms in this process (load generator included), ${cost.postgresCpuMs.toFixed(2)} ms in PostgreSQL`;
+}
+
 async function main(): Promise<void> {
   const schema = `keel_bench_${randomBytes(4).toString('hex')}`;
   console.log(`Keel benchmark: PostgreSQL ${databaseUrl.replace(/\/\/[^@]*@/, '//')}, concurrency ${concurrency}, ${durationMs / 1000} s per run after ${warmupMs / 1000} s warm-up`);
   try {
-    const keelResult = await keelRun(schema);
+    const keel = await keelRun(schema);
     if (process.env['KEEL_BENCH_ONLY'] === 'keel') {
-      console.log(line(keelResult));
+      console.log(line(keel.run));
+      console.log(costLine(keel.run));
       return;
     }
     const floorResult = await floor(schema);
+    const payment = await paymentFloor(schema, keel.merchantId);
     console.log(line(floorResult));
-    console.log(line(keelResult));
-    console.log(`ratio keel / floor: ${(keelResult.perSecond / floorResult.perSecond).toFixed(3)}   (goal >= 0.30)`);
+    console.log(line(payment.run));
+    console.log(costLine(payment.run));
+    console.log(`  invariants held over ${payment.verified} payments: one charge per order, attempt, key, ledger and events consistent`);
+    console.log(line(keel.run));
+    console.log(costLine(keel.run));
+    console.log(`ratio keel / floor: ${(keel.run.perSecond / floorResult.perSecond).toFixed(3)}`);
+    console.log(`ratio keel / payment floor: ${(keel.run.perSecond / payment.run.perSecond).toFixed(3)}   (goal >= 0.8)`);
   } finally {
     await dropSchema(databaseUrl, schema);
   }

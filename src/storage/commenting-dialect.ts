@@ -10,7 +10,19 @@ import type {
   TransactionSettings,
   DatabaseIntrospector,
 } from 'kysely';
+import { currentContext } from '../observability/context.js';
 import { withSqlComment } from '../observability/sql-comment.js';
+
+/**
+ * Statements sent to the database (round trips, BEGIN and COMMIT included) by this process: those made while
+ * serving a request, and the rest (relay, projections, jobs). The benchmark divides them by the payments made.
+ */
+export const statementCounts = { request: 0, background: 0 };
+
+export function countStatement(): void {
+  if (currentContext() === undefined) statementCounts.background += 1;
+  else statementCounts.request += 1;
+}
 
 /**
  * Wraps a dialect so every statement carries the request's correlation id as a trailing SQL comment, on
@@ -56,14 +68,17 @@ class CommentingDriver implements Driver {
   }
 
   beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    countStatement();
     return this.#inner.beginTransaction(unwrap(connection), settings);
   }
 
   commitTransaction(connection: DatabaseConnection): Promise<void> {
+    countStatement();
     return this.#inner.commitTransaction(unwrap(connection));
   }
 
   rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    countStatement();
     return this.#inner.rollbackTransaction(unwrap(connection));
   }
 
@@ -84,6 +99,7 @@ class CommentingConnection implements DatabaseConnection {
   }
 
   executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    countStatement();
     return this.inner.executeQuery<R>({ ...compiledQuery, sql: withSqlComment(compiledQuery.sql) });
   }
 

@@ -654,6 +654,22 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0026_statement_guard': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A guard a single statement can end with: a write whose condition missed (a fenced key, a state that moved)
+      // raises, so the whole statement — every data-modifying CTE in it — rolls back.
+      await sql`
+        CREATE FUNCTION keel_assert(ok boolean, what text) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+          IF ok IS NOT TRUE THEN
+            RAISE EXCEPTION 'keel guard missed: %', what USING ERRCODE = 'KEEL1';
+          END IF;
+          RETURN true;
+        END
+        $$;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
