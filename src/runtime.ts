@@ -215,6 +215,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
   const faults = new FaultPoints();
   const deps: PaymentsDeps = {
     db: database.db,
+    statements: database.statements,
     gateways,
     cipher,
     logger,

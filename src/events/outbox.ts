@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { currentContext } from '../observability/context.js';
-import { newId } from '../storage/ids.js';
+import { uuidToPublic, uuidv7 } from '../storage/ids.js';
 import type { KeelDatabase } from '../storage/schema.js';
 
 /**
@@ -15,17 +15,19 @@ export interface NewEvent {
 }
 
 export async function appendEvent(db: Kysely<KeelDatabase>, event: NewEvent): Promise<string> {
-  const { uuid, publicId } = newId('event');
-  await db
-    .insertInto('outbox')
-    .values({
-      id: uuid,
-      merchant_id: event.merchantId,
-      type: event.type,
-      aggregate_id: event.aggregateId,
-      data: JSON.stringify({ object: event.object }),
-      correlation_id: currentContext()?.correlationId ?? null,
-    })
-    .execute();
-  return publicId;
+  const row = eventRow(event);
+  await db.insertInto('outbox').values(row).execute();
+  return uuidToPublic('event', row.id);
+}
+
+/** The outbox row of an event, for a statement that writes it itself (payments/operations/first-send.ts). */
+export function eventRow(event: NewEvent): { id: string; merchant_id: string; type: string; aggregate_id: string; data: string; correlation_id: string | null } {
+  return {
+    id: uuidv7(),
+    merchant_id: event.merchantId,
+    type: event.type,
+    aggregate_id: event.aggregateId,
+    data: JSON.stringify({ object: event.object }),
+    correlation_id: currentContext()?.correlationId ?? null,
+  };
 }

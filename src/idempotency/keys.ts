@@ -98,6 +98,46 @@ function toKey(row: IdempotencyKeyRow, lockToken: string): IdempotencyKey {
   };
 }
 
+/**
+ * A key not yet in the table, for an operation that inserts it in its own first statement, already at that
+ * phase's recovery point (payments/operations/first-send.ts). A key that exists makes that statement insert
+ * nothing, and the request then goes through `beginKey`.
+ */
+export interface KeyClaim {
+  readonly merchantId: string;
+  readonly key: string;
+  readonly method: string;
+  readonly path: string;
+  readonly hash: string;
+  readonly lockToken: string;
+  readonly correlationId: string | null;
+}
+
+export function claimKey(request: Omit<BeginRequest, 'lockTimeoutMs'>): KeyClaim {
+  return {
+    merchantId: request.merchantId,
+    key: request.key,
+    method: request.method,
+    path: request.path,
+    hash: requestHash(request.cipher, request.method, request.path, request.body),
+    lockToken: randomUUID(),
+    correlationId: currentContext()?.correlationId ?? null,
+  };
+}
+
+/** The columns a claimed key is inserted with, in the order of `claimedKeyValues`. */
+export const claimedKeyColumns = 'merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, attempt_id, correlation_id';
+
+/** Values for `claimedKeyColumns` but `locked_at` (the statement's `now()`), locked by the claim. */
+export function claimedKeyValues(claim: KeyClaim, point: RecoveryPoint, references: { paymentId: string; attemptId: string }): unknown[] {
+  return [claim.merchantId, claim.key, claim.method, claim.path, claim.hash, point, claim.lockToken, references.paymentId, references.attemptId, claim.correlationId];
+}
+
+/** The key a claim became once its statement inserted it as row `id`. */
+export function claimedKey(claim: KeyClaim, id: string, point: RecoveryPoint, references: { paymentId: string; attemptId: string }): IdempotencyKey {
+  return { id, merchantId: claim.merchantId, key: claim.key, lockToken: claim.lockToken, recoveryPoint: point, paymentId: references.paymentId, refundId: null, attemptId: references.attemptId };
+}
+
 export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResult> {
   const hash = requestHash(request.cipher, request.method, request.path, request.body);
   const lockToken = randomUUID();

@@ -61,6 +61,12 @@ export function balancedPostings(kind: LedgerKind, postings: readonly Posting[])
   return postings;
 }
 
+/** A transaction's id and its balanced postings as parallel arrays, for a statement that writes them itself. */
+export function journalValues(transaction: Pick<JournalTransaction, 'kind' | 'postings'>): { id: string; accounts: string[]; amounts: string[] } {
+  const postings = balancedPostings(transaction.kind, transaction.postings);
+  return { id: uuidv7(), accounts: postings.map((posting) => posting.account), amounts: postings.map((posting) => String(posting.amount)) };
+}
+
 export async function postTransaction(trx: Kysely<KeelDatabase>, transaction: JournalTransaction): Promise<string> {
   balancedPostings(transaction.kind, transaction.postings);
   const uuid = uuidv7();

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeelError, isKeelError } from '../errors.js';
-import { IdempotencyLockLost, assertValidKey, beginKey, discardKey, finishKey, releaseKey, type IdempotencyKey } from '../idempotency/keys.js';
+import { IdempotencyLockLost, assertValidKey, beginKey, claimKey, discardKey, finishKey, releaseKey, type IdempotencyKey, type KeyClaim } from '../idempotency/keys.js';
 import { InjectedCrash, type OperationContext, type OperationResult, type PaymentsDeps } from './operations/context.js';
 import type { MerchantContext } from '../merchants/types.js';
 import { isTransientDatabaseError } from '../storage/database.js';
@@ -27,13 +27,30 @@ export type KeyedOutcome =
   | { readonly kind: 'in_use' }
   | { readonly kind: 'reused' };
 
+/**
+ * An operation that can insert the key in its own first statement (operations/first-send.ts): it runs its
+ * checks, then that statement; it answers the key it inserted and what remains to do, or `undefined` when the
+ * key exists. A check that fails, or a key that exists, sends the request the general way, which answers a
+ * finished key before any check.
+ */
+export type FreshStart = (claim: KeyClaim) => Promise<{ readonly key: IdempotencyKey; readonly rest: (context: OperationContext) => Promise<OperationResult> } | undefined>;
+
 export async function runUnderKey(
   deps: PaymentsDeps,
   merchant: MerchantContext,
   request: KeyedRequest,
   lockTimeoutMs: number,
   operation: (context: OperationContext) => Promise<OperationResult>,
+  fresh?: FreshStart,
 ): Promise<KeyedOutcome> {
+  if (fresh !== undefined) {
+    const started = await fresh(claimKey({ merchantId: merchant.id, ...request, cipher: deps.cipher })).catch((error: unknown) => {
+      // `order_id_taken` comes from the first statement, which wrote nothing and proved the key new.
+      if (isKeelError(error) && error.code !== 'order_id_taken') return undefined;
+      throw error;
+    });
+    if (started !== undefined) return { kind: 'answered', result: await execute(deps, merchant, started.key, started.rest), replayed: false };
+  }
   const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs, cipher: deps.cipher });
   switch (begun.kind) {
     case 'replay':
@@ -72,12 +89,13 @@ export async function idempotent(
   request: FastifyRequest,
   reply: FastifyReply,
   operation: (context: OperationContext) => Promise<OperationResult>,
+  fresh?: FreshStart,
 ): Promise<FastifyReply> {
   const key = assertValidKey(request.headers['idempotency-key']);
   const keyed = { key, method: request.method, path: request.url.split('?')[0] ?? request.url, body: request.body ?? null };
   let outcome: KeyedOutcome;
   try {
-    outcome = await runUnderKey(services.deps, request.merchant, keyed, services.config.idempotencyLockTimeoutMs, operation);
+    outcome = await runUnderKey(services.deps, request.merchant, keyed, services.config.idempotencyLockTimeoutMs, operation, fresh);
   } catch (error) {
     if (!(error instanceof InjectedCrash)) throw error;
     request.log.warn({ fault: error.message }, 'injected crash');

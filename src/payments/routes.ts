@@ -3,7 +3,7 @@ import { KeelError } from '../errors.js';
 import { authorizePayment } from './operations/authorize.js';
 import { cancelPayment } from './operations/cancel.js';
 import { capturePayment } from './operations/capture.js';
-import { createPayment } from './operations/create.js';
+import { createPayment, startCreatePayment, type CreatePaymentInput } from './operations/create.js';
 import { findPayment, listPayments, toPayment } from './repository.js';
 import { listOf, pageOf } from '../http/lists.js';
 import { paymentToApi } from './serialize.js';
@@ -34,10 +34,9 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
   // operation (lookups included) runs only for a request that is not a replay.
   // Admitted once its body is read: an admitted queue ticket gives it the priority of work that finishes a payment.
   app.post('/v1/payments', { config: { ...secret, admitAfterBody: true }, schema: { body: CreatePaymentBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () =>
-      idempotent(services, request, reply, async (context) => {
-        const { merchant } = context;
-        const body = request.body;
+    inContext(request, async () => {
+      const { merchant, body } = request;
+      const inputOf = async (): Promise<CreatePaymentInput> => {
         const amount = checkAmount(body.amount, body.currency);
         const country = checkCountry(body.country ?? merchant.country);
         if (body.queue_ticket !== undefined) await useQueueTicket(services.checkoutQueue, body.queue_ticket, merchant.id, body.order_id);
@@ -46,7 +45,7 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
         if (body.confirm === true && method === undefined) {
           throw new KeelError('payment_method_required', 'confirm: true needs a payment_method.', { param: 'payment_method' });
         }
-        return createPayment(context, {
+        return {
           amount,
           currency: body.currency,
           orderId: body.order_id,
@@ -59,9 +58,12 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
           confirm: body.confirm === true,
           description: body.description,
           metadata: body.metadata ?? {},
-        });
-      }),
-    ),
+        };
+      };
+      // A confirmed create tries the cost floor first: its checks, then the key inserted with the payment.
+      const fresh = body.confirm === true ? startCreatePayment(deps, merchant, inputOf) : undefined;
+      return idempotent(services, request, reply, async (context) => createPayment(context, await inputOf()), fresh);
+    }),
   );
 
   app.post('/v1/payments/:id/confirm', { config: secret, schema: { params: IdParams, body: ConfirmBody, tags: ['payments'] } }, (request, reply) =>

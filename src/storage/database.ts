@@ -1,6 +1,6 @@
-import { Kysely, Migrator, PostgresDialect, sql, type Dialect } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, type Dialect } from 'kysely';
 import pg from 'pg';
-import { CommentingDialect } from './commenting-dialect.js';
+import { CommentingDialect, countStatement } from './commenting-dialect.js';
 import { migrationProvider } from './migrations/index.js';
 import { openPglite, PgliteDialect } from './pglite.js';
 import { restrictTree } from './data-dir.js';
@@ -19,6 +19,18 @@ export interface Database {
   close(): Promise<void>;
   /** The connection pool's state (PostgreSQL); undefined for the embedded engine, which has one connection. */
   pool(): { total: number; idle: number; waiting: number } | undefined;
+  /** Hot statements compiled once, run on their own (each its own transaction). */
+  readonly statements: PreparedStatements;
+}
+
+/**
+ * A statement whose text never changes, run outside any transaction (it commits by itself): on PostgreSQL a
+ * named prepared statement, parsed and planned once per connection; on PGlite the same text through its one
+ * connection. The text carries no correlation-id comment (it would make every text unique); the hot statements
+ * write the correlation id as a bound parameter instead, which PostgreSQL's statement log prints.
+ */
+export interface PreparedStatements {
+  run<R>(name: string, text: string, values: readonly unknown[]): Promise<R[]>;
 }
 
 export interface DatabaseOptions {
@@ -86,8 +98,16 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     client.on('error', () => undefined);
   });
   const db = new Kysely<KeelDatabase>({ dialect: new CommentingDialect(new PostgresDialect({ pool })) });
+  const statements: PreparedStatements = {
+    async run<R>(name: string, text: string, values: readonly unknown[]) {
+      countStatement();
+      const result = await pool.query({ name, text, values: [...values] });
+      return result.rows as R[];
+    },
+  };
   return {
     db,
+    statements,
     engine: 'postgres',
     schema,
     ping: async () => {
@@ -108,8 +128,16 @@ async function openEmbedded(options: DatabaseOptions): Promise<Database> {
   if (dataDir !== undefined) restrictTree(dataDir);
   const dialect: Dialect = new CommentingDialect(new PgliteDialect(pglite));
   const db = new Kysely<KeelDatabase>({ dialect });
+  const statements: PreparedStatements = {
+    async run<R>(_name: string, text: string, values: readonly unknown[]) {
+      // Through Kysely's driver, which hands out the one connection in turn (never inside another's transaction).
+      const result = await db.executeQuery<R>(CompiledQuery.raw(text, [...values]));
+      return [...result.rows];
+    },
+  };
   return {
     db,
+    statements,
     engine: 'pglite',
     schema: undefined,
     ping: async () => {

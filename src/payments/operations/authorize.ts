@@ -11,6 +11,7 @@ import { paymentToApi } from '../serialize.js';
 import { confirmableStatuses } from '../state-machine.js';
 import type { Attempt, Payment, PaymentMethodSnapshot } from '../types.js';
 import { errorResult, notConfigured, partnerContext, type OperationContext, type OperationResult } from './context.js';
+import { settleFirstSend } from './first-send.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import {
   adoptAttempt,
@@ -107,7 +108,7 @@ export async function chargeAndRecord(context: OperationContext, first: Attempt,
     outcome = await sendAuthorize(context, attempt, payment, source);
   }
   context.deps.faults.check('after_partner_call');
-  return settle(context, attempt, outcome, recordAuthorize(context), { resent: false });
+  return (await settleFirstSend(context, attempt, payment, outcome)) ?? settle(context, attempt, outcome, recordAuthorize(context), { resent: false });
 }
 
 /**

@@ -8,6 +8,7 @@ import { currentContext } from '../../observability/context.js';
 import { errorEnvelope } from '../../http/envelope.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { FieldCipher } from '../../storage/encryption.js';
+import type { PreparedStatements } from '../../storage/database.js';
 import type { KeelDatabase } from '../../storage/schema.js';
 import type { MerchantContext } from '../../merchants/types.js';
 import type { Attempt, Payment, PaymentMethodSnapshot } from '../types.js';
@@ -15,6 +16,8 @@ import type { Attempt, Payment, PaymentMethodSnapshot } from '../types.js';
 /** What every payment operation needs, passed as one object. */
 export interface PaymentsDeps {
   readonly db: Kysely<KeelDatabase>;
+  /** The hot path's statements, prepared once (operations/first-send.ts). */
+  readonly statements: PreparedStatements;
   readonly gateways: GatewayRegistry;
   readonly cipher: FieldCipher;
   readonly logger: Logger;

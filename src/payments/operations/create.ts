@@ -8,7 +8,10 @@ import { findPayment, toPayment } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
 import type { Attempt, CaptureMethod, Payment, PaymentMethodSnapshot } from '../types.js';
 import { authorizePayment, chargeablePartners, chargeAndRecord, sourceFingerprint } from './authorize.js';
-import type { OperationContext, OperationResult } from './context.js';
+import type { OperationContext, OperationResult, PaymentsDeps } from './context.js';
+import type { FreshStart } from '../keyed.js';
+import type { MerchantContext } from '../../merchants/types.js';
+import { startPayment } from './first-send.js';
 import { openAttempt, resultForPayment } from './steps.js';
 
 /** Creating a payment, and confirming it in the same request when `confirm` is true. */
@@ -40,6 +43,28 @@ export async function createPayment(context: OperationContext, input: CreatePaym
   deps.faults.check('after_payment_created');
   if (created.attempt === undefined || input.source === undefined) return resultForPayment(created.payment);
   return chargeAndRecord(context, created.attempt, created.payment, input.source);
+}
+
+/**
+ * Creating and confirming a new payment at its cost floor (first-send.ts): the input's checks, then phase
+ * `attempt_created` with the key inserted in it, then the partner call and the outcome. `undefined` while the
+ * key exists: the request then goes the general way.
+ */
+export function startCreatePayment(deps: PaymentsDeps, merchant: MerchantContext, inputOf: () => Promise<CreatePaymentInput>): FreshStart {
+  return async (claim) => {
+    const input = await inputOf();
+    const source = input.source;
+    if (!input.confirm || source === undefined) return undefined;
+    const started = await startPayment(deps, merchant, claim, { ...input, source });
+    if (started === undefined) return undefined;
+    return {
+      key: started.key,
+      rest: (context) => {
+        context.deps.faults.check('after_payment_created');
+        return chargeAndRecord(context, started.attempt, started.payment, source);
+      },
+    };
+  };
 }
 
 /**

@@ -1,0 +1,282 @@
+import type { AuthorizeResult } from '../../gateways/connector.js';
+import { claimedKey, claimedKeyColumns, claimedKeyValues, type IdempotencyKey, type KeyClaim } from '../../idempotency/keys.js';
+import { eventRow } from '../../events/outbox.js';
+import { capturePostings, effectiveDay, journalValues } from '../../ledger/ledger.js';
+import { isUniqueViolation } from '../../storage/database.js';
+import { newId } from '../../storage/ids.js';
+import { KeelError } from '../../errors.js';
+import { paymentToApi } from '../serialize.js';
+import { assertTransition } from '../state-machine.js';
+import type { Attempt, Payment } from '../types.js';
+import { chargeablePartners, sourceFingerprint } from './authorize.js';
+import type { OperationContext, OperationResult, PaymentsDeps } from './context.js';
+import type { CreatePaymentInput } from './create.js';
+import type { Settlement } from './outcome.js';
+import { resultForPayment } from './steps.js';
+import type { MerchantContext } from '../../merchants/types.js';
+
+/**
+ * A new payment's first send at its cost floor: each phase of DESIGN.md in one prepared statement, which commits
+ * by itself, instead of a transaction of several.
+ *
+ * - `startPayment` is phase `attempt_created` with the key inserted in it: the idempotency key (already at that
+ *   recovery point, naming the payment and the attempt, locked by this request), the payment, its `pending`
+ *   attempt and `payment.created`. A key that exists makes the statement insert nothing, and the request goes
+ *   the general way (`beginKey`: replay, in use, reused, or resumed). A taken order id fails the whole
+ *   statement: nothing is written, the key included.
+ * - `settleFirstSend` is the last phase for the two answers a first send mostly gets, a captured approval and a
+ *   decline: the attempt and the payment are moved only from the states the first phase left them in (guarded
+ *   `UPDATE … WHERE status = …`, so no read is needed), with the ledger's capture, the payment's event and the
+ *   stored response, fenced by the key's lock token. When a guard misses — someone settled the attempt, or took
+ *   the key over — `keel_assert` fails the statement, every part of it with it, and the general `settle` (a
+ *   transaction with the payment locked) decides.
+ *
+ * The statements' texts are constant: the correlation id is a bound parameter written to the key and the events
+ * (and so printed by PostgreSQL's statement log), not a comment.
+ */
+
+const startText = `
+WITH key AS (
+  INSERT INTO idempotency_keys (${claimedKeyColumns})
+  VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10)
+  ON CONFLICT (merchant_id, key) DO NOTHING
+  RETURNING id
+), payment AS (
+  INSERT INTO payments (id, merchant_id, order_id, amount, currency, country, status, capture_method, amount_capturable, amount_received,
+    amount_refunded, gateway, payment_method, customer_id, payment_method_id, description, metadata, livemode, created_at, updated_at)
+  SELECT $8, $1, $11, $12, $13, $14, 'requires_confirmation', $15, 0, 0, 0, $16, $17, $18, $19, $20, $21, $22, $23, $23 FROM key
+  RETURNING id
+), attempt AS (
+  INSERT INTO payment_attempts (id, merchant_id, payment_id, gateway, operation, status, amount, partner_idempotency_key, source_fingerprint, created_at, updated_at)
+  SELECT $9, $1, id, $16, 'authorize', 'pending', $12, $24, $25, $23, $23 FROM payment
+  RETURNING last_sent_at
+), event AS (
+  INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, correlation_id)
+  SELECT $26, $1, 'payment.created', id, $27, $10 FROM payment
+)
+SELECT (SELECT id FROM key) AS key_id, (SELECT last_sent_at FROM attempt) AS last_sent_at`;
+
+const keyFinishText = `key AS (
+  UPDATE idempotency_keys SET recovery_point = 'finished', response_status = $K, response_body = $K, response_sealed = NULL, locked_at = NULL, lock_token = NULL, updated_at = now()
+  WHERE id = $K AND lock_token = $K AND EXISTS (SELECT 1 FROM payment)
+  RETURNING id
+)
+SELECT keel_assert(EXISTS (SELECT 1 FROM key), 'the first send settles as its first phase left it') AS ok`;
+
+/** Numbers the `$K` placeholders of the key's part from `first` on. */
+function withKeyFinish(text: string, first: number): string {
+  let next = first;
+  return `${text}, ${keyFinishText.replaceAll('$K', () => `$${next++}`)}`;
+}
+
+const capturedText = withKeyFinish(
+  `
+WITH attempt AS (
+  UPDATE payment_attempts SET status = 'succeeded', partner_payment_id = $3, partner_token_encrypted = $4, updated_at = $5
+  WHERE id = $2 AND merchant_id = $1 AND status = 'pending'
+  RETURNING id
+), payment AS (
+  UPDATE payments SET status = 'succeeded', amount_received = amount, amount_capturable = 0, partner_payment_id = $3, gateway = $6,
+    failure_code = NULL, failure_message = NULL, updated_at = $5
+  WHERE id = $7 AND merchant_id = $1 AND status = $8 AND EXISTS (SELECT 1 FROM attempt)
+  RETURNING id
+), journal AS (
+  INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id, effective_date)
+  SELECT $9, $1, 'capture', id, $10 FROM payment
+  RETURNING id
+), entries AS (
+  INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
+  SELECT journal.id, $1, posting.account, $11, posting.amount FROM journal, unnest($12::text[], $13::bigint[]) AS posting (account, amount)
+), event AS (
+  INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, correlation_id)
+  SELECT $14, $1, 'payment.succeeded', id, $15, $16 FROM payment
+)`,
+  17,
+);
+
+const declinedText = withKeyFinish(
+  `
+WITH attempt AS (
+  UPDATE payment_attempts SET status = 'declined', failure_code = $3, failure_message = $4, updated_at = $5
+  WHERE id = $2 AND merchant_id = $1 AND status = 'pending'
+  RETURNING id
+), payment AS (
+  UPDATE payments SET status = 'failed', gateway = $6, failure_code = $3, failure_message = $4, updated_at = $5
+  WHERE id = $7 AND merchant_id = $1 AND status = $8 AND EXISTS (SELECT 1 FROM attempt)
+  RETURNING id
+), event AS (
+  INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, correlation_id)
+  SELECT $9, $1, 'payment.failed', id, $10, $11 FROM payment
+)`,
+  12,
+);
+
+export interface StartedPayment {
+  readonly key: IdempotencyKey;
+  readonly payment: Payment;
+  readonly attempt: Attempt;
+}
+
+/** Phase `attempt_created`, the key inserted with it; `undefined` when the key exists already. */
+export async function startPayment(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, input: CreatePaymentInput & { readonly source: NonNullable<CreatePaymentInput['source']> }): Promise<StartedPayment | undefined> {
+  const [gateway] = chargeablePartners({ deps, merchant }, input.currency, input.source);
+  const paymentId = newId('payment').uuid;
+  const attemptId = newId('attempt');
+  const now = new Date();
+  const payment: Payment = {
+    id: paymentId,
+    merchantId: merchant.id,
+    orderId: input.orderId,
+    amount: input.amount,
+    currency: input.currency,
+    country: input.country,
+    status: 'requires_confirmation',
+    captureMethod: input.captureMethod,
+    amountCapturable: 0n,
+    amountReceived: 0n,
+    amountRefunded: 0n,
+    gateway,
+    failureCode: null,
+    failureMessage: null,
+    customerId: input.customerId ?? null,
+    paymentMethod: input.snapshot ?? null,
+    paymentMethodId: input.paymentMethodId ?? null,
+    description: input.description ?? null,
+    metadata: input.metadata,
+    livemode: merchant.livemode,
+    partnerPaymentId: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const fingerprint = sourceFingerprint(deps.cipher, input.source);
+  const partnerKey = `keel_${attemptId.publicId}`;
+  const references = { paymentId, attemptId: attemptId.uuid };
+  const event = eventRow({ merchantId: merchant.id, type: 'payment.created', aggregateId: paymentId, object: paymentToApi(payment) });
+  let rows: { key_id: string | null; last_sent_at: Date | string | null }[];
+  try {
+    rows = await deps.statements.run('keel_payment_start', startText, [
+      ...claimedKeyValues(claim, 'attempt_created', references),
+      input.orderId,
+      input.amount,
+      input.currency,
+      input.country,
+      input.captureMethod,
+      gateway,
+      input.snapshot === undefined ? null : JSON.stringify(input.snapshot),
+      input.customerId ?? null,
+      input.paymentMethodId ?? null,
+      input.description ?? null,
+      JSON.stringify(input.metadata),
+      merchant.livemode,
+      now,
+      partnerKey,
+      fingerprint,
+      event.id,
+      event.data,
+    ]);
+  } catch (error) {
+    if (isUniqueViolation(error, 'payments_merchant_id_order_id_key')) {
+      throw new KeelError('order_id_taken', `This merchant already has a payment with order_id ${input.orderId}.`, { param: 'order_id' });
+    }
+    throw error;
+  }
+  const keyId = rows[0]?.key_id;
+  if (keyId === null || keyId === undefined) return undefined;
+  const attempt: Attempt = {
+    id: attemptId.uuid,
+    merchantId: merchant.id,
+    paymentId,
+    refundId: null,
+    gateway,
+    operation: 'authorize',
+    status: 'pending',
+    amount: input.amount,
+    partnerIdempotencyKey: partnerKey,
+    partnerPaymentId: null,
+    partnerTokenEncrypted: null,
+    inquiryCount: 0,
+    sourceFingerprint: fingerprint,
+    reason: null,
+    lastSentAt: new Date(rows[0]?.last_sent_at ?? now),
+    createdAt: now,
+  };
+  return { key: claimedKey(claim, String(keyId), 'attempt_created', references), payment, attempt };
+}
+
+/**
+ * The last phase of a first send in one statement, for a captured approval or a decline; `undefined` when the
+ * answer is another, or a guard missed (nothing was written), for the general `settle` to record.
+ */
+export async function settleFirstSend(context: OperationContext, attempt: Attempt, payment: Payment, outcome: Settlement<AuthorizeResult>): Promise<OperationResult | undefined> {
+  const { deps, key } = context;
+  if (key === null || payment.status !== 'requires_confirmation') return undefined;
+  const now = new Date();
+  try {
+    if (outcome.kind === 'approved' && outcome.value.captured) {
+      const { partnerPaymentId, token } = outcome.value;
+      assertTransition(payment.status, 'succeeded');
+      const updated: Payment = { ...payment, status: 'succeeded', amountReceived: payment.amount, amountCapturable: 0n, partnerPaymentId, gateway: attempt.gateway, failureCode: null, failureMessage: null, updatedAt: now };
+      const result = resultForPayment(updated);
+      const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
+      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
+      await deps.statements.run('keel_payment_captured', capturedText, [
+        payment.merchantId,
+        attempt.id,
+        partnerPaymentId,
+        token === null ? null : deps.cipher.encrypt(token),
+        now,
+        attempt.gateway,
+        payment.id,
+        payment.status,
+        journal.id,
+        effectiveDay(attempt.createdAt),
+        payment.currency,
+        journal.accounts,
+        journal.amounts,
+        event.id,
+        event.data,
+        event.correlation_id,
+        result.status,
+        JSON.stringify(result.body),
+        key.id,
+        key.lockToken,
+      ]);
+      key.recoveryPoint = 'finished';
+      return result;
+    }
+    if (outcome.kind === 'declined') {
+      assertTransition(payment.status, 'failed');
+      const updated: Payment = { ...payment, status: 'failed', gateway: attempt.gateway, failureCode: outcome.code, failureMessage: outcome.message, updatedAt: now };
+      const result = resultForPayment(updated);
+      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.failed', aggregateId: payment.id, object: paymentToApi(updated) });
+      await deps.statements.run('keel_payment_declined', declinedText, [
+        payment.merchantId,
+        attempt.id,
+        outcome.code,
+        outcome.message,
+        now,
+        attempt.gateway,
+        payment.id,
+        payment.status,
+        event.id,
+        event.data,
+        event.correlation_id,
+        result.status,
+        JSON.stringify(result.body),
+        key.id,
+        key.lockToken,
+      ]);
+      key.recoveryPoint = 'finished';
+      return result;
+    }
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
+  return undefined;
+}
+
+/** `keel_assert`'s error: the statement's guard missed and nothing it did was kept. */
+function isGuardMiss(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'KEEL1';
+}
