@@ -2,7 +2,8 @@
 // holds a payment's charge, the test does what another actor would — takes the key over, or settles the attempt
 // first — and the statement that records the answer finds its guard missed, writes nothing, and the general path
 // decides: a holder that lost its key records nothing; an attempt settled by someone else is answered as it
-// stands, with one capture in the ledger. A taken order id writes nothing at all, the key included.
+// stands, with one capture in the ledger. A taken order id writes nothing at all, the key included; the
+// correlation id, a parameter rather than a comment there, is written to the key and the events.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -121,6 +122,22 @@ describe('the first send\'s guarded last phase', () => {
 });
 
 describe('the first send\'s first phase', () => {
+  test('its statements carry the correlation id as a parameter: the key and both events are written with it', async () => {
+    const correlationId = `first-send-${Date.now()}`;
+    const body = paymentBody();
+    const paid = await keel.request('POST', '/v1/payments', { body, idempotencyKey: uniqueKey(), headers: { 'x-correlation-id': correlationId } });
+    assert.equal(paid.status, 200);
+    const db = keel.keel.database.db;
+    const payment = await db.selectFrom('payments').select('id').where('order_id', '=', body.order_id).executeTakeFirstOrThrow();
+    const key = await db.selectFrom('idempotency_keys').select('correlation_id').where('payment_id', '=', payment.id).executeTakeFirstOrThrow();
+    const events = await db.selectFrom('outbox').select(['type', 'correlation_id']).where('aggregate_id', '=', payment.id).orderBy('id').execute();
+    assert.equal(key.correlation_id, correlationId);
+    assert.deepEqual(events, [
+      { type: 'payment.created', correlation_id: correlationId },
+      { type: 'payment.succeeded', correlation_id: correlationId },
+    ]);
+  });
+
   test('a taken order id writes nothing, the key included: the same key then pays another order', async () => {
     const first = paymentBody();
     assert.equal((await keel.request('POST', '/v1/payments', { body: first, idempotencyKey: uniqueKey() })).status, 200);
