@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from './random.js';
 
 /**
  * Keel's secrets at rest, all from one master key (`KEEL_ENCRYPTION_KEY`, 64 hex digits or 44 base64
@@ -38,7 +39,8 @@ export class FieldCipher {
   }
 
   encrypt(plaintext: string): string {
-    const nonce = randomBytes(12);
+    // A fresh random nonce per value (AES-GCM's 96 bits), drawn from the pooled CSPRNG.
+    const nonce = pooledRandomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.#encryptionKey, nonce);
     const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
     return ['v2', nonce.toString('base64url'), ciphertext.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomFillSync } from 'node:crypto';
+import { pooledRandomBytes } from './random.js';
 
 /**
  * Identifiers are time-ordered so B-tree inserts stay on the right edge: UUIDv7 in `uuid` columns, and a public
@@ -35,27 +35,9 @@ export type IdKind = keyof typeof idPrefixes;
 let lastMillis = 0;
 let sequence = 0;
 
-/**
- * Random bytes for ids, drawn from the CSPRNG a batch at a time: one `randomFillSync` call serves 256 ids
- * instead of a call per id.
- */
-const randomPoolSize = 16 * 256;
-const randomPool = Buffer.alloc(randomPoolSize);
-let randomOffset = randomPoolSize;
-
-function randomSixteen(): Buffer {
-  if (randomOffset + 16 > randomPoolSize) {
-    randomFillSync(randomPool);
-    randomOffset = 0;
-  }
-  const bytes = Buffer.from(randomPool.subarray(randomOffset, randomOffset + 16));
-  randomOffset += 16;
-  return bytes;
-}
-
 /** A UUIDv7: 48 bits of Unix milliseconds, then random bits; monotonic within one process and millisecond. */
 export function uuidv7(now: number = Date.now()): string {
-  const bytes = randomSixteen();
+  const bytes = pooledRandomBytes(16);
   if (now <= lastMillis) {
     sequence = (sequence + 1) & 0xfff;
     now = lastMillis + (sequence === 0 ? 1 : 0);
@@ -74,13 +56,28 @@ export function uuidv7(now: number = Date.now()): string {
 export function uuidToPublic(kind: IdKind, uuid: string): string {
   const hex = uuid.replaceAll('-', '');
   assert.equal(hex.length, 32, 'a uuid has 32 hex digits');
-  let value = BigInt(`0x${hex}`);
+  // The 128 bits read 4 at a time into 5-bit Crockford digits, most significant first, behind 2 zero bits
+  // (26 digits hold 130): plain integer arithmetic, no BigInt.
   let body = '';
-  for (let index = 0; index < publicIdBodyLength; index += 1) {
-    body = crockford[Number(value & 31n)] + body;
-    value >>= 5n;
+  let held = 0;
+  let heldBits = 2;
+  for (let index = 0; index < 32; index += 1) {
+    held = (held << 4) | hexValue(hex.charCodeAt(index));
+    heldBits += 4;
+    if (heldBits >= 5) {
+      heldBits -= 5;
+      body += crockford[(held >> heldBits) & 31];
+      held &= (1 << heldBits) - 1;
+    }
   }
   return `${idPrefixes[kind]}_${body}`;
+}
+
+function hexValue(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  if (code >= 65 && code <= 70) return code - 55;
+  throw new Error('a uuid has hex digits only');
 }
 
 /** The uuid behind a public id, or undefined when the id is malformed or of another kind. */

@@ -87,6 +87,14 @@ describe('ids', () => {
     assert.equal(publicToUuid('refund', publicId), undefined, 'an id of another kind is not accepted');
     assert.equal(publicToUuid('payment', 'pay_0000000000000000000000000I'), undefined);
     assert.equal(publicToUuid('payment', `pay_${'Z'.repeat(26)}`), undefined, 'more than 128 bits');
+    // Known values: the ULID encoding of 128 bits, most significant digit first.
+    assert.equal(uuidToPublic('payment', '00000000-0000-0000-0000-000000000000'), `pay_${'0'.repeat(26)}`);
+    assert.equal(uuidToPublic('payment', 'ffffffff-ffff-ffff-ffff-ffffffffffff'), `pay_7${'Z'.repeat(25)}`);
+    assert.equal(uuidToPublic('payment', '01890a5d-ac96-774b-bcce-b302099a8057'), 'pay_01H455VB4PEX5VSKNK084SN02Q');
+    for (let index = 0; index < 1000; index += 1) {
+      const id = uuidv7();
+      assert.equal(publicToUuid('payment', uuidToPublic('payment', id)), id);
+    }
   });
 
   test('uuidv7 ids sort by creation time, also within one millisecond', () => {
