@@ -56,68 +56,59 @@ async function rowsOf(paymentId: string) {
   return { payment: payment.status, received: String(payment.amount_received), attempt: attempt.status, journal: journal.length, events: events.map((event) => event.type) };
 }
 
+/** A new payment whose partner calls are held while `act` does what another actor would; its answer and ids. */
+async function payWhileHeld(act: (ids: { payment: string; attempt: string }) => Promise<void>) {
+  const body = paymentBody();
+  await holdPartner(700);
+  try {
+    const request = keel.request('POST', '/v1/payments', { body, idempotencyKey: uniqueKey() });
+    let paymentId = '';
+    await whileTheChargeIsHeld(
+      body.order_id,
+      700,
+      async (ids) => {
+        paymentId = ids.payment;
+        await act(ids);
+      },
+      request,
+    );
+    return { body, answered: await request, paymentId };
+  } finally {
+    await releasePartner();
+  }
+}
+
 describe('the first send\'s guarded last phase', () => {
   test('a holder whose key was taken over while the partner answered records nothing, and is told the key is in use', async () => {
-    const body = paymentBody();
-    await holdPartner(700);
-    try {
-      const request = keel.request('POST', '/v1/payments', { body, idempotencyKey: uniqueKey() });
-      let paymentId = '';
-      await whileTheChargeIsHeld(
-        body.order_id,
-        700,
-        async (ids) => {
-          paymentId = ids.payment;
-          // What a retry after the lock timeout does: it takes the key under a lock token of its own.
-          await sql`UPDATE idempotency_keys SET lock_token = gen_random_uuid(), locked_at = now() WHERE payment_id = ${ids.payment}`.execute(keel.keel.database.db);
-        },
-        request,
-      );
-      const answered = (await request) as Awaited<ReturnType<TestKeel['request']>>;
-      assert.equal(answered.status, 409, JSON.stringify(answered.body));
-      assert.equal(answered.body.error.code, 'idempotency_key_in_use');
-      assert.deepEqual(await rowsOf(paymentId), { payment: 'requires_confirmation', received: '0', attempt: 'pending', journal: 0, events: ['payment.created'] }, 'nothing of the answer was recorded by the holder that lost the key');
-      assert.equal((await keel.simCharges(body.order_id)).length, 1, 'the partner holds the one charge, for the new holder to find');
-    } finally {
-      await releasePartner();
-    }
+    const { body, answered, paymentId } = await payWhileHeld(async (ids) => {
+      // What a retry after the lock timeout does: it takes the key under a lock token of its own.
+      await sql`UPDATE idempotency_keys SET lock_token = gen_random_uuid(), locked_at = now() WHERE payment_id = ${ids.payment}`.execute(keel.keel.database.db);
+    });
+    assert.equal(answered.status, 409, JSON.stringify(answered.body));
+    assert.equal(answered.body.error.code, 'idempotency_key_in_use');
+    assert.deepEqual(await rowsOf(paymentId), { payment: 'requires_confirmation', received: '0', attempt: 'pending', journal: 0, events: ['payment.created'] }, 'nothing of the answer was recorded by the holder that lost the key');
+    assert.equal((await keel.simCharges(body.order_id)).length, 1, 'the partner holds the one charge, for the new holder to find');
   });
 
   test('an attempt someone else settled while the partner answered is answered as it stands: one capture in the ledger', async () => {
-    const body = paymentBody();
-    await holdPartner(700);
-    try {
-      const request = keel.request('POST', '/v1/payments', { body, idempotencyKey: uniqueKey() });
-      let paymentId = '';
-      await whileTheChargeIsHeld(
-        body.order_id,
-        700,
-        async (ids) => {
-          paymentId = ids.payment;
-          // What the completer's or the janitor's settlement leaves: the attempt and the payment settled, the
-          // capture journaled — before this request's own answer is recorded.
-          const db = keel.keel.database.db;
-          await db.transaction().execute(async (trx) => {
-            await trx.updateTable('payment_attempts').set({ status: 'succeeded' }).where('id', '=', ids.attempt).execute();
-            await trx.updateTable('payments').set({ status: 'succeeded', amount_received: 12000n }).where('id', '=', ids.payment).execute();
-            await sql`
-              WITH journal AS (INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id) SELECT gen_random_uuid(), merchant_id, 'capture', id FROM payments WHERE id = ${ids.payment} RETURNING id, merchant_id)
-              INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
-              SELECT journal.id, journal.merchant_id, posting.account, 'KRW', posting.amount FROM journal, (VALUES ('partner_receivable:toss', 12000), ('merchant_pending', -12000)) AS posting (account, amount)`.execute(trx);
-          });
-        },
-        request,
-      );
-      const answered = (await request) as Awaited<ReturnType<TestKeel['request']>>;
-      assert.equal(answered.status, 200, JSON.stringify(answered.body));
-      assert.equal(answered.body.status, 'succeeded');
-      const rows = await rowsOf(paymentId);
-      assert.equal(rows.journal, 1, 'one capture in the ledger: the answer recorded nothing twice');
-      assert.deepEqual([rows.payment, rows.attempt, rows.received], ['succeeded', 'succeeded', '12000']);
-      assert.deepEqual(rows.events, ['payment.created'], 'the settlement that got there first wrote its own event (here none); this request wrote none');
-    } finally {
-      await releasePartner();
-    }
+    const { answered, paymentId } = await payWhileHeld(async (ids) => {
+      // What the completer's or the janitor's settlement leaves: the attempt and the payment settled, the capture
+      // journaled — before this request's own answer is recorded.
+      await keel.keel.database.db.transaction().execute(async (trx) => {
+        await trx.updateTable('payment_attempts').set({ status: 'succeeded' }).where('id', '=', ids.attempt).execute();
+        await trx.updateTable('payments').set({ status: 'succeeded', amount_received: 12000n }).where('id', '=', ids.payment).execute();
+        await sql`
+          WITH journal AS (INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id) SELECT gen_random_uuid(), merchant_id, 'capture', id FROM payments WHERE id = ${ids.payment} RETURNING id, merchant_id)
+          INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
+          SELECT journal.id, journal.merchant_id, posting.account, 'KRW', posting.amount FROM journal, (VALUES ('partner_receivable:toss', 12000), ('merchant_pending', -12000)) AS posting (account, amount)`.execute(trx);
+      });
+    });
+    assert.equal(answered.status, 200, JSON.stringify(answered.body));
+    assert.equal(answered.body.status, 'succeeded');
+    const rows = await rowsOf(paymentId);
+    assert.equal(rows.journal, 1, 'one capture in the ledger: the answer recorded nothing twice');
+    assert.deepEqual([rows.payment, rows.attempt, rows.received], ['succeeded', 'succeeded', '12000']);
+    assert.deepEqual(rows.events, ['payment.created'], 'the settlement that got there first wrote its own event (here none); this request wrote none');
   });
 });
 

@@ -219,7 +219,7 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
       const result = resultForPayment(updated);
       const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
       const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
-      await deps.statements.run('keel_payment_captured', capturedText, [
+      return await finishWith(deps, key, 'keel_payment_captured', capturedText, [
         payment.merchantId,
         attempt.id,
         partnerPaymentId,
@@ -233,47 +233,27 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
         payment.currency,
         journal.accounts,
         journal.amounts,
-        event.id,
-        event.data,
-        event.correlation_id,
-        result.status,
-        JSON.stringify(result.body),
-        key.id,
-        key.lockToken,
-      ]);
-      key.recoveryPoint = 'finished';
-      return result;
+      ], event, result);
     }
     if (outcome.kind === 'declined') {
       assertTransition(payment.status, 'failed');
       const updated: Payment = { ...payment, status: 'failed', gateway: attempt.gateway, failureCode: outcome.code, failureMessage: outcome.message, updatedAt: now };
       const result = resultForPayment(updated);
       const event = eventRow({ merchantId: payment.merchantId, type: 'payment.failed', aggregateId: payment.id, object: paymentToApi(updated) });
-      await deps.statements.run('keel_payment_declined', declinedText, [
-        payment.merchantId,
-        attempt.id,
-        outcome.code,
-        outcome.message,
-        now,
-        attempt.gateway,
-        payment.id,
-        payment.status,
-        event.id,
-        event.data,
-        event.correlation_id,
-        result.status,
-        JSON.stringify(result.body),
-        key.id,
-        key.lockToken,
-      ]);
-      key.recoveryPoint = 'finished';
-      return result;
+      return await finishWith(deps, key, 'keel_payment_declined', declinedText, [payment.merchantId, attempt.id, outcome.code, outcome.message, now, attempt.gateway, payment.id, payment.status], event, result);
     }
   } catch (error) {
     if (isGuardMiss(error)) return undefined;
     throw error;
   }
   return undefined;
+}
+
+/** Runs a last-phase statement whose parameters end with its event's and the finished key's; the key is finished. */
+async function finishWith(deps: PaymentsDeps, key: IdempotencyKey, name: string, text: string, values: readonly unknown[], event: ReturnType<typeof eventRow>, result: OperationResult): Promise<OperationResult> {
+  await deps.statements.run(name, text, [...values, event.id, event.data, event.correlation_id, result.status, JSON.stringify(result.body), key.id, key.lockToken]);
+  key.recoveryPoint = 'finished';
+  return result;
 }
 
 /** `keel_assert`'s error: the statement's guard missed and nothing it did was kept. */
