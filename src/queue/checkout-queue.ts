@@ -19,7 +19,8 @@ import type { AdvanceInput, QueueSnapshot, QueueStore, TicketRecord, UseResult }
  *
  * The estimated wait is Little's law, W = L / λ: the shopper's position over the admission rate. While anyone
  * waits, admissions go at the token rate — the capacity — so λ is the capacity, and the smoothed measured
- * admission rate when the capacity is unbounded.
+ * admission rate when the capacity is unbounded. A capacity the API measures grows while it is used, and the
+ * wait counts that growth in (`#waitS`).
  */
 export const tickMs = 500;
 export const queueCookie = 'keel_queue';
