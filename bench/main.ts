@@ -184,29 +184,29 @@ function paymentBody(prefix: string): string {
 async function keelRun(schema: string): Promise<{ run: Run; merchantId: string }> {
   const config = { ...loadConfig({}), databaseUrl, port: 0, logLevel: process.env['KEEL_BENCH_LOG_LEVEL'] ?? 'info' };
   const keel = await createKeel({ config, role: 'all', inMemory: true, databaseSchema: schema, simulatorPort: 0, logDestination: pino.destination(process.env['KEEL_BENCH_LOG'] ?? '/dev/null') });
-  let merchantId = '';
+  let merchant;
+  let url;
+  try {
+    // The benchmark measures the payment path, not the per-key rate limit (which still runs on every request).
+    merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop', rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } });
+    url = await keel.listen();
+  } catch (error) {
+    await keel.close();
+    throw error;
+  }
+  const { secret_key: secretKey } = merchant;
   const run = await measure(
     'keel: POST /v1/payments confirm',
-    await (async (): Promise<Target> => {
-      try {
-        // The benchmark measures the payment path, not the per-key rate limit (which still runs on every request).
-        const merchant = await createMerchant(keel.database.db, keel.services.deps.cipher, { name: 'Bench Shop', rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } });
-        merchantId = merchant.id;
-        const url = await keel.listen();
-        return {
-          url,
-          path: '/v1/payments',
-          makeRequest: () => ({ headers: { authorization: `Bearer ${merchant.secret_key}`, 'idempotency-key': randomUUID() }, body: paymentBody('bench') }),
-          statements: () => ({ all: statementCounts.request + statementCounts.background, background: statementCounts.background }),
-          close: () => keel.close(),
-        };
-      } catch (error) {
-        await keel.close();
-        throw error;
-      }
-    })(),
+    {
+      url,
+      path: '/v1/payments',
+      makeRequest: () => ({ headers: { authorization: `Bearer ${secretKey}`, 'idempotency-key': randomUUID() }, body: paymentBody('bench') }),
+      statements: () => ({ all: statementCounts.request + statementCounts.background, background: statementCounts.background }),
+      close: () => keel.close(),
+    },
     true,
   );
+  const merchantId = merchant.id;
   return { run, merchantId };
 }
 

@@ -138,8 +138,9 @@ export function claimedKey(claim: KeyClaim, id: string, point: RecoveryPoint, re
   return { id, merchantId: claim.merchantId, key: claim.key, lockToken: claim.lockToken, recoveryPoint: point, paymentId: references.paymentId, refundId: null, attemptId: references.attemptId };
 }
 
-export async function beginKey(db: Db, request: BeginRequest): Promise<BeginResult> {
-  const hash = requestHash(request.cipher, request.method, request.path, request.body);
+/** `hash`: the request's digest when a claim already computed it. */
+export async function beginKey(db: Db, request: BeginRequest & { readonly hash?: string }): Promise<BeginResult> {
+  const hash = request.hash ?? requestHash(request.cipher, request.method, request.path, request.body);
   const lockToken = randomUUID();
   const inserted = await db
     .insertInto('idempotency_keys')

@@ -43,15 +43,17 @@ export async function runUnderKey(
   operation: (context: OperationContext) => Promise<OperationResult>,
   fresh?: FreshStart,
 ): Promise<KeyedOutcome> {
-  if (fresh !== undefined) {
-    const started = await fresh(claimKey({ merchantId: merchant.id, ...request, cipher: deps.cipher })).catch((error: unknown) => {
+  const claim = fresh === undefined ? undefined : claimKey({ merchantId: merchant.id, ...request, cipher: deps.cipher });
+  if (fresh !== undefined && claim !== undefined) {
+    const started = await fresh(claim).catch((error: unknown) => {
       // `order_id_taken` comes from the first statement, which wrote nothing and proved the key new.
       if (isKeelError(error) && error.code !== 'order_id_taken') return undefined;
       throw error;
     });
     if (started !== undefined) return { kind: 'answered', result: await execute(deps, merchant, started.key, started.rest), replayed: false };
   }
-  const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs, cipher: deps.cipher });
+  // The digest a claim computed is the same request's.
+  const begun = await beginKey(deps.db, { merchantId: merchant.id, ...request, lockTimeoutMs, cipher: deps.cipher, ...(claim === undefined ? {} : { hash: claim.hash }) });
   switch (begun.kind) {
     case 'replay':
       return { kind: 'answered', result: { status: begun.status, body: begun.body, final: true }, replayed: true };

@@ -132,7 +132,7 @@ export class CapacityMeter {
     const pressed = checkoutsPerS >= 0.9 * (this.#apiCapacity ?? slowStart ?? Infinity);
     // The quiet latency is learnt while nothing saturates or presses checkout.
     if (!saturated && !pressed && latency !== undefined) {
-      const weight = 1 - Math.exp(-(last.at - previous.at) / baselineTauMs);
+      const weight = 1 - Math.exp(-(stepS * 1000) / baselineTauMs);
       this.#quiet = quiet === undefined ? latency : { totalS: quiet.totalS + weight * (latency.totalS - quiet.totalS), ownS: quiet.ownS + weight * (latency.ownS - quiet.ownS) };
     }
     // After a drop, the next decision waits for a window wholly after it.

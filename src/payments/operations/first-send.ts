@@ -3,7 +3,7 @@ import { claimedKey, claimedKeyColumns, claimedKeyValues, type IdempotencyKey, t
 import { eventRow } from '../../events/outbox.js';
 import { capturePostings, effectiveDay, journalValues } from '../../ledger/ledger.js';
 import { isUniqueViolation } from '../../storage/database.js';
-import { newId } from '../../storage/ids.js';
+import { newId, uuidv7 } from '../../storage/ids.js';
 import { KeelError } from '../../errors.js';
 import { paymentToApi } from '../serialize.js';
 import { assertTransition } from '../state-machine.js';
@@ -120,7 +120,7 @@ export interface StartedPayment {
 /** Phase `attempt_created`, the key inserted with it; `undefined` when the key exists already. */
 export async function startPayment(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, input: CreatePaymentInput & { readonly source: NonNullable<CreatePaymentInput['source']> }): Promise<StartedPayment | undefined> {
   const [gateway] = chargeablePartners({ deps, merchant }, input.currency, input.source);
-  const paymentId = newId('payment').uuid;
+  const paymentId = uuidv7();
   const attemptId = newId('attempt');
   const now = new Date();
   const payment: Payment = {
