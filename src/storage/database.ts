@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, type Dialect } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, type Dialect, type MigrationResultSet } from 'kysely';
 import pg from 'pg';
 import { CommentingDialect, countStatement } from './commenting-dialect.js';
 import { migrationProvider } from './migrations/index.js';
@@ -158,7 +158,16 @@ export async function deploymentId(db: Kysely<KeelDatabase>): Promise<string> {
 }
 
 /** Brings the schema up to date; safe to run on every start and from several processes at once. */
-export async function migrateToLatest(database: Database): Promise<readonly string[]> {
+export function migrateToLatest(database: Database): Promise<readonly string[]> {
+  return migrate(database, (migrator) => migrator.migrateToLatest());
+}
+
+/** Brings the schema to `version` (an upgrade test's starting point), as `migrateToLatest` does. */
+export function migrateTo(database: Database, version: string): Promise<readonly string[]> {
+  return migrate(database, (migrator) => migrator.migrateTo(version));
+}
+
+async function migrate(database: Database, run: (migrator: Migrator) => Promise<MigrationResultSet>): Promise<readonly string[]> {
   // Kysely looks for its migration tables in every schema unless told which one: name it, so databases that
   // hold several Keel schemas (tests, side-by-side deployments) never see each other's migration state.
   const migrator = new Migrator({
@@ -167,7 +176,7 @@ export async function migrateToLatest(database: Database): Promise<readonly stri
     ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }),
   });
   for (let attempt = 1; ; attempt += 1) {
-    const { error, results } = await migrator.migrateToLatest();
+    const { error, results } = await run(migrator);
     // Kysely finds its migration table by reading the catalog of every schema in the database; a schema another
     // deployment drops during that read fails it before anything ran here: "schema … does not exist" (3F000), or
     // "relation … does not exist" (42P01) for a table of that schema the read had listed.

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Migrator, sql } from 'kysely';
+import { sql } from 'kysely';
 import { Writable } from 'node:stream';
 import { after, before } from 'node:test';
 import { loadConfig, type KeelConfig } from '../config.js';
 import { createMerchant, type CreatedMerchant, type NewMerchant } from '../merchants/merchants.js';
 import { createKeel, type Keel } from '../runtime.js';
-import { dropSchema, openDatabase, type Database } from '../storage/database.js';
-import { migrationProvider } from '../storage/migrations/index.js';
+import { dropSchema, migrateTo, openDatabase, type Database } from '../storage/database.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
@@ -93,24 +92,22 @@ export function testDatabaseUrl(forceEmbedded = false): string | undefined {
  * starts from and adds a merchant, as an earlier Keel would have left it.
  */
 export function useUpgradeDatabase(): (version: string) => Promise<{ database: Database; merchantId: string }> {
-  let opened: { database: Database; migrator: Migrator } | undefined;
+  let opened: Database | undefined;
   const url = testDatabaseUrl();
   const schema = url === undefined ? undefined : `keel_test_${randomBytes(6).toString('hex')}`;
   before(async () => {
-    const database = await openDatabase({ url, schema });
-    opened = { database, migrator: new Migrator({ db: database.db, provider: migrationProvider, ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }) }) };
+    opened = await openDatabase({ url, schema });
   });
   after(async () => {
-    await opened?.database.close();
+    await opened?.close();
     if (url !== undefined && schema !== undefined) await dropSchema(url, schema);
   });
   return async (version: string) => {
     assert.ok(opened !== undefined, 'the upgrade database opens before the tests');
-    const migrated = await opened.migrator.migrateTo(version);
-    assert.equal(migrated.error, undefined, String(migrated.error));
+    await migrateTo(opened, version);
     const merchantId = randomUUID();
-    await opened.database.db.insertInto('merchants').values({ id: merchantId, name: 'Upgraded', brand_name: 'U', country: 'KR', gateway: 'toss', partner_secret_key_encrypted: 'x' }).execute();
-    return { database: opened.database, merchantId };
+    await opened.db.insertInto('merchants').values({ id: merchantId, name: 'Upgraded', brand_name: 'U', country: 'KR', gateway: 'toss', partner_secret_key_encrypted: 'x' }).execute();
+    return { database: opened, merchantId };
   };
 }
 
