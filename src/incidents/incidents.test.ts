@@ -296,8 +296,10 @@ describe('chat-ops', () => {
     const refusals = [
       slack('open sev1 unsigned', { channel, signature: null }),
       slack('open sev1 forged', { channel, secret: 'not-the-secret' }),
-      slack('open sev1 stale', { channel, at: Date.now() - 301_000 }),
-      slack('open sev1 future', { channel, at: Date.now() + 301_000 }),
+      // A minute past the 300 s window either way: the requests are signed here and sent one after another, and
+      // a timestamp is whole seconds, so a margin of one second would let a slow run slip back inside the window.
+      slack('open sev1 stale', { channel, at: Date.now() - 360_000 }),
+      slack('open sev1 future', { channel, at: Date.now() + 360_000 }),
       slack('open sev1 tampered', { channel, signature: `v0=${'0'.repeat(64)}` }),
     ];
     for (const request of refusals) {
