@@ -134,8 +134,8 @@ export function claimedKeyValues(claim: KeyClaim, point: RecoveryPoint, referenc
 }
 
 /** The key a claim became once its statement inserted it as row `id`. */
-export function claimedKey(claim: KeyClaim, id: string, point: RecoveryPoint, references: { paymentId: string; attemptId: string }): IdempotencyKey {
-  return { id, merchantId: claim.merchantId, key: claim.key, lockToken: claim.lockToken, recoveryPoint: point, paymentId: references.paymentId, refundId: null, attemptId: references.attemptId };
+export function claimedKey(claim: KeyClaim, id: string, point: RecoveryPoint, references: { paymentId: string; attemptId: string; refundId?: string }): IdempotencyKey {
+  return { id, merchantId: claim.merchantId, key: claim.key, lockToken: claim.lockToken, recoveryPoint: point, paymentId: references.paymentId, refundId: references.refundId ?? null, attemptId: references.attemptId };
 }
 
 /** `hash`: the request's digest when a claim already computed it. */

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { KeelError } from '../errors.js';
-import { createRefund } from './operations/refund.js';
+import { createRefund, startRefund } from './operations/refund.js';
 import { findPayment, findRefund, listRefunds, toRefund } from './repository.js';
 import { ListQuery, listOf, pageOf } from '../http/lists.js';
 import { refundToApi } from './serialize.js';
@@ -19,15 +19,25 @@ export function registerRefundRoutes(app: KeelApp, services: KeelServices): void
   const secret = { auth: 'secret' } as const;
 
   app.post('/v1/refunds', { config: secret, schema: { body: CreateRefundBody, tags: ['refunds'] } }, (request, reply) =>
-    inContext(request, async () =>
-      idempotent(services, request, reply, async (context) => {
-        const paymentId = publicToUuid('payment', request.body.payment);
-        const payment = paymentId === undefined ? undefined : await findPayment(deps.db, context.merchant.id, paymentId);
-        if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${request.body.payment}.`, { param: 'payment' });
-        const amount = request.body.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-        return createRefund(context, { paymentId: payment.id, amount, reason: request.body.reason });
-      }),
-    ),
+    inContext(request, async () => {
+      const { body } = request;
+      const paymentId = publicToUuid('payment', body.payment);
+      // The cost floor first (its statement checks the payment and what remains refundable); a refund it cannot
+      // reserve goes the general way, which answers why.
+      const fresh = startRefund(deps, request.merchant, paymentId, { amount: body.amount === undefined ? undefined : BigInt(body.amount), reason: body.reason });
+      return idempotent(
+        services,
+        request,
+        reply,
+        async (context) => {
+          const payment = paymentId === undefined ? undefined : await findPayment(deps.db, context.merchant.id, paymentId);
+          if (payment === undefined) throw new KeelError('resource_missing', `No such payment: ${body.payment}.`, { param: 'payment' });
+          const amount = body.amount === undefined ? undefined : checkAmount(body.amount, payment.currency);
+          return createRefund(context, { paymentId: payment.id, amount, reason: body.reason });
+        },
+        fresh,
+      );
+    }),
   );
 
   app.get('/v1/refunds', { config: secret, schema: { querystring: ListRefundsQuery, tags: ['refunds'] } }, (request) =>

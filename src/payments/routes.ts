@@ -2,7 +2,7 @@ import type { Static } from 'typebox';
 import { KeelError } from '../errors.js';
 import { authorizePayment } from './operations/authorize.js';
 import { cancelPayment } from './operations/cancel.js';
-import { capturePayment } from './operations/capture.js';
+import { capturePayment, startCapture } from './operations/capture.js';
 import { createPayment, startCreatePayment, type CreatePaymentInput } from './operations/create.js';
 import { findPayment, listPayments, toPayment } from './repository.js';
 import { listOf, pageOf } from '../http/lists.js';
@@ -78,13 +78,22 @@ export function registerPaymentRoutes(app: KeelApp, services: KeelServices): voi
   );
 
   app.post('/v1/payments/:id/capture', { config: secret, schema: { params: IdParams, body: CaptureBody, tags: ['payments'] } }, (request, reply) =>
-    inContext(request, async () =>
-      idempotent(services, request, reply, async (context) => {
-        const payment = await loadOr404(context.merchant, request.params.id);
-        const amount = request.body?.amount === undefined ? undefined : checkAmount(request.body.amount, payment.currency);
-        return capturePayment(context, payment.id, amount);
-      }),
-    ),
+    inContext(request, async () => {
+      const requested = request.body?.amount;
+      // The cost floor first (its statement checks the payment); a payment it cannot capture goes the general way.
+      const fresh = startCapture(deps, request.merchant, publicToUuid('payment', request.params.id), requested === undefined ? undefined : BigInt(requested));
+      return idempotent(
+        services,
+        request,
+        reply,
+        async (context) => {
+          const payment = await loadOr404(context.merchant, request.params.id);
+          const amount = requested === undefined ? undefined : checkAmount(requested, payment.currency);
+          return capturePayment(context, payment.id, amount);
+        },
+        fresh,
+      );
+    }),
   );
 
   app.post('/v1/payments/:id/cancel', { config: secret, schema: { params: IdParams, body: CancelBody, tags: ['payments'] } }, (request, reply) =>

@@ -1,12 +1,18 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
-import { capturePostings, effectiveDay, postTransaction } from '../../ledger/ledger.js';
-import { uuidToPublic } from '../../storage/ids.js';
-import type { KeelDatabase } from '../../storage/schema.js';
-import { latestTokenForPayment, liveAttempts } from '../repository.js';
+import { eventRow } from '../../events/outbox.js';
+import { claimedKey, type KeyClaim } from '../../idempotency/keys.js';
+import { capturePostings, effectiveDay, journalValues, postTransaction } from '../../ledger/ledger.js';
+import type { MerchantContext } from '../../merchants/types.js';
+import { newId, uuidToPublic } from '../../storage/ids.js';
+import type { KeelDatabase, PaymentRow } from '../../storage/schema.js';
+import type { FreshStart } from '../keyed.js';
+import { latestTokenForPayment, liveAttempts, toPayment } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
+import { assertTransition } from '../state-machine.js';
 import type { Attempt, Payment } from '../types.js';
-import { errorResult, partnerContext, type OperationContext, type OperationResult } from './context.js';
+import { errorResult, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing, runNamed } from './guarded.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, openAttempt, orderNameOf, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
@@ -36,8 +42,138 @@ export async function capturePayment(context: OperationContext, paymentId: strin
   });
   if (step.kind === 'answer') return step.result;
   if (step.kind === 'ask_again') return askCaptureAgain(context, step.attempt, step.payment);
-  const outcome = await sendCapture(context, step.attempt, step.payment);
-  return settle(context, step.attempt, outcome, recordCapture, { resent: false });
+  return sendAndRecord(context, step.attempt, step.payment);
+}
+
+/**
+ * A capture at its cost floor, tried before the general path: phase `attempt_created` in one statement
+ * (`keel_capture_start`: the key inserted, the payment locked and checked, the attempt written, the stored
+ * token read), the partner call, and a captured answer recorded in one statement. A key that exists, or a
+ * payment in no state to capture, wrote nothing and sends the request the general way, which answers it.
+ */
+export function startCapture(deps: PaymentsDeps, merchant: MerchantContext, paymentId: string | undefined, requestedAmount: bigint | undefined): FreshStart {
+  return async (claim) => {
+    if (paymentId === undefined) return undefined;
+    const started = await insertCaptureAttempt(deps, merchant, claim, paymentId, requestedAmount);
+    if (started === undefined) return undefined;
+    return { key: started.key, rest: (context) => sendAndRecord(context, started.attempt, started.payment, started.token) };
+  };
+}
+
+const captureStart = namedStatement(
+  'keel_capture_start',
+  'SELECT keel_capture_start(:merchant_id, :key, :method, :path, :hash, :lock_token, :correlation_id, :payment_id, :attempt_id, :partner_key, :amount, :now) AS started',
+);
+
+interface StartedRow {
+  readonly key_id: string;
+  readonly payment: PaymentRow;
+  readonly amount: string;
+  readonly token: string | null;
+  readonly last_sent_at: string;
+}
+
+async function insertCaptureAttempt(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, paymentId: string, requestedAmount: bigint | undefined) {
+  const attemptId = newId('attempt');
+  const partnerKey = `keel_${attemptId.publicId}`;
+  const now = new Date();
+  let started: StartedRow | null | undefined;
+  try {
+    const rows = await runNamed<{ started: StartedRow | null }>(deps.statements, captureStart, {
+      ...claimParameters(claim),
+      payment_id: paymentId,
+      attempt_id: attemptId.uuid,
+      partner_key: partnerKey,
+      amount: requestedAmount ?? null,
+      now,
+    });
+    started = rows[0]?.started;
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
+  if (started == null) return undefined;
+  const payment = toPayment(started.payment);
+  const attempt: Attempt = {
+    id: attemptId.uuid,
+    merchantId: merchant.id,
+    paymentId,
+    refundId: null,
+    gateway: payment.gateway,
+    operation: 'capture',
+    status: 'pending',
+    amount: BigInt(started.amount),
+    partnerIdempotencyKey: partnerKey,
+    partnerPaymentId: payment.partnerPaymentId,
+    partnerTokenEncrypted: null,
+    inquiryCount: 0,
+    sourceFingerprint: null,
+    reason: null,
+    lastSentAt: new Date(started.last_sent_at),
+    createdAt: now,
+  };
+  return { key: claimedKey(claim, started.key_id, 'attempt_created', { paymentId, attemptId: attemptId.uuid }), payment, attempt, token: started.token };
+}
+
+/** Phases 2 and 3: the partner call, then its outcome, a captured answer in one statement when it can be. */
+async function sendAndRecord(context: OperationContext, attempt: Attempt, payment: Payment, token?: string | null): Promise<OperationResult> {
+  context.deps.faults.check('after_attempt_created');
+  const outcome = await sendCapture(context, attempt, payment, token);
+  context.deps.faults.check('after_partner_call');
+  return (await settleCaptured(context, attempt, payment, outcome)) ?? settle(context, attempt, outcome, recordCapture, { resent: false });
+}
+
+const captured = namedStatement(
+  'keel_capture_captured',
+  `
+WITH attempt AS (
+  UPDATE payment_attempts SET status = 'succeeded', partner_payment_id = :partner_payment_id, updated_at = :now
+  WHERE id = :attempt_id AND merchant_id = :merchant_id AND status = 'pending'
+  RETURNING id
+), payment AS (
+  UPDATE payments SET status = 'succeeded', amount_received = :amount, amount_capturable = 0, partner_payment_id = coalesce(:partner_payment_id, partner_payment_id), updated_at = :now
+  WHERE id = :payment_id AND merchant_id = :merchant_id AND status = 'requires_capture' AND EXISTS (SELECT 1 FROM attempt)
+  RETURNING id
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
+);
+
+/**
+ * A captured answer to this request's own capture, recorded in one statement guarded by the states the first
+ * phase left (the attempt `pending`, the payment `requires_capture`) and the key's lock; `undefined` for any
+ * other answer, or when a guard missed (nothing was written), for the general `settle` to record.
+ */
+async function settleCaptured(context: OperationContext, attempt: Attempt, payment: Payment, outcome: Settlement<Captured>): Promise<OperationResult | undefined> {
+  const { deps, key } = context;
+  if (key === null || outcome.kind !== 'approved' || payment.status !== 'requires_capture') return undefined;
+  const now = new Date();
+  assertTransition(payment.status, 'succeeded');
+  const partnerPaymentId = outcome.value.partnerPaymentId;
+  const updated: Payment = { ...payment, status: 'succeeded', amountReceived: attempt.amount, amountCapturable: 0n, partnerPaymentId: partnerPaymentId ?? payment.partnerPaymentId, updatedAt: now };
+  const journal = journalValues({ kind: 'capture', postings: capturePostings(updated.gateway, attempt.amount) });
+  const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
+  try {
+    return await runFinishing(
+      deps.statements,
+      captured,
+      key,
+      {
+        merchant_id: payment.merchantId,
+        attempt_id: attempt.id,
+        payment_id: payment.id,
+        refund_id: null,
+        partner_payment_id: partnerPaymentId,
+        amount: attempt.amount,
+        currency: payment.currency,
+        now,
+        ...journalParameters(journal, 'capture', effectiveDay(attempt.createdAt)),
+        ...eventParameters(event),
+      },
+      resultForPayment(updated),
+    );
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
 }
 
 /** The same capture under the same key while the partner keeps it, otherwise an inquiry. */
@@ -49,9 +185,10 @@ export function askCaptureAgain(context: OperationContext, attempt: Attempt, pay
   });
 }
 
-async function sendCapture(context: OperationContext, attempt: Attempt, payment: Payment): Promise<Settlement<Captured>> {
+/** `stored`: the payment's stored token when the caller has read it already (null: there is none). */
+async function sendCapture(context: OperationContext, attempt: Attempt, payment: Payment, stored?: string | null): Promise<Settlement<Captured>> {
   const { deps, merchant } = context;
-  const token = await latestTokenForPayment(deps.db, merchant.id, payment.id);
+  const token = stored !== undefined ? stored : await latestTokenForPayment(deps.db, merchant.id, payment.id);
   const outcome = await deps.gateways.connector(attempt.gateway).capture(partnerContext(merchant, attempt.gateway, attempt.partnerIdempotencyKey), {
     attemptId: uuidToPublic('attempt', attempt.id),
     orderId: payment.orderId,

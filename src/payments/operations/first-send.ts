@@ -3,6 +3,7 @@ import { claimedKey, claimedKeyColumns, claimedKeyValues, type IdempotencyKey, t
 import { eventRow } from '../../events/outbox.js';
 import { capturePostings, effectiveDay, journalValues } from '../../ledger/ledger.js';
 import { isUniqueViolation } from '../../storage/database.js';
+import { eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing } from './guarded.js';
 import { newId, uuidv7 } from '../../storage/ids.js';
 import { KeelError } from '../../errors.js';
 import { paymentToApi } from '../serialize.js';
@@ -56,59 +57,33 @@ WITH key AS (
 )
 SELECT (SELECT id FROM key) AS key_id, (SELECT last_sent_at FROM attempt) AS last_sent_at`;
 
-const keyFinishText = `key AS (
-  UPDATE idempotency_keys SET recovery_point = 'finished', response_status = $K, response_body = $K, response_sealed = NULL, locked_at = NULL, lock_token = NULL, updated_at = now()
-  WHERE id = $K AND lock_token = $K AND EXISTS (SELECT 1 FROM payment)
-  RETURNING id
-)
-SELECT keel_assert(EXISTS (SELECT 1 FROM key), 'the first send settles as its first phase left it') AS ok`;
-
-/** Numbers the `$K` placeholders of the key's part from `first` on. */
-function withKeyFinish(text: string, first: number): string {
-  let next = first;
-  return `${text}, ${keyFinishText.replaceAll('$K', () => `$${next++}`)}`;
-}
-
-const capturedText = withKeyFinish(
+const captured = namedStatement(
+  'keel_payment_captured',
   `
 WITH attempt AS (
-  UPDATE payment_attempts SET status = 'succeeded', partner_payment_id = $3, partner_token_encrypted = $4, updated_at = $5
-  WHERE id = $2 AND merchant_id = $1 AND status = 'pending'
+  UPDATE payment_attempts SET status = 'succeeded', partner_payment_id = :partner_payment_id, partner_token_encrypted = :token, updated_at = :now
+  WHERE id = :attempt_id AND merchant_id = :merchant_id AND status = 'pending'
   RETURNING id
 ), payment AS (
-  UPDATE payments SET status = 'succeeded', amount_received = amount, amount_capturable = 0, partner_payment_id = $3, gateway = $6,
-    failure_code = NULL, failure_message = NULL, updated_at = $5
-  WHERE id = $7 AND merchant_id = $1 AND status = $8 AND EXISTS (SELECT 1 FROM attempt)
+  UPDATE payments SET status = 'succeeded', amount_received = amount, amount_capturable = 0, partner_payment_id = :partner_payment_id, gateway = :gateway,
+    failure_code = NULL, failure_message = NULL, updated_at = :now
+  WHERE id = :payment_id AND merchant_id = :merchant_id AND status = :from_status AND EXISTS (SELECT 1 FROM attempt)
   RETURNING id
-), journal AS (
-  INSERT INTO ledger_transactions (id, merchant_id, kind, payment_id, effective_date)
-  SELECT $9, $1, 'capture', id, $10 FROM payment
-  RETURNING id
-), entries AS (
-  INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
-  SELECT journal.id, $1, posting.account, $11, posting.amount FROM journal, unnest($12::text[], $13::bigint[]) AS posting (account, amount)
-), event AS (
-  INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, correlation_id)
-  SELECT $14, $1, 'payment.succeeded', id, $15, $16 FROM payment
-)`,
-  17,
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
 );
 
-const declinedText = withKeyFinish(
+const declined = namedStatement(
+  'keel_payment_declined',
   `
 WITH attempt AS (
-  UPDATE payment_attempts SET status = 'declined', failure_code = $3, failure_message = $4, updated_at = $5
-  WHERE id = $2 AND merchant_id = $1 AND status = 'pending'
+  UPDATE payment_attempts SET status = 'declined', failure_code = :failure_code, failure_message = :failure_message, updated_at = :now
+  WHERE id = :attempt_id AND merchant_id = :merchant_id AND status = 'pending'
   RETURNING id
 ), payment AS (
-  UPDATE payments SET status = 'failed', gateway = $6, failure_code = $3, failure_message = $4, updated_at = $5
-  WHERE id = $7 AND merchant_id = $1 AND status = $8 AND EXISTS (SELECT 1 FROM attempt)
+  UPDATE payments SET status = 'failed', gateway = :gateway, failure_code = :failure_code, failure_message = :failure_message, updated_at = :now
+  WHERE id = :payment_id AND merchant_id = :merchant_id AND status = :from_status AND EXISTS (SELECT 1 FROM attempt)
   RETURNING id
-), event AS (
-  INSERT INTO outbox (id, merchant_id, type, aggregate_id, data, correlation_id)
-  SELECT $9, $1, 'payment.failed', id, $10, $11 FROM payment
-)`,
-  12,
+), ${eventPart('payment')}, ${finishKeyPart('payment')}`,
 );
 
 export interface StartedPayment {
@@ -211,52 +186,39 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
   const { deps, key } = context;
   if (key === null || payment.status !== 'requires_confirmation') return undefined;
   const now = new Date();
+  const common = { merchant_id: payment.merchantId, attempt_id: attempt.id, payment_id: payment.id, from_status: payment.status, gateway: attempt.gateway, now };
   try {
     if (outcome.kind === 'approved' && outcome.value.captured) {
       const { partnerPaymentId, token } = outcome.value;
       assertTransition(payment.status, 'succeeded');
       const updated: Payment = { ...payment, status: 'succeeded', amountReceived: payment.amount, amountCapturable: 0n, partnerPaymentId, gateway: attempt.gateway, failureCode: null, failureMessage: null, updatedAt: now };
-      const result = resultForPayment(updated);
       const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
       const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
-      return await finishWith(deps, key, 'keel_payment_captured', capturedText, [
-        payment.merchantId,
-        attempt.id,
-        partnerPaymentId,
-        token === null ? null : deps.cipher.encrypt(token),
-        now,
-        attempt.gateway,
-        payment.id,
-        payment.status,
-        journal.id,
-        effectiveDay(attempt.createdAt),
-        payment.currency,
-        journal.accounts,
-        journal.amounts,
-      ], event, result);
+      return await runFinishing(
+        deps.statements,
+        captured,
+        key,
+        {
+          ...common,
+          refund_id: null,
+          partner_payment_id: partnerPaymentId,
+          token: token === null ? null : deps.cipher.encrypt(token),
+          currency: payment.currency,
+          ...journalParameters(journal, 'capture', effectiveDay(attempt.createdAt)),
+          ...eventParameters(event),
+        },
+        resultForPayment(updated),
+      );
     }
     if (outcome.kind === 'declined') {
       assertTransition(payment.status, 'failed');
       const updated: Payment = { ...payment, status: 'failed', gateway: attempt.gateway, failureCode: outcome.code, failureMessage: outcome.message, updatedAt: now };
-      const result = resultForPayment(updated);
       const event = eventRow({ merchantId: payment.merchantId, type: 'payment.failed', aggregateId: payment.id, object: paymentToApi(updated) });
-      return await finishWith(deps, key, 'keel_payment_declined', declinedText, [payment.merchantId, attempt.id, outcome.code, outcome.message, now, attempt.gateway, payment.id, payment.status], event, result);
+      return await runFinishing(deps.statements, declined, key, { ...common, failure_code: outcome.code, failure_message: outcome.message, ...eventParameters(event) }, resultForPayment(updated));
     }
   } catch (error) {
     if (isGuardMiss(error)) return undefined;
     throw error;
   }
   return undefined;
-}
-
-/** Runs a last-phase statement whose parameters end with its event's and the finished key's; the key is finished. */
-async function finishWith(deps: PaymentsDeps, key: IdempotencyKey, name: string, text: string, values: readonly unknown[], event: ReturnType<typeof eventRow>, result: OperationResult): Promise<OperationResult> {
-  await deps.statements.run(name, text, [...values, event.id, event.data, event.correlation_id, result.status, JSON.stringify(result.body), key.id, key.lockToken]);
-  key.recoveryPoint = 'finished';
-  return result;
-}
-
-/** `keel_assert`'s error: the statement's guard missed and nothing it did was kept. */
-function isGuardMiss(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === 'KEEL1';
 }

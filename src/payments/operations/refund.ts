@@ -1,13 +1,17 @@
 import type { Kysely } from 'kysely';
 import { KeelError } from '../../errors.js';
-import { appendEvent } from '../../events/outbox.js';
-import { effectiveDay, postTransaction, refundPostings } from '../../ledger/ledger.js';
+import { appendEvent, eventRow } from '../../events/outbox.js';
+import { claimedKey, type KeyClaim } from '../../idempotency/keys.js';
+import { effectiveDay, journalValues, postTransaction, refundPostings } from '../../ledger/ledger.js';
+import type { MerchantContext } from '../../merchants/types.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
-import type { KeelDatabase } from '../../storage/schema.js';
-import { findRefund, pendingRefundTotal, updatePayment } from '../repository.js';
+import type { KeelDatabase, PaymentRow } from '../../storage/schema.js';
+import type { FreshStart } from '../keyed.js';
+import { findRefund, pendingRefundTotal, toPayment, updatePayment } from '../repository.js';
 import { refundToApi } from '../serialize.js';
 import type { Attempt, Payment, Refund } from '../types.js';
-import { errorResult, ok, partnerContext, type OperationContext, type OperationResult } from './context.js';
+import { errorResult, ok, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing, runNamed } from './guarded.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle } from './steps.js';
 
@@ -53,8 +57,146 @@ export async function createRefund(context: OperationContext, input: RefundInput
   });
   if (step.kind === 'answer') return step.result;
   if (step.kind === 'ask_again') return askRefundAgain(context, step.attempt, step.payment);
-  const outcome = await sendRefund(context, step.attempt, step.payment);
-  return settle(context, step.attempt, outcome, recordRefund, { resent: false });
+  return sendAndRecord(context, step.attempt, step.payment, undefined);
+}
+
+/**
+ * A refund at its cost floor, tried before the general path: phase `attempt_created` in one statement
+ * (`keel_refund_start`: the key inserted, the payment locked, what remains refundable counted with the pending
+ * refunds, the refund and its attempt written), the partner call, and an approval recorded in one statement. A
+ * key that exists, or a refund the payment cannot take, wrote nothing and sends the request the general way,
+ * which answers it.
+ */
+export function startRefund(deps: PaymentsDeps, merchant: MerchantContext, paymentId: string | undefined, input: Omit<RefundInput, 'paymentId'>): FreshStart {
+  return async (claim) => {
+    if (paymentId === undefined) return undefined;
+    const started = await insertRefundAttempt(deps, merchant, claim, { ...input, paymentId });
+    if (started === undefined) return undefined;
+    return { key: started.key, rest: (context) => sendAndRecord(context, started.attempt, started.payment, started.refund) };
+  };
+}
+
+const refundStart = namedStatement(
+  'keel_refund_start',
+  'SELECT keel_refund_start(:merchant_id, :key, :method, :path, :hash, :lock_token, :correlation_id, :payment_id, :refund_id, :attempt_id, :partner_key, :amount, :reason, :attempt_reason, :now) AS started',
+);
+
+interface StartedRow {
+  readonly key_id: string;
+  readonly payment: PaymentRow;
+  readonly amount: string;
+  readonly last_sent_at: string;
+}
+
+async function insertRefundAttempt(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, input: RefundInput) {
+  const refundId = newId('refund').uuid;
+  const attemptId = newId('attempt');
+  const partnerKey = `keel_${attemptId.publicId}`;
+  const reason = input.reason ?? defaultRefundReason;
+  const now = new Date();
+  let started: StartedRow | null | undefined;
+  try {
+    const rows = await runNamed<{ started: StartedRow | null }>(deps.statements, refundStart, {
+      ...claimParameters(claim),
+      payment_id: input.paymentId,
+      refund_id: refundId,
+      attempt_id: attemptId.uuid,
+      partner_key: partnerKey,
+      amount: input.amount ?? null,
+      reason: input.reason ?? null,
+      attempt_reason: reason,
+      now,
+    });
+    started = rows[0]?.started;
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
+  if (started == null) return undefined;
+  const payment = toPayment(started.payment);
+  const amount = BigInt(started.amount);
+  const refund: Refund = { id: refundId, merchantId: merchant.id, paymentId: payment.id, amount, currency: payment.currency, status: 'pending', reason: input.reason ?? null, failureCode: null, createdAt: now };
+  const attempt: Attempt = {
+    id: attemptId.uuid,
+    merchantId: merchant.id,
+    paymentId: payment.id,
+    refundId,
+    gateway: payment.gateway,
+    operation: 'refund',
+    status: 'pending',
+    amount,
+    partnerIdempotencyKey: partnerKey,
+    partnerPaymentId: payment.partnerPaymentId,
+    partnerTokenEncrypted: null,
+    inquiryCount: 0,
+    sourceFingerprint: null,
+    reason,
+    lastSentAt: new Date(started.last_sent_at),
+    createdAt: now,
+  };
+  return { key: claimedKey(claim, started.key_id, 'attempt_created', { paymentId: payment.id, attemptId: attemptId.uuid, refundId }), payment, attempt, refund };
+}
+
+/** Phases 2 and 3: the partner call, then its outcome; an approval of a refund at hand in one statement. */
+async function sendAndRecord(context: OperationContext, attempt: Attempt, payment: Payment, refund: Refund | undefined): Promise<OperationResult> {
+  context.deps.faults.check('after_attempt_created');
+  const outcome = await sendRefund(context, attempt, payment);
+  context.deps.faults.check('after_partner_call');
+  return (refund === undefined ? undefined : await settleRefunded(context, attempt, payment, refund, outcome)) ?? settle(context, attempt, outcome, recordRefund, { resent: false });
+}
+
+const refunded = namedStatement(
+  'keel_refund_refunded',
+  `
+WITH attempt AS (
+  UPDATE payment_attempts SET status = 'succeeded', updated_at = :now
+  WHERE id = :attempt_id AND merchant_id = :merchant_id AND status = 'pending'
+  RETURNING id
+), refund AS (
+  UPDATE refunds SET status = 'succeeded', failure_code = NULL, updated_at = :now
+  WHERE id = :refund_id AND merchant_id = :merchant_id AND status = 'pending' AND EXISTS (SELECT 1 FROM attempt)
+  RETURNING id
+), payment AS (
+  UPDATE payments SET amount_refunded = amount_refunded + :amount, updated_at = :now
+  WHERE id = :payment_id AND merchant_id = :merchant_id AND status = 'succeeded' AND EXISTS (SELECT 1 FROM refund)
+  RETURNING id
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
+);
+
+/**
+ * An approval of this request's own refund, recorded in one statement guarded by the states the first phase
+ * left (the attempt and the refund `pending`) and the key's lock; `undefined` for any other answer, or when a
+ * guard missed (nothing was written), for the general `settle` to record.
+ */
+async function settleRefunded(context: OperationContext, attempt: Attempt, payment: Payment, refund: Refund, outcome: Settlement<Refunded>): Promise<OperationResult | undefined> {
+  const { deps, key } = context;
+  if (key === null || outcome.kind !== 'approved') return undefined;
+  const now = new Date();
+  const object = refundToApi({ ...refund, status: 'succeeded', failureCode: null });
+  const journal = journalValues({ kind: 'refund', postings: refundPostings(payment.gateway, refund.amount) });
+  const event = eventRow({ merchantId: payment.merchantId, type: 'refund.succeeded', aggregateId: refund.id, object });
+  try {
+    return await runFinishing(
+      deps.statements,
+      refunded,
+      key,
+      {
+        merchant_id: payment.merchantId,
+        attempt_id: attempt.id,
+        refund_id: refund.id,
+        payment_id: payment.id,
+        amount: refund.amount,
+        currency: payment.currency,
+        now,
+        ...journalParameters(journal, 'refund', effectiveDay(attempt.createdAt)),
+        ...eventParameters(event),
+      },
+      ok(200, object),
+    );
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
 }
 
 /** The same refund under the same key while the partner keeps it, otherwise an inquiry by its own reference. */

@@ -670,6 +670,85 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  '0027_follow_up_starts': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // The first phase of a capture or a refund in one statement (payments/operations/capture.ts, refund.ts): the key
+      // inserted at attempt_created, the payment locked and checked, the attempt (and the refund) written. A
+      // function, not a CTE: its statements after the lock read a snapshot taken after the lock was granted, so
+      // an attempt another request committed while this one waited is seen; a CTE's reads would all use the
+      // snapshot from before the wait. An existing key answers NULL having written nothing; a payment in no state
+      // for the operation raises KEEL1, the key's insert undone with everything else. The payment comes back as
+      // JSON with its amounts as text (a JSON number would round amounts above 2^53).
+      await sql`
+        CREATE FUNCTION keel_payment_json(p payments) RETURNS jsonb LANGUAGE sql STABLE AS $$
+          SELECT to_jsonb(p) || jsonb_build_object('amount', p.amount::text, 'amount_capturable', p.amount_capturable::text,
+            'amount_received', p.amount_received::text, 'amount_refunded', p.amount_refunded::text)
+        $$;
+        CREATE FUNCTION keel_capture_start(p_merchant uuid, p_key text, p_method text, p_path text, p_hash text, p_lock_token uuid,
+          p_correlation_id text, p_payment uuid, p_attempt uuid, p_partner_key text, p_amount bigint, p_now timestamptz)
+        RETURNS jsonb LANGUAGE plpgsql AS $$
+        DECLARE
+          p payments;
+          capture_amount bigint;
+          token text;
+          key_id bigint;
+        BEGIN
+          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, attempt_id, correlation_id)
+          VALUES (p_merchant, p_key, p_method, p_path, p_hash, 'attempt_created', now(), p_lock_token, p_payment, p_attempt, p_correlation_id)
+          ON CONFLICT (merchant_id, key) DO NOTHING
+          RETURNING id INTO key_id;
+          IF key_id IS NULL THEN
+            RETURN NULL;
+          END IF;
+          SELECT * INTO p FROM payments WHERE id = p_payment AND merchant_id = p_merchant FOR UPDATE;
+          capture_amount := coalesce(p_amount, p.amount_capturable);
+          IF p.id IS NULL OR p.status <> 'requires_capture' OR capture_amount > p.amount_capturable OR capture_amount <= 0
+            OR EXISTS (SELECT 1 FROM payment_attempts WHERE merchant_id = p_merchant AND payment_id = p_payment AND status IN ('pending', 'unknown')) THEN
+            RAISE EXCEPTION 'keel guard missed: the payment can be captured' USING ERRCODE = 'KEEL1';
+          END IF;
+          INSERT INTO payment_attempts (id, merchant_id, payment_id, gateway, operation, status, amount, partner_idempotency_key, partner_payment_id, created_at, updated_at)
+          VALUES (p_attempt, p_merchant, p_payment, p.gateway, 'capture', 'pending', capture_amount, p_partner_key, p.partner_payment_id, p_now, p_now);
+          SELECT partner_token_encrypted INTO token FROM payment_attempts
+          WHERE merchant_id = p_merchant AND payment_id = p_payment AND operation = 'authorize' AND status = 'succeeded'
+          ORDER BY id DESC LIMIT 1;
+          RETURN jsonb_build_object('key_id', key_id::text, 'payment', keel_payment_json(p), 'amount', capture_amount::text, 'token', token, 'last_sent_at', now());
+        END
+        $$;
+        CREATE FUNCTION keel_refund_start(p_merchant uuid, p_key text, p_method text, p_path text, p_hash text, p_lock_token uuid,
+          p_correlation_id text, p_payment uuid, p_refund uuid, p_attempt uuid, p_partner_key text, p_amount bigint, p_reason text,
+          p_attempt_reason text, p_now timestamptz)
+        RETURNS jsonb LANGUAGE plpgsql AS $$
+        DECLARE
+          p payments;
+          refundable bigint;
+          refund_amount bigint;
+          key_id bigint;
+        BEGIN
+          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, refund_id, attempt_id, correlation_id)
+          VALUES (p_merchant, p_key, p_method, p_path, p_hash, 'attempt_created', now(), p_lock_token, p_payment, p_refund, p_attempt, p_correlation_id)
+          ON CONFLICT (merchant_id, key) DO NOTHING
+          RETURNING id INTO key_id;
+          IF key_id IS NULL THEN
+            RETURN NULL;
+          END IF;
+          SELECT * INTO p FROM payments WHERE id = p_payment AND merchant_id = p_merchant FOR UPDATE;
+          -- Unfinished refunds count against what remains, as in the general path (operations/refund.ts).
+          refundable := p.amount_received - p.amount_refunded
+            - (SELECT coalesce(sum(amount), 0) FROM refunds WHERE merchant_id = p_merchant AND payment_id = p_payment AND status = 'pending');
+          refund_amount := coalesce(p_amount, refundable);
+          IF p.id IS NULL OR p.status <> 'succeeded' OR refund_amount <= 0 OR refund_amount > refundable THEN
+            RAISE EXCEPTION 'keel guard missed: the payment can be refunded' USING ERRCODE = 'KEEL1';
+          END IF;
+          INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason, created_at, updated_at)
+          VALUES (p_refund, p_merchant, p_payment, refund_amount, p.currency, 'pending', p_reason, p_now, p_now);
+          INSERT INTO payment_attempts (id, merchant_id, payment_id, refund_id, gateway, operation, status, amount, partner_idempotency_key, partner_payment_id, reason, created_at, updated_at)
+          VALUES (p_attempt, p_merchant, p_payment, p_refund, p.gateway, 'refund', 'pending', refund_amount, p_partner_key, p.partner_payment_id, p_attempt_reason, p_now, p_now);
+          RETURN jsonb_build_object('key_id', key_id::text, 'payment', keel_payment_json(p), 'amount', refund_amount::text, 'last_sent_at', now());
+        END
+        $$;
+      `.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
