@@ -86,7 +86,7 @@ interface Body {
   readonly payment_method: { readonly card: { readonly number: string; readonly exp_month: number; readonly exp_year: number; readonly cvc: string } };
 }
 
-export async function startPaymentFloor(options: { readonly databaseUrl: string; readonly schema: string; /** The merchant's public id. */ readonly merchantId: string; readonly poolSize: number }): Promise<PaymentFloor> {
+export async function startPaymentFloor(options: { readonly databaseUrl: string; readonly schema: string; /** The merchant's public id. */ readonly merchantId: string; readonly poolSize: number; /** This run's orders start with it (runs share the merchant). */ readonly orderPrefix: string }): Promise<PaymentFloor> {
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize, options: `-c search_path=${options.schema}` });
   const simulator = await startSimulator({ port: 0 });
   const toss = createTossConnector(new PartnerHttpClient(simulator.url, partnerHttpDefaults));
@@ -175,8 +175,8 @@ export async function startPaymentFloor(options: { readonly databaseUrl: string;
            (SELECT count(*) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.payment_id = p.id) AS entries,
            (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.payment_id = p.id) AS balance,
            (SELECT count(*) FROM outbox o WHERE o.aggregate_id = p.id) AS events
-         FROM payments p WHERE p.merchant_id = $1 AND p.correlation_id IS NOT NULL AND p.order_id LIKE 'floor_%'`,
-        [merchantId],
+         FROM payments p WHERE p.merchant_id = $1 AND p.correlation_id IS NOT NULL AND p.order_id LIKE $2`,
+        [merchantId, `${options.orderPrefix}%`],
       );
       for (const row of rows) {
         assert.equal(byOrder.get(row.order_id) ?? 0, row.status === 'succeeded' ? 1 : 0, `order ${row.order_id}: one charge at the partner`);

@@ -309,7 +309,7 @@ export async function createKeel(options: KeelOptions): Promise<Keel> {
     await bus.subscribe('webhooks', webhookConsumer(database.db));
     // A projections consumer created now replays the stream from a little before the model's last rebuild, so
     // an event another worker published meanwhile is not missed (what the rebuild counted, the inbox skips).
-    await bus.subscribe(projectionConsumer, projectionsConsumer(database.db, logger), {
+    await bus.subscribe(projectionConsumer, projectionsConsumer(database, logger), {
       concurrency: projectionConcurrency,
       startAt: new Date(built.rebuiltAt.getTime() - projectionReplayMarginMs),
     });

@@ -21,13 +21,14 @@ export async function appendEvent(db: Kysely<KeelDatabase>, event: NewEvent): Pr
 }
 
 /** The outbox row of an event, for a statement that writes it itself (payments/operations/first-send.ts). */
-export function eventRow(event: NewEvent): { id: string; merchant_id: string; type: string; aggregate_id: string; data: string; correlation_id: string | null } {
+/** `objectJson`: the event's object already serialized (the same object the request answers with). */
+export function eventRow(event: NewEvent, objectJson?: string): { id: string; merchant_id: string; type: string; aggregate_id: string; data: string; correlation_id: string | null } {
   return {
     id: uuidv7(),
     merchant_id: event.merchantId,
     type: event.type,
     aggregate_id: event.aggregateId,
-    data: JSON.stringify({ object: event.object }),
+    data: objectJson === undefined ? JSON.stringify({ object: event.object }) : `{"object":${objectJson}}`,
     correlation_id: currentContext()?.correlationId ?? null,
   };
 }

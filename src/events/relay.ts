@@ -138,14 +138,11 @@ export function deduplicated(
   db: Kysely<KeelDatabase>,
   consumer: string,
   apply: (trx: Kysely<KeelDatabase>, event: KeelEvent) => Promise<void>,
-  options: { readonly before?: (trx: Kysely<KeelDatabase>) => Promise<void> } = {},
 ): EventHandler {
   return async (event) => {
     const eventId = publicToUuid('event', event.id);
     if (eventId === undefined) throw new Error(`not an event id: ${event.id}`);
     await db.transaction().execute(async (trx) => {
-      // A consumer that can be rebuilt takes its lock before it reads its inbox.
-      await options.before?.(trx);
       const inserted = await trx
         .insertInto('inbox')
         .values({ consumer, event_id: eventId })

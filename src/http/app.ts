@@ -146,12 +146,14 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     },
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Hooks with nothing to wait for take Fastify's callback form: no promise, no microtask, per request.
+  app.addHook('onRequest', (request, reply, done) => {
     request.correlationId = (request.raw as RawWithCorrelation).keelCorrelationId ?? correlationIdFrom(undefined);
     request.keelDeadlineAt = Date.now() + services.config.requestDeadlineMs;
     request.keelTiming = { partnerMs: 0 };
     void reply.header('x-correlation-id', request.correlationId);
     void reply.header('request-id', request.id);
+    done();
   });
   const shedding = await registerShedding(app, services.config.shedding, services.deps.metrics);
   services.concurrencyLimit.current = shedding.limiter;
@@ -191,11 +193,12 @@ export async function buildApp(services: KeelServices, routeModules: readonly Ro
     const admitted = ticket !== undefined && (await admittedTicket(services.checkoutQueue, ticket, request.merchant.id));
     return shedding.admitTenant(request, reply, request.merchant.id, admitted ? 'finish' : 'new');
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_class: `${Math.floor(reply.statusCode / 100)}xx` };
     const { metrics } = services.deps;
     metrics.httpRequestDurationSeconds.observe(labels, reply.elapsedTime / 1000);
     metrics.httpRequestOwnDurationSeconds.observe(labels, Math.max(0, reply.elapsedTime - (request.keelTiming?.partnerMs ?? 0)) / 1000);
+    done();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(request, reply, toKeelError(error, request)));

@@ -24,19 +24,18 @@ export function assertSafeInput(value: unknown, prefix: string): void {
   const pending: { value: unknown; path: readonly string[] }[] = [{ value, path: [] }];
   for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
     const { value: current, path } = item;
-    const param = () => paramName(prefix, path);
     if (typeof current === 'string') {
-      if (!isSafeText(current)) throw refusal(param(), 'must be well-formed Unicode text without NUL characters');
+      if (!isSafeText(current)) throw refusal(paramName(prefix, path), 'must be well-formed Unicode text without NUL characters');
       continue;
     }
     if (typeof current === 'number') {
       if (!Number.isFinite(current) || (Number.isInteger(current) && !Number.isSafeInteger(current))) {
-        throw refusal(param(), 'is beyond the exact range of a number (2^53 - 1); send amounts in minor units');
+        throw refusal(paramName(prefix, path), 'is beyond the exact range of a number (2^53 - 1); send amounts in minor units');
       }
       continue;
     }
     if (current === null || typeof current !== 'object') continue;
-    if (path.length >= nestingDepthMax) throw refusal(param(), `is nested more than ${nestingDepthMax} levels deep`);
+    if (path.length >= nestingDepthMax) throw refusal(paramName(prefix, path), `is nested more than ${nestingDepthMax} levels deep`);
     if (Array.isArray(current)) {
       current.forEach((element: unknown, index) => pending.push({ value: element, path: [...path, String(index)] }));
       continue;

@@ -125,7 +125,10 @@ export async function registerShedding(app: KeelApp, options: SheddingOptions, m
     metrics.concurrency.set({ kind: 'in_flight' }, limiter.inFlight);
     metrics.concurrency.set({ kind: 'limit' }, limiter.limit);
   };
-  app.addHook('onResponse', async (request, reply) => release(request, reply.statusCode < 500));
+  app.addHook('onResponse', (request, reply, done) => {
+    release(request, reply.statusCode < 500);
+    done();
+  });
   app.addHook('onRequestAbort', async (request) => release(request, false));
   return { limiter, admitTenant: admit };
 }

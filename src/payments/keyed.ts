@@ -111,6 +111,7 @@ export async function idempotent(
     case 'answered': {
       if (outcome.replayed) void reply.header('idempotent-replayed', 'true');
       for (const [name, value] of Object.entries(outcome.result.headers ?? {})) void reply.header(name, value);
+      if (outcome.result.json !== undefined) return reply.status(outcome.result.status).type('application/json; charset=utf-8').send(outcome.result.json);
       return reply.status(outcome.result.status).send(outcome.result.body);
     }
   }

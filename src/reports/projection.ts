@@ -2,7 +2,9 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { outboxPrunedBefore } from '../storage/retention.js';
 import type { EventHandler, KeelEvent } from '../events/bus.js';
-import { deduplicated, toKeelEvent } from '../events/relay.js';
+import { toKeelEvent } from '../events/relay.js';
+import type { PreparedStatements } from '../storage/database.js';
+import { namedStatement, runNamed, type NamedStatement } from '../storage/named-statements.js';
 import { publicToUuid } from '../storage/ids.js';
 import type { KeelDatabase } from '../storage/schema.js';
 
@@ -56,7 +58,8 @@ interface Increment {
 }
 
 /** The advisory lock key of this schema's read models (tests run many schemas in one database). */
-const lockKey = sql<number>`hashtext(current_schema() || '.keel.projections')`;
+const lockKeyText = "hashtext(current_schema() || '.keel.projections')";
+const lockKey = sql<number>`${sql.raw(lockKeyText)}`;
 
 function shardOf(id: string): number {
   let hash = 0x811c9dc5;
@@ -170,16 +173,120 @@ export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger, from
   if (increment !== undefined && (fromDay === undefined || increment.day >= fromDay)) await addIncrement(trx, increment);
 }
 
-/** The worker's consumer: each projected event applied once, under the shared side of the rebuild lock. */
-export function projectionsConsumer(db: Db, logger: Logger): EventHandler {
-  const handler = deduplicated(db, projectionConsumer, (trx, event) => applyEvent(trx, event, logger), {
-    before: async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock_shared(${lockKey})`.execute(trx);
-    },
-  });
+/**
+ * The worker's consumer: each projected event applied once, under the shared side of the rebuild lock, in one
+ * statement (a named prepared statement per kind of increment) that commits by itself: the lock, the inbox
+ * entry, the counters and a decline's failure code. The counters and the failure code are written only when
+ * the inbox entry is new. The statement's snapshot predates the lock's wait, but nothing it writes depends on
+ * what it reads under that snapshot: the inbox's and the counters' `ON CONFLICT` see the rows a rebuild
+ * committed meanwhile, so an event the rebuild counted is skipped, and an increment adds to the rebuilt row.
+ */
+export function projectionsConsumer(database: { readonly statements: PreparedStatements }, logger: Logger): EventHandler {
   return async (event) => {
-    if (projectedEventTypes.has(event.type)) await handler(event);
+    if (!projectedEventTypes.has(event.type)) return;
+    const eventId = publicToUuid('event', event.id);
+    if (eventId === undefined) throw new Error(`not an event id: ${event.id}`);
+    let increment: Increment | RefundKey | undefined;
+    try {
+      increment = event.type === 'refund.succeeded' ? refundKey(event) : paymentIncrement(event);
+    } catch (error) {
+      if (!(error instanceof MalformedEventError)) throw error;
+      leftOut(logger, event, error.message);
+      increment = undefined;
+    }
+    const statement = applyStatement(increment);
+    const rows = await runNamed<{ applied: boolean; found: boolean }>(database.statements, statement, { consumer: projectionConsumer, event_id: eventId, ...incrementParameters(increment) });
+    if (rows[0]?.applied === true && rows[0].found === false) leftOut(logger, event, 'refund event names a payment Keel does not have');
   };
+}
+
+function leftOut(logger: Logger, event: KeelEvent, reason: string): void {
+  logger.error({ event_id: event.id, event_type: event.type, err_message: reason }, 'event left out of the read model');
+}
+
+/** A refund's increment but its country and partner, which the statement reads from its payment. */
+interface RefundKey {
+  readonly paymentId: string;
+  readonly merchantId: string;
+  readonly day: string;
+  readonly currency: string;
+  readonly shard: number;
+  readonly counters: Partial<Record<CounterName, bigint>>;
+}
+
+function refundKey(event: KeelEvent): RefundKey {
+  const object = event.data.object;
+  const merchantId = publicToUuid('merchant', event.merchant);
+  const paymentId = publicToUuid('payment', text(object['payment'], 'payment'));
+  if (merchantId === undefined || paymentId === undefined) throw new MalformedEventError(`refund event ${event.id} names no merchant or payment`);
+  return {
+    paymentId,
+    merchantId,
+    day: text(object['created_at'], 'created_at').slice(0, 10),
+    currency: text(object['currency'], 'currency'),
+    shard: shardOf(text(object['id'], 'id')),
+    counters: { refunds: 1n, amount_refunded: amount(object['amount'], 'amount') },
+  };
+}
+
+function incrementParameters(increment: Increment | RefundKey | undefined): Record<string, unknown> {
+  if (increment === undefined) return {};
+  const counters = Object.fromEntries(counterNames.filter((name) => increment.counters[name] !== undefined).map((name) => [`counter_${name}`, increment.counters[name]]));
+  return {
+    merchant_id: increment.merchantId,
+    day: increment.day,
+    currency: increment.currency,
+    shard: increment.shard,
+    ...counters,
+    ...('paymentId' in increment ? { payment_id: increment.paymentId } : { country: increment.country, gateway: increment.gateway, failure_code: increment.failureCode ?? null }),
+  };
+}
+
+const applyStatements = new Map<string, NamedStatement>();
+
+/** The statement for an increment's shape (which counters, a refund's or a payment's, with a failure code or not). */
+function applyStatement(increment: Increment | RefundKey | undefined): NamedStatement {
+  const names = increment === undefined ? [] : counterNames.filter((name) => increment.counters[name] !== undefined);
+  const refund = increment !== undefined && 'paymentId' in increment;
+  const failure = increment !== undefined && !refund && (increment as Increment).failureCode !== undefined;
+  const shape = `${names.join('_')}${refund ? '_r' : ''}${failure ? '_f' : ''}`;
+  const known = applyStatements.get(shape);
+  if (known !== undefined) return known;
+  // The key's columns from the event (a payment's) or from the refund's payment, found by its id.
+  const source = refund ? `inbox, payments WHERE payments.id = :payment_id AND payments.merchant_id = :merchant_id` : 'inbox';
+  const country = refund ? 'payments.country' : ':country';
+  const gateway = refund ? `coalesce(payments.gateway, '')` : ':gateway';
+  const counters =
+    names.length === 0
+      ? ''
+      : `, counters AS (
+  INSERT INTO report_payments_daily (merchant_id, day, currency, country, gateway, shard, ${names.join(', ')})
+  SELECT :merchant_id, :day, :currency, ${country}, ${gateway}, :shard, ${names.map((name) => `:counter_${name}`).join(', ')} FROM ${source}
+  ON CONFLICT (merchant_id, day, currency, country, gateway, shard) DO UPDATE SET
+    ${names.map((name) => `${name} = report_payments_daily.${name} + EXCLUDED.${name}`).join(', ')}
+  RETURNING 1
+)`;
+  const failures = !failure
+    ? ''
+    : `, failures AS (
+  INSERT INTO report_payment_failures (merchant_id, day, currency, country, gateway, failure_code, shard, count)
+  SELECT :merchant_id, :day, :currency, :country, :gateway, :failure_code, :shard, 1 FROM inbox
+  ON CONFLICT (merchant_id, day, currency, country, gateway, failure_code, shard) DO UPDATE SET count = report_payment_failures.count + 1
+)`;
+  const statement = namedStatement(
+    `keel_projection_${shape || 'none'}`,
+    `
+WITH lock AS (
+  SELECT pg_advisory_xact_lock_shared(${lockKeyText})
+), inbox AS (
+  INSERT INTO inbox (consumer, event_id) SELECT :consumer, :event_id FROM lock
+  ON CONFLICT (consumer, event_id) DO NOTHING
+  RETURNING event_id
+)${counters}${failures}
+SELECT EXISTS (SELECT 1 FROM inbox) AS applied, ${names.length === 0 ? 'true' : 'EXISTS (SELECT 1 FROM counters)'} AS found`,
+  );
+  applyStatements.set(shape, statement);
+  return statement;
 }
 
 export interface RebuildReport {

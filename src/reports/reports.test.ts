@@ -122,7 +122,7 @@ describe('payments report', () => {
     await db.deleteFrom('report_payment_failures').execute();
     await db.deleteFrom('report_payments_daily').execute();
     await db.deleteFrom('inbox').where('consumer', '=', projectionConsumer).execute();
-    const consume = projectionsConsumer(db, keel.keel.logger);
+    const consume = projectionsConsumer(keel.keel.database, keel.keel.logger);
     for (const row of [...merchantRows].reverse()) await consume(toKeelEvent(row));
     assert.deepEqual((await report(merchant.secret_key)).body.data, counted.body.data);
   });
@@ -152,7 +152,7 @@ describe('payments report', () => {
   });
 
   test('a malformed event is logged and left out, never retried forever', async () => {
-    const consume = projectionsConsumer(keel.keel.database.db, keel.keel.logger);
+    const consume = projectionsConsumer(keel.keel.database, keel.keel.logger);
     const before = (await report(merchant.secret_key)).body.data;
     const malformed = { id: newId('event').publicId, type: 'payment.succeeded', created_at: new Date().toISOString(), merchant: keel.merchant.id, correlation_id: null, data: { object: { id: 'pay_x' } } };
     await consume(malformed);

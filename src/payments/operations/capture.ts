@@ -12,7 +12,8 @@ import { paymentToApi } from '../serialize.js';
 import { assertTransition } from '../state-machine.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
-import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing, runNamed } from './guarded.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
+import { namedStatement, runNamed } from '../../storage/named-statements.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, openAttempt, orderNameOf, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
@@ -150,7 +151,8 @@ async function settleCaptured(context: OperationContext, attempt: Attempt, payme
   const partnerPaymentId = outcome.value.partnerPaymentId;
   const updated: Payment = { ...payment, status: 'succeeded', amountReceived: attempt.amount, amountCapturable: 0n, partnerPaymentId: partnerPaymentId ?? payment.partnerPaymentId, updatedAt: now };
   const journal = journalValues({ kind: 'capture', postings: capturePostings(updated.gateway, attempt.amount) });
-  const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
+  const result = serializedOk(paymentToApi(updated));
+  const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: result.body }, result.json);
   try {
     return await runFinishing(
       deps.statements,
@@ -168,7 +170,7 @@ async function settleCaptured(context: OperationContext, attempt: Attempt, payme
         ...journalParameters(journal, 'capture', effectiveDay(attempt.createdAt)),
         ...eventParameters(event),
       },
-      resultForPayment(updated),
+      result,
     );
   } catch (error) {
     if (isGuardMiss(error)) return undefined;

@@ -74,6 +74,8 @@ export interface OperationResult {
   readonly headers?: Readonly<Record<string, string>>;
   /** The answer holds a secret (a webhook signing secret): it is stored encrypted under its key. */
   readonly sensitive?: boolean;
+  /** `body` already serialized, as it was stored under the key: sent as it is, not serialized again. */
+  readonly json?: string;
 }
 
 export function ok(status: number, body: unknown, options: { sensitive?: boolean } = {}): OperationResult {

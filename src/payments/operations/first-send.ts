@@ -3,7 +3,8 @@ import { claimedKey, claimedKeyColumns, claimedKeyValues, type IdempotencyKey, t
 import { eventRow } from '../../events/outbox.js';
 import { capturePostings, effectiveDay, journalValues } from '../../ledger/ledger.js';
 import { isUniqueViolation } from '../../storage/database.js';
-import { eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing } from './guarded.js';
+import { eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
+import { namedStatement } from '../../storage/named-statements.js';
 import { newId, uuidv7 } from '../../storage/ids.js';
 import { KeelError } from '../../errors.js';
 import { paymentToApi } from '../serialize.js';
@@ -193,7 +194,8 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
       assertTransition(payment.status, 'succeeded');
       const updated: Payment = { ...payment, status: 'succeeded', amountReceived: payment.amount, amountCapturable: 0n, partnerPaymentId, gateway: attempt.gateway, failureCode: null, failureMessage: null, updatedAt: now };
       const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
-      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: paymentToApi(updated) });
+      const result = serializedOk(paymentToApi(updated));
+      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: result.body }, result.json);
       return await runFinishing(
         deps.statements,
         captured,
@@ -207,7 +209,7 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
           ...journalParameters(journal, 'capture', effectiveDay(attempt.createdAt)),
           ...eventParameters(event),
         },
-        resultForPayment(updated),
+        result,
       );
     }
     if (outcome.kind === 'declined') {

@@ -2,42 +2,18 @@ import type { IdempotencyKey, KeyClaim } from '../../idempotency/keys.js';
 import type { eventRow } from '../../events/outbox.js';
 import type { journalValues } from '../../ledger/ledger.js';
 import type { PreparedStatements } from '../../storage/database.js';
+import { runNamed, type NamedStatement } from '../../storage/named-statements.js';
 import type { OperationResult } from './context.js';
 
 /**
- * The parts of Keel's single-statement phases (first-send.ts, follow-up.ts): a statement with named parameters,
- * numbered once when its module loads and run as a named prepared statement; the ledger's journal, an event and
- * the finished key as CTEs any such statement can end with; and the guard that makes a miss undo all of it.
+ * The parts of Keel's single-statement phases (first-send.ts, capture.ts, refund.ts), statements with named
+ * parameters (storage/named-statements.ts): the ledger's journal, an event and the finished key as CTEs any
+ * such statement can end with, and the guard that makes a miss undo all of it.
  *
  * A statement's guarded writes hang off one CTE (the guard): each later part writes only `FROM` it, and the key's
  * part asserts it wrote, so a guard that missed (a state another request moved, a key another request took over)
  * raises `KEEL1` and the statement — every part of it — rolls back.
  */
-export interface NamedStatement {
-  readonly name: string;
-  readonly text: string;
-  /** The parameter each `$n` stands for, in order. */
-  readonly order: readonly string[];
-}
-
-/** `:name` placeholders (not `::type` casts) become `$1…$n`, one number per name. */
-export function namedStatement(name: string, text: string): NamedStatement {
-  const order: string[] = [];
-  const numbered = text.replace(/(?<![:\w]):([a-z][a-z0-9_]*)/g, (_match, parameter: string) => {
-    if (!order.includes(parameter)) order.push(parameter);
-    return `$${order.indexOf(parameter) + 1}`;
-  });
-  return { name, text: numbered, order };
-}
-
-export function runNamed<R>(statements: PreparedStatements, statement: NamedStatement, parameters: Readonly<Record<string, unknown>>): Promise<R[]> {
-  const values = statement.order.map((parameter) => {
-    if (!(parameter in parameters)) throw new Error(`statement ${statement.name} needs :${parameter}`);
-    return parameters[parameter];
-  });
-  return statements.run<R>(statement.name, statement.text, values);
-}
-
 /** A claimed key's parameters for a start function (`keel_capture_start`, `keel_refund_start`). */
 export function claimParameters(claim: KeyClaim): Record<string, unknown> {
   return { merchant_id: claim.merchantId, key: claim.key, method: claim.method, path: claim.path, hash: claim.hash, lock_token: claim.lockToken, correlation_id: claim.correlationId };
@@ -84,9 +60,15 @@ SELECT keel_assert(EXISTS (SELECT 1 FROM key), 'the guarded phase found the stat
 
 /** Runs a statement that ends with `finishKeyPart`; the key is finished and `result` its stored answer. */
 export async function runFinishing(statements: PreparedStatements, statement: NamedStatement, key: IdempotencyKey, parameters: Readonly<Record<string, unknown>>, result: OperationResult): Promise<OperationResult> {
-  await runNamed(statements, statement, { ...parameters, response_status: result.status, response_body: JSON.stringify(result.body), key_id: key.id, lock_token: key.lockToken });
+  const json = result.json ?? JSON.stringify(result.body);
+  await runNamed(statements, statement, { ...parameters, response_status: result.status, response_body: json, key_id: key.id, lock_token: key.lockToken });
   key.recoveryPoint = 'finished';
-  return result;
+  return { ...result, json };
+}
+
+/** An answer of 200 with `object`, serialized once: the stored response, the reply and the event's object share it. */
+export function serializedOk<T extends Record<string, unknown>>(object: T): OperationResult & { readonly body: T; readonly json: string } {
+  return { status: 200, body: object, final: true, json: JSON.stringify(object) };
 }
 
 /** `keel_assert`'s error, or a start function's: the statement's guard missed and nothing it did was kept. */

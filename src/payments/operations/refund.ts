@@ -11,7 +11,8 @@ import { findRefund, pendingRefundTotal, toPayment, updatePayment } from '../rep
 import { refundToApi } from '../serialize.js';
 import type { Attempt, Payment, Refund } from '../types.js';
 import { errorResult, ok, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
-import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, namedStatement, runFinishing, runNamed } from './guarded.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
+import { namedStatement, runNamed } from '../../storage/named-statements.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle } from './steps.js';
 
@@ -172,9 +173,9 @@ async function settleRefunded(context: OperationContext, attempt: Attempt, payme
   const { deps, key } = context;
   if (key === null || outcome.kind !== 'approved') return undefined;
   const now = new Date();
-  const object = refundToApi({ ...refund, status: 'succeeded', failureCode: null });
+  const result = serializedOk(refundToApi({ ...refund, status: 'succeeded', failureCode: null }));
   const journal = journalValues({ kind: 'refund', postings: refundPostings(payment.gateway, refund.amount) });
-  const event = eventRow({ merchantId: payment.merchantId, type: 'refund.succeeded', aggregateId: refund.id, object });
+  const event = eventRow({ merchantId: payment.merchantId, type: 'refund.succeeded', aggregateId: refund.id, object: result.body }, result.json);
   try {
     return await runFinishing(
       deps.statements,
@@ -191,7 +192,7 @@ async function settleRefunded(context: OperationContext, attempt: Attempt, payme
         ...journalParameters(journal, 'refund', effectiveDay(attempt.createdAt)),
         ...eventParameters(event),
       },
-      ok(200, object),
+      result,
     );
   } catch (error) {
     if (isGuardMiss(error)) return undefined;
