@@ -168,14 +168,22 @@ export async function startPaymentFloor(options: { readonly databaseUrl: string;
       const byOrder = new Map<string, number>();
       for (const charge of charges.data) byOrder.set(charge.order_id, (byOrder.get(charge.order_id) ?? 0) + 1);
       const { rows } = await pool.query<{ order_id: string; amount: string; status: string; attempts: string; succeeded: string; keys: string; entries: string; balance: string; events: string }>(
-        `SELECT p.order_id, p.amount, p.status,
-           (SELECT count(*) FROM payment_attempts a WHERE a.payment_id = p.id) AS attempts,
-           (SELECT count(*) FROM payment_attempts a WHERE a.payment_id = p.id AND a.status = 'succeeded') AS succeeded,
-           (SELECT count(*) FROM idempotency_keys k WHERE k.payment_id = p.id AND k.recovery_point = 'finished') AS keys,
-           (SELECT count(*) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.payment_id = p.id) AS entries,
-           (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.payment_id = p.id) AS balance,
-           (SELECT count(*) FROM outbox o WHERE o.aggregate_id = p.id) AS events
-         FROM payments p WHERE p.merchant_id = $1 AND p.correlation_id IS NOT NULL AND p.order_id LIKE $2`,
+        // Counted per table in one pass each (hash joins), not per payment: the merchant's tables hold every
+        // earlier run's rows too.
+        `WITH p AS (
+           SELECT id, order_id, amount, status FROM payments WHERE merchant_id = $1 AND correlation_id IS NOT NULL AND order_id LIKE $2
+         ), a AS (
+           SELECT payment_id, count(*) AS attempts, count(*) FILTER (WHERE status = 'succeeded') AS succeeded FROM payment_attempts WHERE payment_id IN (SELECT id FROM p) GROUP BY payment_id
+         ), k AS (
+           SELECT payment_id, count(*) AS keys FROM idempotency_keys WHERE payment_id IN (SELECT id FROM p) AND recovery_point = 'finished' GROUP BY payment_id
+         ), e AS (
+           SELECT t.payment_id, count(*) AS entries, sum(e.amount) AS balance FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.payment_id IN (SELECT id FROM p) GROUP BY t.payment_id
+         ), o AS (
+           SELECT aggregate_id, count(*) AS events FROM outbox WHERE aggregate_id IN (SELECT id FROM p) GROUP BY aggregate_id
+         )
+         SELECT p.order_id, p.amount, p.status, coalesce(a.attempts, 0) AS attempts, coalesce(a.succeeded, 0) AS succeeded, coalesce(k.keys, 0) AS keys,
+           coalesce(e.entries, 0) AS entries, coalesce(e.balance, 0) AS balance, coalesce(o.events, 0) AS events
+         FROM p LEFT JOIN a ON a.payment_id = p.id LEFT JOIN k ON k.payment_id = p.id LEFT JOIN e ON e.payment_id = p.id LEFT JOIN o ON o.aggregate_id = p.id`,
         [merchantId, `${options.orderPrefix}%`],
       );
       for (const row of rows) {
