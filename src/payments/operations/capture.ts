@@ -5,15 +5,15 @@ import { claimedKey, type KeyClaim } from '../../idempotency/keys.js';
 import { capturePostings, effectiveDay, journalValues, postTransaction } from '../../ledger/ledger.js';
 import type { MerchantContext } from '../../merchants/types.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
-import type { KeelDatabase, PaymentRow } from '../../storage/schema.js';
+import type { KeelDatabase } from '../../storage/schema.js';
 import type { FreshStart } from '../keyed.js';
 import { latestTokenForPayment, liveAttempts, toPayment } from '../repository.js';
 import { paymentToApi } from '../serialize.js';
 import { assertTransition } from '../state-machine.js';
 import type { Attempt, Payment } from '../types.js';
 import { errorResult, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
-import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
-import { namedStatement, runNamed } from '../../storage/named-statements.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, journalParameters, journalPart, runFinishing, runStart, serializedOk, startedAttempt, unlessGuardMissed } from './guarded.js';
+import { namedStatement } from '../../storage/named-statements.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, openAttempt, orderNameOf, partnerCustomerKey, recordNotSent, recordUnknown, resultForPayment, resumeKeyAttempt, setAttempt, settle, transition } from './steps.js';
 
@@ -66,54 +66,26 @@ const captureStart = namedStatement(
   'SELECT keel_capture_start(:merchant_id, :key, :method, :path, :hash, :lock_token, :correlation_id, :payment_id, :attempt_id, :partner_key, :amount, :now) AS started',
 );
 
-interface StartedRow {
-  readonly key_id: string;
-  readonly payment: PaymentRow;
-  readonly amount: string;
-  readonly token: string | null;
-  readonly last_sent_at: string;
-}
-
 async function insertCaptureAttempt(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, paymentId: string, requestedAmount: bigint | undefined) {
   const attemptId = newId('attempt');
   const partnerKey = `keel_${attemptId.publicId}`;
   const now = new Date();
-  let started: StartedRow | null | undefined;
-  try {
-    const rows = await runNamed<{ started: StartedRow | null }>(deps.statements, captureStart, {
-      ...claimParameters(claim),
-      payment_id: paymentId,
-      attempt_id: attemptId.uuid,
-      partner_key: partnerKey,
-      amount: requestedAmount ?? null,
-      now,
-    });
-    started = rows[0]?.started;
-  } catch (error) {
-    if (isGuardMiss(error)) return undefined;
-    throw error;
-  }
-  if (started == null) return undefined;
+  const started = await runStart(deps.statements, captureStart, { ...claimParameters(claim), payment_id: paymentId, attempt_id: attemptId.uuid, partner_key: partnerKey, amount: requestedAmount ?? null, now });
+  if (started === undefined) return undefined;
   const payment = toPayment(started.payment);
-  const attempt: Attempt = {
+  const attempt = startedAttempt(started, {
     id: attemptId.uuid,
     merchantId: merchant.id,
     paymentId,
     refundId: null,
     gateway: payment.gateway,
     operation: 'capture',
-    status: 'pending',
-    amount: BigInt(started.amount),
     partnerIdempotencyKey: partnerKey,
     partnerPaymentId: payment.partnerPaymentId,
-    partnerTokenEncrypted: null,
-    inquiryCount: 0,
-    sourceFingerprint: null,
     reason: null,
-    lastSentAt: new Date(started.last_sent_at),
     createdAt: now,
-  };
-  return { key: claimedKey(claim, started.key_id, 'attempt_created', { paymentId, attemptId: attemptId.uuid }), payment, attempt, token: started.token };
+  });
+  return { key: claimedKey(claim, started.key_id, 'attempt_created', { paymentId, attemptId: attemptId.uuid }), payment, attempt, token: started.token ?? null };
 }
 
 /** Phases 2 and 3: the partner call, then its outcome, a captured answer in one statement when it can be. */
@@ -153,8 +125,8 @@ async function settleCaptured(context: OperationContext, attempt: Attempt, payme
   const journal = journalValues({ kind: 'capture', postings: capturePostings(updated.gateway, attempt.amount) });
   const result = serializedOk(paymentToApi(updated));
   const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: result.body }, result.json);
-  try {
-    return await runFinishing(
+  return unlessGuardMissed(
+    runFinishing(
       deps.statements,
       captured,
       key,
@@ -171,11 +143,8 @@ async function settleCaptured(context: OperationContext, attempt: Attempt, payme
         ...eventParameters(event),
       },
       result,
-    );
-  } catch (error) {
-    if (isGuardMiss(error)) return undefined;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** The same capture under the same key while the partner keeps it, otherwise an inquiry. */

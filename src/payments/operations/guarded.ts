@@ -3,6 +3,8 @@ import type { eventRow } from '../../events/outbox.js';
 import type { journalValues } from '../../ledger/ledger.js';
 import type { PreparedStatements } from '../../storage/database.js';
 import { runNamed, type NamedStatement } from '../../storage/named-statements.js';
+import type { PaymentRow } from '../../storage/schema.js';
+import type { Attempt } from '../types.js';
 import type { OperationResult } from './context.js';
 
 /**
@@ -69,6 +71,36 @@ export async function runFinishing(statements: PreparedStatements, statement: Na
 /** An answer of 200 with `object`, serialized once: the stored response, the reply and the event's object share it. */
 export function serializedOk<T extends Record<string, unknown>>(object: T): OperationResult & { readonly body: T; readonly json: string } {
   return { status: 200, body: object, final: true, json: JSON.stringify(object) };
+}
+
+/** What a start function (`keel_capture_start`, `keel_refund_start`, migration 0027) answers. */
+export interface StartedRow {
+  readonly key_id: string;
+  readonly payment: PaymentRow;
+  readonly amount: string;
+  readonly last_sent_at: string;
+  /** A capture's: the payment's stored partner token. */
+  readonly token?: string | null;
+}
+
+/** Runs a start function's statement: its answer, or `undefined` when the key exists or a guard missed. */
+export function runStart(statements: PreparedStatements, statement: NamedStatement, parameters: Readonly<Record<string, unknown>>): Promise<StartedRow | undefined> {
+  return unlessGuardMissed(runNamed<{ started: StartedRow | null }>(statements, statement, parameters).then((rows) => rows[0]?.started ?? undefined));
+}
+
+/** `work`'s answer, or `undefined` when its statement's guard missed (and so wrote nothing). */
+export async function unlessGuardMissed<T>(work: Promise<T>): Promise<T | undefined> {
+  try {
+    return await work;
+  } catch (error) {
+    if (isGuardMiss(error)) return undefined;
+    throw error;
+  }
+}
+
+/** The `pending` attempt a start function wrote, as its answer and the ids the caller chose describe it. */
+export function startedAttempt(started: StartedRow, fields: Pick<Attempt, 'id' | 'merchantId' | 'paymentId' | 'refundId' | 'gateway' | 'operation' | 'partnerIdempotencyKey' | 'partnerPaymentId' | 'reason' | 'createdAt'>): Attempt {
+  return { ...fields, status: 'pending', amount: BigInt(started.amount), partnerTokenEncrypted: null, inquiryCount: 0, sourceFingerprint: null, lastSentAt: new Date(started.last_sent_at) };
 }
 
 /** `keel_assert`'s error, or a start function's: the statement's guard missed and nothing it did was kept. */

@@ -5,14 +5,14 @@ import { claimedKey, type KeyClaim } from '../../idempotency/keys.js';
 import { effectiveDay, journalValues, postTransaction, refundPostings } from '../../ledger/ledger.js';
 import type { MerchantContext } from '../../merchants/types.js';
 import { newId, uuidToPublic } from '../../storage/ids.js';
-import type { KeelDatabase, PaymentRow } from '../../storage/schema.js';
+import type { KeelDatabase } from '../../storage/schema.js';
 import type { FreshStart } from '../keyed.js';
 import { findRefund, pendingRefundTotal, toPayment, updatePayment } from '../repository.js';
 import { refundToApi } from '../serialize.js';
 import type { Attempt, Payment, Refund } from '../types.js';
 import { errorResult, ok, partnerContext, type OperationContext, type OperationResult, type PaymentsDeps } from './context.js';
-import { claimParameters, eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
-import { namedStatement, runNamed } from '../../storage/named-statements.js';
+import { claimParameters, eventParameters, eventPart, finishKeyPart, journalParameters, journalPart, runFinishing, runStart, serializedOk, startedAttempt, unlessGuardMissed } from './guarded.js';
+import { namedStatement } from '../../storage/named-statements.js';
 import { fromPartner, type Settlement } from './outcome.js';
 import { askAgainAndSettle, lockPayment, markUnknown, openAttempt, resumeKeyAttempt, retryAfterSeconds, setAttempt, settle } from './steps.js';
 
@@ -82,59 +82,38 @@ const refundStart = namedStatement(
   'SELECT keel_refund_start(:merchant_id, :key, :method, :path, :hash, :lock_token, :correlation_id, :payment_id, :refund_id, :attempt_id, :partner_key, :amount, :reason, :attempt_reason, :now) AS started',
 );
 
-interface StartedRow {
-  readonly key_id: string;
-  readonly payment: PaymentRow;
-  readonly amount: string;
-  readonly last_sent_at: string;
-}
-
 async function insertRefundAttempt(deps: PaymentsDeps, merchant: MerchantContext, claim: KeyClaim, input: RefundInput) {
   const refundId = newId('refund').uuid;
   const attemptId = newId('attempt');
   const partnerKey = `keel_${attemptId.publicId}`;
   const reason = input.reason ?? defaultRefundReason;
   const now = new Date();
-  let started: StartedRow | null | undefined;
-  try {
-    const rows = await runNamed<{ started: StartedRow | null }>(deps.statements, refundStart, {
-      ...claimParameters(claim),
-      payment_id: input.paymentId,
-      refund_id: refundId,
-      attempt_id: attemptId.uuid,
-      partner_key: partnerKey,
-      amount: input.amount ?? null,
-      reason: input.reason ?? null,
-      attempt_reason: reason,
-      now,
-    });
-    started = rows[0]?.started;
-  } catch (error) {
-    if (isGuardMiss(error)) return undefined;
-    throw error;
-  }
-  if (started == null) return undefined;
+  const started = await runStart(deps.statements, refundStart, {
+    ...claimParameters(claim),
+    payment_id: input.paymentId,
+    refund_id: refundId,
+    attempt_id: attemptId.uuid,
+    partner_key: partnerKey,
+    amount: input.amount ?? null,
+    reason: input.reason ?? null,
+    attempt_reason: reason,
+    now,
+  });
+  if (started === undefined) return undefined;
   const payment = toPayment(started.payment);
-  const amount = BigInt(started.amount);
-  const refund: Refund = { id: refundId, merchantId: merchant.id, paymentId: payment.id, amount, currency: payment.currency, status: 'pending', reason: input.reason ?? null, failureCode: null, createdAt: now };
-  const attempt: Attempt = {
+  const attempt = startedAttempt(started, {
     id: attemptId.uuid,
     merchantId: merchant.id,
     paymentId: payment.id,
     refundId,
     gateway: payment.gateway,
     operation: 'refund',
-    status: 'pending',
-    amount,
     partnerIdempotencyKey: partnerKey,
     partnerPaymentId: payment.partnerPaymentId,
-    partnerTokenEncrypted: null,
-    inquiryCount: 0,
-    sourceFingerprint: null,
     reason,
-    lastSentAt: new Date(started.last_sent_at),
     createdAt: now,
-  };
+  });
+  const refund: Refund = { id: refundId, merchantId: merchant.id, paymentId: payment.id, amount: attempt.amount, currency: payment.currency, status: 'pending', reason: input.reason ?? null, failureCode: null, createdAt: now };
   return { key: claimedKey(claim, started.key_id, 'attempt_created', { paymentId: payment.id, attemptId: attemptId.uuid, refundId }), payment, attempt, refund };
 }
 
@@ -176,8 +155,8 @@ async function settleRefunded(context: OperationContext, attempt: Attempt, payme
   const result = serializedOk(refundToApi({ ...refund, status: 'succeeded', failureCode: null }));
   const journal = journalValues({ kind: 'refund', postings: refundPostings(payment.gateway, refund.amount) });
   const event = eventRow({ merchantId: payment.merchantId, type: 'refund.succeeded', aggregateId: refund.id, object: result.body }, result.json);
-  try {
-    return await runFinishing(
+  return unlessGuardMissed(
+    runFinishing(
       deps.statements,
       refunded,
       key,
@@ -193,11 +172,8 @@ async function settleRefunded(context: OperationContext, attempt: Attempt, payme
         ...eventParameters(event),
       },
       result,
-    );
-  } catch (error) {
-    if (isGuardMiss(error)) return undefined;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** The same refund under the same key while the partner keeps it, otherwise an inquiry by its own reference. */
