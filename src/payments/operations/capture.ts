@@ -107,7 +107,7 @@ WITH attempt AS (
   UPDATE payments SET status = 'succeeded', amount_received = :amount, amount_capturable = 0, partner_payment_id = coalesce(:partner_payment_id, partner_payment_id), updated_at = :now
   WHERE id = :payment_id AND merchant_id = :merchant_id AND status = 'requires_capture' AND EXISTS (SELECT 1 FROM attempt)
   RETURNING id
-), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment', { answerIsEvent: true })}`,
 );
 
 /**

@@ -70,7 +70,7 @@ WITH attempt AS (
     failure_code = NULL, failure_message = NULL, updated_at = :now
   WHERE id = :payment_id AND merchant_id = :merchant_id AND status = :from_status AND EXISTS (SELECT 1 FROM attempt)
   RETURNING id
-), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment', { answerIsEvent: true })}`,
 );
 
 const declined = namedStatement(

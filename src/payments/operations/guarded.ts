@@ -49,10 +49,15 @@ export function eventParameters(event: ReturnType<typeof eventRow>): Record<stri
   return { event_id: event.id, event_type: event.type, event_aggregate_id: event.aggregate_id, event_data: event.data, correlation_id: event.correlation_id };
 }
 
-/** The statement's end: the key finished with the response, fenced by its lock token, asserted. */
-export function finishKeyPart(guard: string): string {
+/**
+ * The statement's end: the key finished with the response, fenced by its lock token, asserted. With
+ * `answerIsEvent`, the stored response is the event's object (an approval answers with the object its event
+ * carries), so the statement sends that JSON once, not twice.
+ */
+export function finishKeyPart(guard: string, options: { readonly answerIsEvent?: boolean } = {}): string {
+  const body = options.answerIsEvent === true ? `(:event_data::jsonb) -> 'object'` : ':response_body';
   return `key AS (
-  UPDATE idempotency_keys SET recovery_point = 'finished', response_status = :response_status, response_body = :response_body, response_sealed = NULL,
+  UPDATE idempotency_keys SET recovery_point = 'finished', response_status = :response_status, response_body = ${body}, response_sealed = NULL,
     locked_at = NULL, lock_token = NULL, updated_at = now()
   WHERE id = :key_id AND lock_token = :lock_token AND EXISTS (SELECT 1 FROM ${guard})
   RETURNING id

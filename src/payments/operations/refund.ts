@@ -140,7 +140,7 @@ WITH attempt AS (
   UPDATE payments SET amount_refunded = amount_refunded + :amount, updated_at = :now
   WHERE id = :payment_id AND merchant_id = :merchant_id AND status = 'succeeded' AND EXISTS (SELECT 1 FROM refund)
   RETURNING id
-), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment')}`,
+), ${journalPart('payment')}, ${eventPart('payment')}, ${finishKeyPart('payment', { answerIsEvent: true })}`,
 );
 
 /**
