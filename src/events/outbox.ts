@@ -20,8 +20,10 @@ export async function appendEvent(db: Kysely<KeelDatabase>, event: NewEvent): Pr
   return uuidToPublic('event', row.id);
 }
 
-/** The outbox row of an event, for a statement that writes it itself (payments/operations/first-send.ts). */
-/** `objectJson`: the event's object already serialized (the same object the request answers with). */
+/**
+ * The outbox row of an event, for a statement that writes it itself (payments/operations/guarded.ts);
+ * `objectJson`: the event's object already serialized (the same object the request answers with).
+ */
 export function eventRow(event: NewEvent, objectJson?: string): { id: string; merchant_id: string; type: string; aggregate_id: string; data: string; correlation_id: string | null } {
   return {
     id: uuidv7(),

@@ -117,26 +117,15 @@ export function paymentIncrement(event: KeelEvent): Increment | undefined {
 
 /** A refund counts under its payment's country and partner, which the refund object does not carry. */
 async function refundIncrement(trx: Db, event: KeelEvent): Promise<Increment> {
-  const object = event.data.object;
-  const merchantId = publicToUuid('merchant', event.merchant);
-  const paymentId = publicToUuid('payment', text(object['payment'], 'payment'));
-  if (merchantId === undefined || paymentId === undefined) throw new MalformedEventError(`refund event ${event.id} names no merchant or payment`);
+  const { paymentId, ...key } = refundKey(event);
   const payment = await trx
     .selectFrom('payments')
     .select(['country', 'gateway'])
-    .where('merchant_id', '=', merchantId)
+    .where('merchant_id', '=', key.merchantId)
     .where('id', '=', paymentId)
     .executeTakeFirst();
   if (payment === undefined) throw new MalformedEventError(`refund event ${event.id} names a payment Keel does not have`);
-  return {
-    merchantId,
-    day: text(object['created_at'], 'created_at').slice(0, 10),
-    currency: text(object['currency'], 'currency'),
-    country: payment.country,
-    gateway: payment.gateway ?? '',
-    shard: shardOf(text(object['id'], 'id')),
-    counters: { refunds: 1n, amount_refunded: amount(object['amount'], 'amount') },
-  };
+  return { ...key, country: payment.country, gateway: payment.gateway ?? '' };
 }
 
 async function addIncrement(trx: Db, increment: Increment): Promise<void> {
@@ -167,7 +156,7 @@ export async function applyEvent(trx: Db, event: KeelEvent, logger: Logger, from
     increment = event.type === 'refund.succeeded' ? await refundIncrement(trx, event) : paymentIncrement(event);
   } catch (error) {
     if (!(error instanceof MalformedEventError)) throw error;
-    logger.error({ event_id: event.id, event_type: event.type, err_message: error.message }, 'event left out of the read model');
+    leftOut(logger, event, error.message);
     return;
   }
   if (increment !== undefined && (fromDay === undefined || increment.day >= fromDay)) await addIncrement(trx, increment);
@@ -196,7 +185,7 @@ export function projectionsConsumer(database: { readonly statements: PreparedSta
     }
     const statement = applyStatement(increment);
     const rows = await runNamed<{ applied: boolean; found: boolean }>(database.statements, statement, { consumer: projectionConsumer, event_id: eventId, ...incrementParameters(increment) });
-    if (rows[0]?.applied === true && rows[0].found === false) leftOut(logger, event, 'refund event names a payment Keel does not have');
+    if (rows[0]?.applied === true && rows[0].found === false) leftOut(logger, event, `refund event ${event.id} names a payment Keel does not have`);
   };
 }
 

@@ -3,7 +3,7 @@ import { claimedKey, claimedKeyColumns, claimedKeyValues, type IdempotencyKey, t
 import { eventRow } from '../../events/outbox.js';
 import { capturePostings, effectiveDay, journalValues } from '../../ledger/ledger.js';
 import { isUniqueViolation } from '../../storage/database.js';
-import { eventParameters, eventPart, finishKeyPart, isGuardMiss, journalParameters, journalPart, runFinishing, serializedOk } from './guarded.js';
+import { eventParameters, eventPart, finishKeyPart, journalParameters, journalPart, runFinishing, serializedOk, unlessGuardMissed } from './guarded.js';
 import { namedStatement } from '../../storage/named-statements.js';
 import { newId, uuidv7 } from '../../storage/ids.js';
 import { KeelError } from '../../errors.js';
@@ -188,15 +188,15 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
   if (key === null || payment.status !== 'requires_confirmation') return undefined;
   const now = new Date();
   const common = { merchant_id: payment.merchantId, attempt_id: attempt.id, payment_id: payment.id, from_status: payment.status, gateway: attempt.gateway, now };
-  try {
-    if (outcome.kind === 'approved' && outcome.value.captured) {
-      const { partnerPaymentId, token } = outcome.value;
-      assertTransition(payment.status, 'succeeded');
-      const updated: Payment = { ...payment, status: 'succeeded', amountReceived: payment.amount, amountCapturable: 0n, partnerPaymentId, gateway: attempt.gateway, failureCode: null, failureMessage: null, updatedAt: now };
-      const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
-      const result = serializedOk(paymentToApi(updated));
-      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: result.body }, result.json);
-      return await runFinishing(
+  if (outcome.kind === 'approved' && outcome.value.captured) {
+    const { partnerPaymentId, token } = outcome.value;
+    assertTransition(payment.status, 'succeeded');
+    const updated: Payment = { ...payment, status: 'succeeded', amountReceived: payment.amount, amountCapturable: 0n, partnerPaymentId, gateway: attempt.gateway, failureCode: null, failureMessage: null, updatedAt: now };
+    const journal = journalValues({ kind: 'capture', postings: capturePostings(attempt.gateway, updated.amountReceived) });
+    const result = serializedOk(paymentToApi(updated));
+    const event = eventRow({ merchantId: payment.merchantId, type: 'payment.succeeded', aggregateId: payment.id, object: result.body }, result.json);
+    return unlessGuardMissed(
+      runFinishing(
         deps.statements,
         captured,
         key,
@@ -210,17 +210,14 @@ export async function settleFirstSend(context: OperationContext, attempt: Attemp
           ...eventParameters(event),
         },
         result,
-      );
-    }
-    if (outcome.kind === 'declined') {
-      assertTransition(payment.status, 'failed');
-      const updated: Payment = { ...payment, status: 'failed', gateway: attempt.gateway, failureCode: outcome.code, failureMessage: outcome.message, updatedAt: now };
-      const event = eventRow({ merchantId: payment.merchantId, type: 'payment.failed', aggregateId: payment.id, object: paymentToApi(updated) });
-      return await runFinishing(deps.statements, declined, key, { ...common, failure_code: outcome.code, failure_message: outcome.message, ...eventParameters(event) }, resultForPayment(updated));
-    }
-  } catch (error) {
-    if (isGuardMiss(error)) return undefined;
-    throw error;
+      ),
+    );
+  }
+  if (outcome.kind === 'declined') {
+    assertTransition(payment.status, 'failed');
+    const updated: Payment = { ...payment, status: 'failed', gateway: attempt.gateway, failureCode: outcome.code, failureMessage: outcome.message, updatedAt: now };
+    const event = eventRow({ merchantId: payment.merchantId, type: 'payment.failed', aggregateId: payment.id, object: paymentToApi(updated) });
+    return unlessGuardMissed(runFinishing(deps.statements, declined, key, { ...common, failure_code: outcome.code, failure_message: outcome.message, ...eventParameters(event) }, resultForPayment(updated)));
   }
   return undefined;
 }

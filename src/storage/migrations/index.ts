@@ -684,6 +684,15 @@ const migrations: Record<string, Migration> = {
           SELECT to_jsonb(p) || jsonb_build_object('amount', p.amount::text, 'amount_capturable', p.amount_capturable::text,
             'amount_received', p.amount_received::text, 'amount_refunded', p.amount_refunded::text)
         $$;
+        -- The key inserted already at attempt_created, locked by its request; NULL when the key exists.
+        CREATE FUNCTION keel_claim_key(p_merchant uuid, p_key text, p_method text, p_path text, p_hash text, p_lock_token uuid,
+          p_correlation_id text, p_payment uuid, p_refund uuid, p_attempt uuid)
+        RETURNS bigint LANGUAGE sql AS $$
+          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, refund_id, attempt_id, correlation_id)
+          VALUES (p_merchant, p_key, p_method, p_path, p_hash, 'attempt_created', now(), p_lock_token, p_payment, p_refund, p_attempt, p_correlation_id)
+          ON CONFLICT (merchant_id, key) DO NOTHING
+          RETURNING id
+        $$;
         CREATE FUNCTION keel_capture_start(p_merchant uuid, p_key text, p_method text, p_path text, p_hash text, p_lock_token uuid,
           p_correlation_id text, p_payment uuid, p_attempt uuid, p_partner_key text, p_amount bigint, p_now timestamptz)
         RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -693,10 +702,7 @@ const migrations: Record<string, Migration> = {
           token text;
           key_id bigint;
         BEGIN
-          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, attempt_id, correlation_id)
-          VALUES (p_merchant, p_key, p_method, p_path, p_hash, 'attempt_created', now(), p_lock_token, p_payment, p_attempt, p_correlation_id)
-          ON CONFLICT (merchant_id, key) DO NOTHING
-          RETURNING id INTO key_id;
+          key_id := keel_claim_key(p_merchant, p_key, p_method, p_path, p_hash, p_lock_token, p_correlation_id, p_payment, NULL, p_attempt);
           IF key_id IS NULL THEN
             RETURN NULL;
           END IF;
@@ -724,10 +730,7 @@ const migrations: Record<string, Migration> = {
           refund_amount bigint;
           key_id bigint;
         BEGIN
-          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, request_hash, recovery_point, locked_at, lock_token, payment_id, refund_id, attempt_id, correlation_id)
-          VALUES (p_merchant, p_key, p_method, p_path, p_hash, 'attempt_created', now(), p_lock_token, p_payment, p_refund, p_attempt, p_correlation_id)
-          ON CONFLICT (merchant_id, key) DO NOTHING
-          RETURNING id INTO key_id;
+          key_id := keel_claim_key(p_merchant, p_key, p_method, p_path, p_hash, p_lock_token, p_correlation_id, p_payment, p_refund, p_attempt);
           IF key_id IS NULL THEN
             RETURN NULL;
           END IF;
